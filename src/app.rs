@@ -1,0 +1,137 @@
+//! The application: builds the state from a validated config, binds the port, runs the
+//! background tasks, and shuts down in order (WebSockets closed with 1001, server stopped,
+//! sessions ended and recorded).
+//!
+//! [`Server`] is what `main` runs and what the integration tests start on port 0.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use tokio::sync::watch;
+
+use crate::config::{BackendKind, Config};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::sandbox::local::LocalBackend;
+use crate::sandbox::SandboxBackend;
+use crate::session::SessionRegistry;
+use crate::store::Store;
+
+/// Everything a request handler may use.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub registry: Arc<SessionRegistry>,
+    pub metrics: Arc<Metrics>,
+    /// Becomes `true` when shutdown begins.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A running kterm.
+pub struct Server {
+    addr: SocketAddr,
+    state: web::Data<AppState>,
+    handle: actix_web::dev::ServerHandle,
+    shutdown_tx: watch::Sender<bool>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the store (migrating it), chooses the backend, binds the listen address and starts
+    /// serving. Must be called inside a multi-threaded tokio runtime.
+    pub async fn start(config: Config) -> Result<Server> {
+        let config = Arc::new(config);
+        let path = config.state.path.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&path))
+            .await
+            .map_err(|e| Error::Internal(format!("opening the store: {e}")))??;
+        let backend = choose_backend(&config).await?;
+        let metrics = Arc::new(Metrics::new());
+        let registry = SessionRegistry::new(
+            config.sessions.clone(),
+            backend.clone(),
+            store.clone(),
+            metrics.clone(),
+        );
+        registry.recover().await?;
+
+        let addr = config.listen_addr().map_err(|e| Error::BadRequest(e.to_string()))?;
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| Error::io(format!("binding {addr} (server.listen)"), e))?;
+        let addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
+
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let state = web::Data::new(AppState {
+            config: config.clone(),
+            store: store.clone(),
+            registry: registry.clone(),
+            metrics,
+            shutdown,
+        });
+        let server = crate::http::server(state.clone(), listener)
+            .map_err(|e| Error::io("starting the HTTP server", e))?;
+        let handle = server.handle();
+        let served = tokio::spawn(server);
+        let background = tokio::spawn(background_tasks(registry));
+        tracing::info!(
+            %addr,
+            backend = backend.kind(),
+            instance = store.instance_id(),
+            state = %config.state.path.display(),
+            "kterm is serving on http://{addr}"
+        );
+        Ok(Server { addr, state, handle, shutdown_tx, served, background })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Graceful stop: WebSockets get 1001, no new connections, in-flight requests finish,
+    /// sessions are ended or recorded, and the store is left consistent.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.shutdown_tx.send_replace(true);
+        // Let the bridges send their close frames before the server drops connections.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.handle.stop(true).await;
+        let _ = self.served.await;
+        self.background.abort();
+        self.state.registry.shutdown().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// `auto`: Docker when its daemon answers, else local. Only `local` exists in this version.
+async fn choose_backend(config: &Config) -> Result<Arc<dyn SandboxBackend>> {
+    match config.backend.kind {
+        BackendKind::Auto | BackendKind::Local => {
+            let root = config.local_root();
+            let backend = tokio::task::spawn_blocking(move || LocalBackend::new(&root))
+                .await
+                .map_err(|e| Error::Internal(format!("starting the local backend: {e}")))??;
+            Ok(Arc::new(backend))
+        }
+        other => Err(Error::BadRequest(format!("backend.kind {other:?} is not available"))),
+    }
+}
+
+/// Batches `last_active` writes and ends idle or expired sessions.
+async fn background_tasks(registry: Arc<SessionRegistry>) {
+    let idle = registry.config().idle_timeout.0;
+    let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        registry.flush_activity().await;
+        registry.reap().await;
+    }
+}

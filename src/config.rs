@@ -1,0 +1,661 @@
+//! Configuration: built-in defaults, then the TOML file, then `KTERM_` environment variables
+//! (nested keys joined with `__`), then command-line flags, layered with figment.
+//!
+//! Unknown keys are an error everywhere (`deny_unknown_fields`), and [`Config::validate`] checks
+//! what serde cannot, with messages that name the key. Nothing here touches the network or disk
+//! beyond reading the config file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A configuration problem; `main` exits with code 2 on it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    fn key(key: &str, message: impl fmt::Display) -> Self {
+        ConfigError(format!("config key `{key}`: {message}"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub state: StateConfig,
+    pub backend: BackendConfig,
+    pub auth: AuthConfig,
+    pub sessions: SessionsConfig,
+    pub local: LocalConfig,
+    pub docker: DockerConfig,
+    pub pool: PoolConfig,
+    pub kubernetes: KubernetesConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub public_url: String,
+    pub allowed_origins: Vec<String>,
+    pub shutdown_timeout: HumanDuration,
+    pub ping_interval: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            public_url: String::new(),
+            allowed_origins: Vec::new(),
+            shutdown_timeout: HumanDuration::secs(10),
+            ping_interval: HumanDuration::secs(20),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `kterm=debug,actix_web=info`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Human, level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    pub path: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        // Under systemd, StateDirectory= sets STATE_DIRECTORY (possibly a colon-separated list).
+        let path = match std::env::var("STATE_DIRECTORY") {
+            Ok(dirs) if !dirs.is_empty() => {
+                let first = dirs.split(':').next().unwrap_or_default();
+                Path::new(first).join("kterm.db")
+            }
+            _ => PathBuf::from("kterm.db"),
+        };
+        StateConfig { path }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Auto,
+    Local,
+    Docker,
+    Kubernetes,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    pub kind: BackendKind,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig { kind: BackendKind::Auto }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    None,
+    Token,
+    Local,
+    Proxy,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub allow_none_remote: bool,
+    pub tokens: Vec<TokenEntry>,
+    pub admins: Vec<String>,
+    /// In mode `none`, the name every request acts as.
+    pub none_user: String,
+    /// Lifetime of the `kterm_session` cookie.
+    pub cookie_ttl: HumanDuration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::None,
+            allow_none_remote: false,
+            tokens: Vec::new(),
+            admins: Vec::new(),
+            none_user: "anonymous".into(),
+            cookie_ttl: HumanDuration::secs(12 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachPolicy {
+    /// The newest attach wins; the older client gets `detached` and close 4000.
+    Takeover,
+    /// A second attach while one is attached is refused with 409.
+    Reject,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    pub max_per_user: u32,
+    pub idle_timeout: HumanDuration,
+    pub max_lifetime: HumanDuration,
+    pub scrollback: ByteSize,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub init: String,
+    pub attach: AttachPolicy,
+    /// How long an ended session's scrollback stays attachable before it is dropped from memory.
+    pub retain_ended: HumanDuration,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            max_per_user: 3,
+            idle_timeout: HumanDuration::secs(30 * 60),
+            max_lifetime: HumanDuration::secs(8 * 3600),
+            scrollback: ByteSize(256 * 1024),
+            command: Vec::new(),
+            env: BTreeMap::new(),
+            init: String::new(),
+            attach: AttachPolicy::Takeover,
+            retain_ended: HumanDuration::secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalConfig {
+    /// Directory holding one working directory per user; empty: `workspaces/` beside the state file.
+    pub root: PathBuf,
+    /// The local backend isolates nothing: serve it on a non-loopback address only when true.
+    pub allow_remote: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerConfig {
+    pub image: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    pub min: u32,
+    pub max: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig { min: 2, max: 10 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    pub kubeconfig: String,
+    pub context: String,
+    pub namespace: String,
+    pub namespaces: Vec<String>,
+    pub image: String,
+    pub image_pull_policy: String,
+    pub authorize_with_sar: bool,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            kubeconfig: String::new(),
+            context: String::new(),
+            namespace: "kterm".into(),
+            namespaces: Vec::new(),
+            image: String::new(),
+            image_pull_policy: "IfNotPresent".into(),
+            authorize_with_sar: false,
+        }
+    }
+}
+
+/// Values from command-line flags: the last layer.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub state: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Loads defaults -> `file` -> `KTERM_*` env -> `overrides`, then validates.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist or is not a file",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // Only nested keys (`KTERM_SECTION__KEY`) are configuration; variables such as
+        // KTERM_SESSION_ID or KTERM_CTX_* (set inside sessions) are not and are left alone.
+        let env = Env::prefixed("KTERM_")
+            .filter(|key| key.as_str().contains("__"))
+            .split("__");
+        figment = figment.merge(env);
+        if let Some(listen) = &overrides.listen {
+            figment = figment.merge(Serialized::default("server.listen", listen));
+        }
+        if let Some(state) = &overrides.state {
+            figment = figment.merge(Serialized::default("state.path", state));
+        }
+        if let Some(format) = overrides.log_format {
+            figment = figment.merge(Serialized::default("log.format", format));
+        }
+        let config: Config = figment.extract().map_err(|e| ConfigError(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot; each message names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let listen = self.listen_addr()?;
+        if !self.server.public_url.is_empty() {
+            let url = &self.server.public_url;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::key(
+                    "server.public_url",
+                    format!("{url:?} must start with http:// or https://"),
+                ));
+            }
+        }
+        for origin in &self.server.allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(ConfigError::key(
+                    "server.allowed_origins",
+                    format!("{origin:?} is not an origin such as https://dash.example.com"),
+                ));
+            }
+        }
+        if self.server.ping_interval.0 < Duration::from_secs(1) {
+            return Err(ConfigError::key("server.ping_interval", "must be at least 1s"));
+        }
+        if self.state.path.as_os_str().is_empty() {
+            return Err(ConfigError::key("state.path", "must not be empty"));
+        }
+        match self.auth.mode {
+            AuthMode::None if !listen.ip().is_loopback() && !self.auth.allow_none_remote => {
+                return Err(ConfigError::key(
+                    "auth.mode",
+                    format!(
+                        "\"none\" lets anyone who reaches {listen} run a shell; listen on loopback, \
+                         choose another auth mode, or set auth.allow_none_remote = true"
+                    ),
+                ));
+            }
+            AuthMode::Token if self.auth.tokens.is_empty() => {
+                return Err(ConfigError::key("auth.tokens", "mode \"token\" needs at least one token"));
+            }
+            AuthMode::Local | AuthMode::Proxy => {
+                return Err(ConfigError::key(
+                    "auth.mode",
+                    format!("{:?} is not available in this version yet", self.auth.mode),
+                ));
+            }
+            _ => {}
+        }
+        for (i, entry) in self.auth.tokens.iter().enumerate() {
+            let key = format!("auth.tokens[{i}]");
+            if entry.user.is_empty() {
+                return Err(ConfigError::key(&key, "`user` must not be empty"));
+            }
+            match (&entry.token, &entry.token_sha256) {
+                (Some(t), None) if t.len() >= 16 => {}
+                (Some(_), None) => {
+                    return Err(ConfigError::key(&key, "`token` must be at least 16 characters"))
+                }
+                (None, Some(h)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {}
+                (None, Some(_)) => {
+                    return Err(ConfigError::key(&key, "`token_sha256` must be 64 hex digits"))
+                }
+                _ => {
+                    return Err(ConfigError::key(&key, "set exactly one of `token` or `token_sha256`"))
+                }
+            }
+        }
+        if self.auth.none_user.is_empty() {
+            return Err(ConfigError::key("auth.none_user", "must not be empty"));
+        }
+        if self.sessions.max_per_user == 0 {
+            return Err(ConfigError::key("sessions.max_per_user", "must be at least 1"));
+        }
+        if self.sessions.scrollback.0 < 1024 || self.sessions.scrollback.0 > 64 << 20 {
+            return Err(ConfigError::key("sessions.scrollback", "must be between 1k and 64m"));
+        }
+        if self.sessions.idle_timeout.0.is_zero() || self.sessions.max_lifetime.0.is_zero() {
+            return Err(ConfigError::key(
+                "sessions.idle_timeout",
+                "idle_timeout and max_lifetime must be longer than 0s",
+            ));
+        }
+        if self.sessions.command.first().is_some_and(|c| c.is_empty()) {
+            return Err(ConfigError::key("sessions.command", "the program name must not be empty"));
+        }
+        for key in self.sessions.env.keys() {
+            let valid = !key.is_empty()
+                && !key.starts_with(|c: char| c.is_ascii_digit())
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(ConfigError::key(
+                    "sessions.env",
+                    format!("{key:?} is not a valid environment variable name"),
+                ));
+            }
+        }
+        if self.pool.min > self.pool.max {
+            return Err(ConfigError::key("pool.min", "must not be larger than pool.max"));
+        }
+        match self.backend.kind {
+            BackendKind::Local | BackendKind::Auto
+                if !listen.ip().is_loopback() && !self.local.allow_remote =>
+            {
+                // `auto` falls back to local when no Docker daemon answers; refuse up front
+                // rather than start a remote shell server that isolates nothing.
+                if self.backend.kind == BackendKind::Local {
+                    return Err(ConfigError::key(
+                        "backend.kind",
+                        format!(
+                            "the local backend isolates nothing; it serves only loopback \
+                             addresses, not {listen}, unless local.allow_remote = true"
+                        ),
+                    ));
+                }
+            }
+            BackendKind::Docker | BackendKind::Kubernetes => {
+                return Err(ConfigError::key(
+                    "backend.kind",
+                    format!("{:?} is not available in this version yet", self.backend.kind),
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| {
+            ConfigError::key(
+                "server.listen",
+                format!("{:?} is not an address such as 127.0.0.1:8080", self.server.listen),
+            )
+        })
+    }
+
+    /// The directory that holds per-user working directories of the local backend.
+    pub fn local_root(&self) -> PathBuf {
+        if !self.local.root.as_os_str().is_empty() {
+            return self.local.root.clone();
+        }
+        let parent = self.state.path.parent().unwrap_or(Path::new(""));
+        parent.join("workspaces")
+    }
+
+    /// The effective configuration as TOML, for `kterm check-config`; secrets are masked.
+    pub fn to_toml_masked(&self) -> String {
+        let mut shown = self.clone();
+        for entry in &mut shown.auth.tokens {
+            if entry.token.is_some() {
+                entry.token = Some("********".into());
+            }
+        }
+        toml_string(&shown)
+    }
+}
+
+fn toml_string(config: &Config) -> String {
+    // figment's toml dependency is not re-exported; serialize through its Value type instead.
+    let value = figment::value::Value::serialize(config).unwrap_or_else(|_| figment::value::Value::from(""));
+    let mut out = String::new();
+    if let Some(dict) = value.into_dict() {
+        for (section, body) in dict {
+            out.push_str(&format!("[{section}]\n"));
+            if let Some(fields) = body.into_dict() {
+                for (key, v) in fields {
+                    out.push_str(&format!("{key} = {}\n", json_like(&v)));
+                }
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Renders a figment value in TOML's inline syntax (strings quoted, arrays and tables inline).
+fn json_like(value: &figment::value::Value) -> String {
+    use figment::value::Value;
+    match value {
+        Value::String(_, s) => serde_json::to_string(s).unwrap_or_default(),
+        Value::Char(_, c) => serde_json::to_string(&c.to_string()).unwrap_or_default(),
+        Value::Bool(_, b) => b.to_string(),
+        Value::Num(_, n) => n
+            .to_u128()
+            .map(|n| n.to_string())
+            .or_else(|| n.to_i128().map(|n| n.to_string()))
+            .or_else(|| n.to_f64().map(|n| n.to_string()))
+            .unwrap_or_default(),
+        Value::Empty(..) => "\"\"".into(),
+        Value::Dict(_, d) => {
+            let items: Vec<String> =
+                d.iter().map(|(k, v)| format!("{k} = {}", json_like(v))).collect();
+            format!("{{ {} }}", items.join(", "))
+        }
+        Value::Array(_, a) => {
+            let items: Vec<String> = a.iter().map(json_like).collect();
+            format!("[{}]", items.join(", "))
+        }
+    }
+}
+
+/// figment's messages name the key and the source; keep them, on one line.
+fn describe(error: figment::Error) -> String {
+    let mut lines = Vec::new();
+    for e in error {
+        let key = e.path.join(".");
+        let mut line = if key.is_empty() {
+            format!("config: {}", e.kind)
+        } else {
+            format!("config key `{key}`: {}", e.kind)
+        };
+        if let Some(source) = &e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+            line.push_str(&format!(" (from {source})"));
+        }
+        lines.push(line);
+    }
+    lines.join("\n")
+}
+
+/// A duration written as a string such as `"30m"`, `"8h"` or `"1h 30m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub const fn secs(s: u64) -> Self {
+        HumanDuration(Duration::from_secs(s))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim()).map(HumanDuration).map_err(|e| {
+            serde::de::Error::custom(format!("{text:?} is not a duration such as \"30m\" ({e})"))
+        })
+    }
+}
+
+/// A size written as `"256k"`, `"512m"`, `"1g"` (binary units) or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Option<ByteSize> {
+        let text = text.trim().to_ascii_lowercase();
+        let text = text.strip_suffix("ib").or_else(|| text.strip_suffix('b')).unwrap_or(&text);
+        let (digits, shift) = match text.chars().last()? {
+            'k' => (&text[..text.len() - 1], 10),
+            'm' => (&text[..text.len() - 1], 20),
+            'g' => (&text[..text.len() - 1], 30),
+            _ => (text, 0),
+        };
+        let n: u64 = digits.trim().parse().ok()?;
+        n.checked_mul(1 << shift).map(ByteSize)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = self.0;
+        let text = match n {
+            0 => "0".to_string(),
+            n if n % (1 << 30) == 0 => format!("{}g", n >> 30),
+            n if n % (1 << 20) == 0 => format!("{}m", n >> 20),
+            n if n % (1 << 10) == 0 => format!("{}k", n >> 10),
+            n => n.to_string(),
+        };
+        s.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => ByteSize::parse(&t).ok_or_else(|| {
+                serde::de::Error::custom(format!("{t:?} is not a size such as \"256k\" or \"512m\""))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_are_valid() {
+        Jail::expect_with(|_| {
+            let config = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.server.listen, "127.0.0.1:8080");
+            assert_eq!(config.sessions.scrollback, ByteSize(256 * 1024));
+            assert_eq!(config.sessions.idle_timeout.0, Duration::from_secs(1800));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_file_then_env_then_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "k.toml",
+                "[server]\nlisten = \"127.0.0.1:1111\"\n[sessions]\nmax_per_user = 7\nscrollback = \"1m\"\n",
+            )?;
+            jail.set_env("KTERM_SESSIONS__MAX_PER_USER", "9");
+            jail.set_env("KTERM_SESSION_ID", "not-config");
+            let flags = Overrides { listen: Some("127.0.0.1:2222".into()), ..Default::default() };
+            let config =
+                Config::load(Some(Path::new("k.toml")), &flags).map_err(|e| e.to_string())?;
+            assert_eq!(config.server.listen, "127.0.0.1:2222");
+            assert_eq!(config.sessions.max_per_user, 9);
+            assert_eq!(config.sessions.scrollback, ByteSize(1 << 20));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_and_bad_keys_are_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file("k.toml", "[server]\nlisen = \"x\"\n")?;
+            let err = Config::load(Some(Path::new("k.toml")), &Overrides::default()).unwrap_err();
+            assert!(err.0.contains("lisen"), "{err}");
+
+            jail.create_file("k.toml", "[sessions]\nidle_timeout = \"soon\"\n")?;
+            let err = Config::load(Some(Path::new("k.toml")), &Overrides::default()).unwrap_err();
+            assert!(err.0.contains("sessions.idle_timeout"), "{err}");
+
+            jail.create_file("k.toml", "[server]\nlisten = \"0.0.0.0:80\"\n")?;
+            let err = Config::load(Some(Path::new("k.toml")), &Overrides::default()).unwrap_err();
+            assert!(err.0.contains("auth.mode"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(ByteSize::parse("256k"), Some(ByteSize(262_144)));
+        assert_eq!(ByteSize::parse("512MiB"), Some(ByteSize(512 << 20)));
+        assert_eq!(ByteSize::parse("100"), Some(ByteSize(100)));
+        assert_eq!(ByteSize::parse("lots"), None);
+    }
+}

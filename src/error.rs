@@ -1,0 +1,111 @@
+//! The one error type of kterm and its single mapping to HTTP.
+//!
+//! Every fallible path below `main.rs` returns [`Error`]. The HTTP layer turns it into a status and
+//! the SPEC's body `{"error": {"code", "message"}}` in exactly one place, [`ResponseError`] below,
+//! so a handler never builds an error response by hand.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or names something that cannot be done (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No or bad credentials (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated, but not allowed (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Unknown, or not the caller's (404). Another user's session is always this, never 403.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A body or frame over its limit (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// A per-user or global limit was reached (429).
+    #[error("{0}")]
+    LimitReached(String),
+    /// The sandbox backend cannot serve now (503).
+    #[error("backend unavailable: {0}")]
+    BackendUnavailable(String),
+    /// The state store failed.
+    #[error("state store: {0}")]
+    Store(#[from] rusqlite::Error),
+    /// A system call or I/O failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Anything else that is our fault (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+
+    pub fn session_not_found(id: &str) -> Self {
+        Error::NotFound(format!("session {id} not found"))
+    }
+
+    /// The stable machine-readable code of the SPEC's error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) => "bad_request",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::TooLarge(_) => "too_large",
+            Error::LimitReached(_) => "limit_reached",
+            Error::BackendUnavailable(_) => "backend_unavailable",
+            Error::Store(_) | Error::Io { .. } | Error::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::LimitReached(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::BackendUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store(_) | Error::Io { .. } | Error::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        // Internal details stay in the log; the client gets a sentence it can act on.
+        let message = match self {
+            Error::Store(_) | Error::Io { .. } | Error::Internal(_) => {
+                "internal error; see the server log".to_string()
+            }
+            other => other.to_string(),
+        };
+        HttpResponse::build(status)
+            .json(json!({"error": {"code": self.code(), "message": message}}))
+    }
+}

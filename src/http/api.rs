@@ -1,0 +1,169 @@
+//! The REST API under `/api/v1` and the health endpoints. Handlers are thin: they
+//! authenticate (the [`Caller`] extractor), call the registry, and shape JSON.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::error::{Error, Result};
+use crate::session::{Caller, CreateSession, DEFAULT_NAMESPACE};
+use crate::store::SessionRecord;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/sessions", web::post().to(create_session))
+        .route("/sessions", web::get().to(list_sessions))
+        .route("/sessions/{id}", web::get().to(get_session))
+        .route("/sessions/{id}", web::delete().to(delete_session))
+        .route("/sessions/{id}/resize", web::post().to(resize_session))
+        .route("/sessions/{id}/ws", web::get().to(super::ws::attach))
+        .route("/me", web::get().to(me));
+}
+
+/// The SPEC's session object.
+pub fn session_json(req: &HttpRequest, state: &AppState, record: &SessionRecord) -> serde_json::Value {
+    json!({
+        "id": record.id,
+        "user": record.user,
+        "namespace": record.namespace,
+        "sandbox_id": record.sandbox_id,
+        "status": record.status,
+        "created_at": record.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "last_active": record.last_active.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "expires_at": record.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "websocket_url": format!("{}/api/v1/sessions/{}/ws", websocket_base(req, state), record.id),
+        "context": record.context,
+        "exit_code": record.exit_code,
+        "end_reason": record.end_reason,
+    })
+}
+
+/// `ws://host[/base]` as the client reached us, or as `server.public_url` says.
+fn websocket_base(req: &HttpRequest, state: &AppState) -> String {
+    let public = state.config.server.public_url.trim_end_matches('/');
+    if let Some(rest) = public.strip_prefix("https://") {
+        return format!("wss://{rest}");
+    }
+    if let Some(rest) = public.strip_prefix("http://") {
+        return format!("ws://{rest}");
+    }
+    let info = req.connection_info();
+    let scheme = if info.scheme() == "https" { "wss" } else { "ws" };
+    format!("{scheme}://{}", info.host())
+}
+
+async fn create_session(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Bytes,
+) -> Result<HttpResponse> {
+    // An empty body means all defaults; anything else must be the SPEC's object.
+    let request: CreateSession = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateSession::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::BadRequest(format!("invalid session request: {e}")))?
+    };
+    let record = state.registry.create(&caller.user, request).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/sessions/{}", record.id)))
+        .json(session_json(&req, &state, &record)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+async fn list_sessions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse> {
+    let records = state.registry.list(&caller, query.all).await?;
+    let sessions: Vec<_> = records.iter().map(|r| session_json(&req, &state, r)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "sessions": sessions })))
+}
+
+async fn get_session(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    let record = state.registry.get(&caller, &id).await?;
+    Ok(HttpResponse::Ok().json(session_json(&req, &state, &record)))
+}
+
+async fn delete_session(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    state.registry.delete(&caller, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resize {
+    cols: u16,
+    rows: u16,
+}
+
+async fn resize_session(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: web::Json<Resize>,
+) -> Result<HttpResponse> {
+    let session = state.registry.live(&caller, &id)?;
+    if session.has_exited() {
+        return Err(Error::Conflict(format!("session {} has ended", session.info.id)));
+    }
+    session.resize(body.cols, body.rows).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn me(caller: Caller) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "user": caller.user,
+        "admin": caller.admin,
+        "namespaces": [DEFAULT_NAMESPACE],
+    }))
+}
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let problem = match state.store.ping().await {
+        Err(e) => Some(format!("state store: {e}")),
+        Ok(()) => state.registry.backend().health().await.err().map(|e| e.to_string()),
+    };
+    match problem {
+        None => HttpResponse::Ok().content_type("text/plain").body("ready\n"),
+        Some(reason) => HttpResponse::ServiceUnavailable()
+            .json(json!({"error": {"code": "not_ready", "message": reason}})),
+    }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.encode())
+}
+
+/// Unknown routes: JSON under `/api`, plain text elsewhere.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse> {
+    if req.path().starts_with("/api/") {
+        return Err(Error::NotFound(format!("no such endpoint: {} {}", req.method(), req.path())));
+    }
+    Ok(HttpResponse::NotFound().content_type("text/plain").body("not found\n"))
+}

@@ -1,0 +1,41 @@
+//! The terminal WebSocket protocol as types (SPEC.md, "The terminal WebSocket"): binary frames
+//! carry bytes, text frames carry these JSON control messages.
+
+use actix_ws::CloseCode;
+use serde::{Deserialize, Serialize};
+
+/// Input frames larger than this close the connection with 1009.
+pub const MAX_INPUT_FRAME: usize = 1 << 20;
+
+/// Close code sent to a client whose session was attached by a newer connection.
+pub const CLOSE_TAKEN_OVER: u16 = 4000;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Resize { cols: u16, rows: u16 },
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage<'a> {
+    /// First message of every attach; `replay_bytes` of scrollback follow before live output.
+    Attached { session: &'a str, replay_bytes: u64 },
+    /// The shell ended; the connection closes with 1000.
+    Exit { code: Option<i32> },
+    /// A newer connection attached; this one closes with 4000.
+    Detached { reason: &'a str },
+    /// A message the server could not act on; the connection stays open.
+    Error { code: &'a str, message: String },
+}
+
+impl ServerMessage<'_> {
+    pub fn to_text(&self) -> String {
+        // Serializing these plain enums cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+pub fn close(code: CloseCode, description: &str) -> actix_ws::CloseReason {
+    actix_ws::CloseReason { code, description: Some(description.to_string()) }
+}

@@ -1,0 +1,232 @@
+//! The terminal WebSocket: the bridge between one client connection and a session's
+//! [`Attachment`]. It checks the Origin before upgrading, sends the replay and live output,
+//! writes input, keeps the connection alive with pings, and closes with the SPEC's codes.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{AggregatedMessage, CloseCode, ProtocolError};
+use bytes::Bytes;
+
+use super::protocol::{self, ClientMessage, ServerMessage, CLOSE_TAKEN_OVER, MAX_INPUT_FRAME};
+use crate::app::AppState;
+use crate::error::{Error, Result};
+use crate::session::{AttachEvent, Attachment, Caller};
+
+pub async fn attach(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    check_origin(&req, &state)?;
+    let session = state.registry.live(&caller, &id)?;
+    let attachment = session.attach(state.registry.config().attach)?;
+    let (response, ws, messages) = actix_ws::handle(&req, body)
+        .map_err(|e| Error::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
+    let messages = messages
+        .max_frame_size(MAX_INPUT_FRAME)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_INPUT_FRAME);
+    let bridge = Bridge {
+        ws,
+        attachment,
+        ping_interval: state.config.server.ping_interval.0,
+        shutdown: state.shutdown.clone(),
+        metrics: state.metrics.clone(),
+    };
+    actix_web::rt::spawn(bridge.run(messages));
+    Ok(response)
+}
+
+/// SPEC: a present Origin must be the server's own, `public_url`'s, or an allowed one.
+fn check_origin(req: &HttpRequest, state: &AppState) -> Result<()> {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
+    let info = req.connection_info();
+    let own = format!("{}://{}", info.scheme(), info.host()).to_ascii_lowercase();
+    let server = &state.config.server;
+    let allowed = origin == own
+        || (!server.public_url.is_empty() && origin == origin_of(&server.public_url))
+        || server.allowed_origins.iter().any(|o| origin == origin_of(o));
+    if allowed {
+        Ok(())
+    } else {
+        tracing::warn!(origin, "refused a WebSocket from a foreign Origin");
+        Err(Error::Forbidden(format!(
+            "Origin {origin} is not allowed to open terminals (server.allowed_origins)"
+        )))
+    }
+}
+
+/// `scheme://host[:port]` of a URL, lower-cased.
+fn origin_of(url: &str) -> String {
+    let url = url.to_ascii_lowercase();
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split('/').next().unwrap_or("");
+            format!("{scheme}://{host}")
+        }
+        None => url,
+    }
+}
+
+struct Bridge {
+    ws: actix_ws::Session,
+    attachment: Attachment,
+    ping_interval: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+/// How a connection ends.
+enum Ending {
+    Close(CloseCode, &'static str),
+    Custom(u16, &'static str),
+    /// The client is gone or closed first; nothing more to send.
+    Gone,
+}
+
+impl Bridge {
+    async fn run(mut self, mut messages: actix_ws::AggregatedMessageStream) {
+        let ending = self.serve(&mut messages).await;
+        let reason = match ending {
+            Ending::Close(code, text) => Some(protocol::close(code, text)),
+            Ending::Custom(code, text) => Some(protocol::close(CloseCode::Other(code), text)),
+            Ending::Gone => None,
+        };
+        if let Some(reason) = reason {
+            let _ = self.ws.close(Some(reason)).await;
+        }
+    }
+
+    async fn send(&mut self, message: ServerMessage<'_>) -> bool {
+        self.ws.text(message.to_text()).await.is_ok()
+    }
+
+    async fn serve(&mut self, messages: &mut actix_ws::AggregatedMessageStream) -> Ending {
+        let session = self.attachment.session().clone();
+        let id = session.info.id.clone();
+        let attached =
+            ServerMessage::Attached { session: &id, replay_bytes: self.attachment.replay_bytes() };
+        if !self.send(attached).await {
+            return Ending::Gone;
+        }
+        let input = session.input().clone();
+        let mut pending_input: Option<Bytes> = None;
+        let mut ping = tokio::time::interval(self.ping_interval);
+        ping.tick().await;
+        let mut last_heard = Instant::now();
+        if *self.shutdown.borrow() {
+            return Ending::Close(CloseCode::Away, "server shutting down");
+        }
+        loop {
+            tokio::select! {
+                event = self.attachment.next() => match event {
+                    AttachEvent::Output(data) => {
+                        if self.ws.binary(data).await.is_err() {
+                            return Ending::Gone;
+                        }
+                    }
+                    AttachEvent::Exit(code) => {
+                        self.send(ServerMessage::Exit { code }).await;
+                        return Ending::Close(CloseCode::Normal, "session ended");
+                    }
+                    AttachEvent::TakenOver => {
+                        self.send(ServerMessage::Detached { reason: "taken_over" }).await;
+                        return Ending::Custom(CLOSE_TAKEN_OVER, "taken over");
+                    }
+                },
+                // Input waits for room in the queue; meanwhile we read no more from the client
+                // (backpressure) but keep sending output.
+                permit = input.reserve(), if pending_input.is_some() => match permit {
+                    Ok(permit) => {
+                        if let Some(data) = pending_input.take() {
+                            self.metrics.input_bytes.inc_by(data.len() as u64);
+                            permit.send(data);
+                        }
+                    }
+                    Err(_) => pending_input = None,
+                },
+                message = messages.recv(), if pending_input.is_none() => {
+                    last_heard = Instant::now();
+                    match message {
+                        None => return Ending::Gone,
+                        Some(Err(e)) => return protocol_error(e),
+                        Some(Ok(message)) => {
+                            if let Some(ending) = self.handle(message, &mut pending_input).await {
+                                return ending;
+                            }
+                        }
+                    }
+                },
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > self.ping_interval * 3 {
+                        tracing::info!(session = %id, "client stopped answering pings");
+                        return Ending::Close(CloseCode::Policy, "ping timeout");
+                    }
+                    if self.ws.ping(b"kterm").await.is_err() {
+                        return Ending::Gone;
+                    }
+                },
+                _ = self.shutdown.changed() => {
+                    return Ending::Close(CloseCode::Away, "server shutting down");
+                }
+            }
+        }
+    }
+
+    /// Handles one client message; `Some` ends the connection.
+    async fn handle(&mut self, message: AggregatedMessage, pending: &mut Option<Bytes>) -> Option<Ending> {
+        let session = self.attachment.session().clone();
+        match message {
+            AggregatedMessage::Binary(data) => {
+                if !data.is_empty() {
+                    session.touch();
+                    *pending = Some(data);
+                }
+            }
+            AggregatedMessage::Text(text) => {
+                let reply = match serde_json::from_str::<ClientMessage>(&text) {
+                    Ok(ClientMessage::Resize { cols, rows }) => {
+                        session.resize(cols, rows).await.err().map(|e| ServerMessage::Error {
+                            code: "bad_resize",
+                            message: e.to_string(),
+                        })
+                    }
+                    Err(e) => Some(ServerMessage::Error {
+                        code: "bad_message",
+                        message: format!("control message not understood: {e}"),
+                    }),
+                };
+                if let Some(reply) = reply {
+                    if !self.send(reply).await {
+                        return Some(Ending::Gone);
+                    }
+                }
+            }
+            AggregatedMessage::Ping(data) => {
+                if self.ws.pong(&data).await.is_err() {
+                    return Some(Ending::Gone);
+                }
+            }
+            AggregatedMessage::Pong(_) => {}
+            AggregatedMessage::Close(_) => return Some(Ending::Close(CloseCode::Normal, "bye")),
+        }
+        None
+    }
+}
+
+fn protocol_error(error: ProtocolError) -> Ending {
+    match error {
+        ProtocolError::Overflow => Ending::Close(CloseCode::Size, "frame larger than 1 MiB"),
+        ProtocolError::Io(e) if e.to_string().contains("continuation size") => {
+            Ending::Close(CloseCode::Size, "message larger than 1 MiB")
+        }
+        _ => Ending::Close(CloseCode::Protocol, "protocol error"),
+    }
+}

@@ -1,0 +1,99 @@
+//! The `kterm` command line: serve, check the config, print the version.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kterm::config::{Config, ConfigError, LogFormat, Overrides};
+
+#[derive(Parser)]
+#[command(name = "kterm", version, about = "A self-hosted web terminal with real sandboxes")]
+struct Cli {
+    /// The TOML config file (see config.example.toml).
+    #[arg(long, global = true, value_name = "FILE", env = "KTERM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address and port to serve on (server.listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// The SQLite state file (state.path).
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+    /// Log format (log.format).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration, print the effective config, and exit.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let overrides =
+        Overrides { listen: cli.listen.clone(), state: cli.state.clone(), log_format: cli.log_format };
+    let config = match Config::load(cli.config.as_deref(), &overrides) {
+        Ok(config) => config,
+        Err(ConfigError(message)) => {
+            eprintln!("kterm: bad configuration: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Some(Command::CheckConfig) => {
+            print!("{}", config.to_toml_masked());
+            eprintln!("kterm: configuration is valid");
+            ExitCode::SUCCESS
+        }
+        None => match serve(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kterm: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    init_tracing(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let server = kterm::Server::start(config).await?;
+        wait_for_signal().await?;
+        server.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}

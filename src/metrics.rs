@@ -1,0 +1,67 @@
+//! Prometheus metrics: one registry, the handles the rest of kterm increments, and the text
+//! encoding served at `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+pub struct Metrics {
+    registry: Registry,
+    pub sessions_active: Gauge,
+    pub sessions_created: Counter,
+    pub session_create_failures: Counter,
+    pub clients_attached: Gauge,
+    pub attaches: Counter,
+    pub input_bytes: Counter,
+    pub output_bytes: Counter,
+    pub pty_read_bytes: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("kterm");
+        let m = Metrics {
+            sessions_active: Gauge::default(),
+            sessions_created: Counter::default(),
+            session_create_failures: Counter::default(),
+            clients_attached: Gauge::default(),
+            attaches: Counter::default(),
+            input_bytes: Counter::default(),
+            output_bytes: Counter::default(),
+            pty_read_bytes: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("sessions_active", "Sessions whose shell is running", m.sessions_active.clone());
+        registry.register("sessions_created", "Sessions created", m.sessions_created.clone());
+        registry.register(
+            "session_create_failures",
+            "Session creations that failed",
+            m.session_create_failures.clone(),
+        );
+        registry.register("clients_attached", "WebSocket clients attached now", m.clients_attached.clone());
+        registry.register("attaches", "WebSocket attaches", m.attaches.clone());
+        registry.register("input_bytes", "Bytes from clients written to shells", m.input_bytes.clone());
+        registry.register("output_bytes", "Bytes of shell output sent to clients", m.output_bytes.clone());
+        registry.register(
+            "pty_read_bytes",
+            "Bytes of output read from shells (into the scrollback)",
+            m.pty_read_bytes.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The registry in the Prometheus/OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,116 @@
+//! Sandbox providers behind one trait, and the process handle they give back.
+//!
+//! A *sandbox* is where a user's shells run: a working directory on the host (`local`), a
+//! container (`docker`) or a pod (`kubernetes`). A user's sessions (tabs) are TTY processes
+//! started in the same sandbox. This module knows nothing of HTTP, sessions or the store: it
+//! makes, lists and destroys sandboxes and starts processes in them.
+
+pub mod local;
+pub mod pty;
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::error::Result;
+
+/// What a new sandbox is for.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    pub user: String,
+    pub namespace: String,
+}
+
+/// A sandbox that exists.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub id: String,
+    pub user: String,
+    pub namespace: String,
+    /// The workspace directory, as the processes inside see it.
+    pub workspace: PathBuf,
+}
+
+/// A TTY process to start in a sandbox.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    /// The argv; empty means the backend's login shell (`bash -l`, else `sh -l`).
+    pub command: Vec<String>,
+    /// A shell snippet run by `sh` before the command; its exports reach the command.
+    pub init: Option<String>,
+    /// Environment on top of the backend's base (`PATH`, `HOME`, `TERM`, ...).
+    pub env: Vec<(String, String)>,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+impl ProcessSpec {
+    /// The argv to execute, with `shell` standing in for an empty command and the init snippet
+    /// wrapped around it as `sh -c 'eval "$KTERM_INIT"; exec "$@"' kterm-init ARGV...`, so that
+    /// no value is ever pasted into a command line.
+    pub fn argv(&self, shell: &[&str]) -> (Vec<String>, Vec<(String, String)>) {
+        let mut argv: Vec<String> = if self.command.is_empty() {
+            shell.iter().map(|s| s.to_string()).collect()
+        } else {
+            self.command.clone()
+        };
+        let mut env = self.env.clone();
+        if let Some(init) = self.init.as_ref().filter(|s| !s.trim().is_empty()) {
+            let mut wrapped = vec![
+                "sh".to_string(),
+                "-c".to_string(),
+                "eval \"$KTERM_INIT\"; unset KTERM_INIT; exec \"$@\"".to_string(),
+                "kterm-init".to_string(),
+            ];
+            wrapped.append(&mut argv);
+            argv = wrapped;
+            env.push(("KTERM_INIT".into(), init.clone()));
+        }
+        (argv, env)
+    }
+}
+
+/// Control of a started process, apart from its byte streams.
+#[async_trait]
+pub trait ProcessControl: Send + Sync {
+    async fn resize(&self, cols: u16, rows: u16) -> Result<()>;
+    /// Resolves when the process has ended, with its exit code (`None` when killed by a signal
+    /// or unknown). Safe to call more than once.
+    async fn wait(&self) -> Option<i32>;
+    /// Ends the process (hang-up, then kill).
+    async fn kill(&self);
+}
+
+/// A started TTY process: its output (stdout and stderr merged, as a PTY does), its input, and
+/// its control.
+pub struct TtyProcess {
+    pub output: Pin<Box<dyn AsyncRead + Send>>,
+    pub input: Pin<Box<dyn AsyncWrite + Send>>,
+    pub control: Arc<dyn ProcessControl>,
+}
+
+/// One implementation per engine; the session registry and the pool use only this.
+#[async_trait]
+pub trait SandboxBackend: Send + Sync {
+    /// `local`, `docker` or `kubernetes`.
+    fn kind(&self) -> &'static str;
+
+    /// Whether started processes outlive a restart of kterm (and so sessions can be resumed).
+    fn processes_survive_restart(&self) -> bool;
+
+    async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<Sandbox>;
+
+    /// Destroys a sandbox and everything running in it. Unknown ids are not an error.
+    async fn destroy_sandbox(&self, id: &str) -> Result<()>;
+
+    async fn start_process(&self, sandbox: &Sandbox, spec: &ProcessSpec) -> Result<TtyProcess>;
+
+    /// The sandboxes of this server's instance that exist now.
+    async fn list_sandboxes(&self) -> Result<Vec<Sandbox>>;
+
+    /// `Err` with the reason while the backend cannot serve (for `/readyz`).
+    async fn health(&self) -> Result<()>;
+}

@@ -1,0 +1,519 @@
+//! The session registry: creates sessions in their user's sandbox, finds them for their owner,
+//! ends them (on exit, delete, idle timeout, max lifetime or shutdown) and keeps the store in
+//! step. It owns the per-user sandbox bookkeeping: a user's sessions in one namespace share one
+//! sandbox, which is destroyed when the last of them ends.
+
+mod ring;
+mod terminal;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Deserialize;
+
+use crate::config::SessionsConfig;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::sandbox::{ProcessSpec, Sandbox, SandboxBackend, SandboxSpec};
+use crate::store::{SandboxRecord, SandboxStatus, SessionRecord, SessionStatus, Store};
+
+pub use ring::ScrollbackRing;
+pub use terminal::{AttachEvent, Attachment, Session, SessionInfo};
+
+pub const DEFAULT_NAMESPACE: &str = "default";
+const MAX_CONTEXT_ENTRIES: usize = 32;
+const MAX_CONTEXT_VALUE: usize = 1024;
+
+/// The body of `POST /api/v1/sessions`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    pub namespace: Option<String>,
+    pub cols: Option<u16>,
+    pub rows: Option<u16>,
+    #[serde(default)]
+    pub context: BTreeMap<String, String>,
+}
+
+/// Who is asking: sessions of others are invisible to non-admins.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: String,
+    pub admin: bool,
+}
+
+impl Caller {
+    fn may_see(&self, owner: &str) -> bool {
+        self.admin || self.user == owner
+    }
+}
+
+type SandboxKey = (String, String);
+
+/// A user's sandbox in one namespace and how many sessions use it.
+#[derive(Default)]
+struct SandboxSlot {
+    sandbox: Option<Sandbox>,
+    sessions: u32,
+}
+
+pub struct SessionRegistry {
+    config: SessionsConfig,
+    backend: Arc<dyn SandboxBackend>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    live_per_user: Mutex<HashMap<String, u32>>,
+    sandboxes: Mutex<HashMap<SandboxKey, Arc<tokio::sync::Mutex<SandboxSlot>>>>,
+    /// The server's main runtime: sessions' tasks and I/O live there, not on the HTTP worker
+    /// that happened to create them (workers stop before sessions do at shutdown).
+    runtime: tokio::runtime::Handle,
+}
+
+impl SessionRegistry {
+    pub fn new(
+        config: SessionsConfig,
+        backend: Arc<dyn SandboxBackend>,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> Arc<SessionRegistry> {
+        Arc::new(SessionRegistry {
+            config,
+            backend,
+            store,
+            metrics,
+            sessions: Mutex::default(),
+            live_per_user: Mutex::default(),
+            sandboxes: Mutex::default(),
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    pub fn config(&self) -> &SessionsConfig {
+        &self.config
+    }
+
+    /// Marks what a previous run left live as ended, where the backend's processes did not
+    /// survive that run.
+    pub async fn recover(&self) -> Result<()> {
+        if !self.backend.processes_survive_restart() {
+            let sessions = self.store.end_live_sessions("server_restart").await?;
+            let sandboxes = self.store.end_live_sandboxes(self.backend.kind()).await?;
+            if sessions + sandboxes > 0 {
+                tracing::info!(sessions, sandboxes, "ended what the previous run left behind");
+            }
+        }
+        Ok(())
+    }
+
+    fn lock<'a, T>(mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
+        mutex.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates a session for `user`: reserves a slot, finds or makes the sandbox, starts the
+    /// shell, and records it.
+    pub async fn create(self: &Arc<Self>, user: &str, request: CreateSession) -> Result<SessionRecord> {
+        let registry = self.clone();
+        let user = user.to_string();
+        self.runtime
+            .spawn(async move { registry.create_here(&user, request).await })
+            .await
+            .map_err(|e| Error::Internal(format!("session creation failed: {e}")))?
+    }
+
+    async fn create_here(self: &Arc<Self>, user: &str, request: CreateSession) -> Result<SessionRecord> {
+        let namespace = request.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+        validate_namespace(&namespace)?;
+        validate_context(&request.context)?;
+        let cols = request.cols.unwrap_or(80);
+        let rows = request.rows.unwrap_or(24);
+        if !(1..=1000).contains(&cols) || !(1..=1000).contains(&rows) {
+            return Err(Error::BadRequest(format!(
+                "cols and rows must be between 1 and 1000, not {cols}x{rows}"
+            )));
+        }
+        self.reserve_slot(user)?;
+        let result = self.create_reserved(user, &namespace, cols, rows, request.context).await;
+        if result.is_err() {
+            self.release_slot(user);
+            self.metrics.session_create_failures.inc();
+        }
+        result
+    }
+
+    fn reserve_slot(&self, user: &str) -> Result<()> {
+        let mut live = Self::lock(&self.live_per_user);
+        let count = live.entry(user.to_string()).or_default();
+        if *count >= self.config.max_per_user {
+            return Err(Error::LimitReached(format!(
+                "user {user} has {count} sessions, the limit (sessions.max_per_user) is {}",
+                self.config.max_per_user
+            )));
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    fn release_slot(&self, user: &str) {
+        let mut live = Self::lock(&self.live_per_user);
+        if let Some(count) = live.get_mut(user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                live.remove(user);
+            }
+        }
+    }
+
+    async fn create_reserved(
+        self: &Arc<Self>,
+        user: &str,
+        namespace: &str,
+        cols: u16,
+        rows: u16,
+        context: BTreeMap<String, String>,
+    ) -> Result<SessionRecord> {
+        let key = (user.to_string(), namespace.to_string());
+        let slot = Self::lock(&self.sandboxes).entry(key.clone()).or_default().clone();
+        let mut slot = slot.lock().await;
+        let sandbox = match &slot.sandbox {
+            Some(sandbox) => sandbox.clone(),
+            None => {
+                let sandbox = self
+                    .backend
+                    .create_sandbox(&SandboxSpec { user: user.into(), namespace: namespace.into() })
+                    .await?;
+                self.store
+                    .insert_sandbox(&SandboxRecord {
+                        id: sandbox.id.clone(),
+                        backend: self.backend.kind().into(),
+                        user: Some(user.into()),
+                        namespace: namespace.into(),
+                        status: SandboxStatus::Running,
+                        created_at: Utc::now(),
+                        expires_at: None,
+                    })
+                    .await?;
+                slot.sandbox = Some(sandbox.clone());
+                sandbox
+            }
+        };
+
+        let now = Utc::now();
+        let lifetime = chrono::Duration::from_std(self.config.max_lifetime.0)
+            .unwrap_or(chrono::Duration::hours(8));
+        let info = SessionInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            user: user.into(),
+            namespace: namespace.into(),
+            sandbox_id: sandbox.id.clone(),
+            context,
+            created_at: now,
+            expires_at: now + lifetime,
+        };
+        let mut record = SessionRecord {
+            id: info.id.clone(),
+            user: info.user.clone(),
+            namespace: info.namespace.clone(),
+            sandbox_id: info.sandbox_id.clone(),
+            status: SessionStatus::Pending,
+            context: info.context.clone(),
+            created_at: now,
+            last_active: now,
+            expires_at: info.expires_at,
+            exit_code: None,
+            end_reason: None,
+        };
+        self.store.insert_session(&record).await?;
+
+        let spec = ProcessSpec {
+            command: self.config.command.clone(),
+            init: Some(self.config.init.clone()).filter(|s| !s.trim().is_empty()),
+            env: self.session_env(&info),
+            cols,
+            rows,
+        };
+        let process = match self.backend.start_process(&sandbox, &spec).await {
+            Ok(process) => process,
+            Err(e) => {
+                let _ = self
+                    .store
+                    .end_session(&info.id, SessionStatus::Failed, None, &e.to_string())
+                    .await;
+                if slot.sessions == 0 {
+                    slot.sandbox = None;
+                    self.destroy_sandbox(&sandbox.id).await;
+                }
+                return Err(e);
+            }
+        };
+        slot.sessions += 1;
+        drop(slot);
+
+        let (session, pump) =
+            Session::start(info, process, self.config.scrollback.0 as usize, self.metrics.clone());
+        Self::lock(&self.sessions).insert(session.info.id.clone(), session.clone());
+        self.metrics.sessions_created.inc();
+        self.metrics.sessions_active.inc();
+        let registry = self.clone();
+        let ended = session.clone();
+        tokio::spawn(async move {
+            let code = pump.await;
+            registry.finish(ended, code).await;
+        });
+        self.store.set_session_running(&record.id).await?;
+        record.status = SessionStatus::Running;
+        tracing::info!(session = %record.id, user, namespace, sandbox = %record.sandbox_id, "session started");
+        Ok(record)
+    }
+
+    /// The environment of a session's shell: fixed variables, then the context.
+    fn session_env(&self, info: &SessionInfo) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> =
+            self.config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.push(("TERM".into(), "xterm-256color".into()));
+        env.push(("COLORTERM".into(), "truecolor".into()));
+        env.push(("KTERM_SESSION_ID".into(), info.id.clone()));
+        env.push(("KTERM_USER".into(), info.user.clone()));
+        env.push(("KTERM_NAMESPACE".into(), info.namespace.clone()));
+        for (key, value) in &info.context {
+            env.push((format!("KTERM_CTX_{}", key.to_ascii_uppercase()), value.clone()));
+        }
+        env
+    }
+
+    /// Called by the pump's task when the process has ended.
+    async fn finish(self: Arc<Self>, session: Arc<Session>, code: Option<i32>) {
+        let reason = session.end_reason().unwrap_or_else(|| "exited".into());
+        let info = &session.info;
+        tracing::info!(session = %info.id, user = %info.user, code, reason, "session ended");
+        if let Some(at) = session.take_touched() {
+            let _ = self.store.touch_sessions(vec![(info.id.clone(), at)]).await;
+        }
+        if let Err(e) =
+            self.store.end_session(&info.id, SessionStatus::Terminated, code, &reason).await
+        {
+            tracing::error!(session = %info.id, error = %e, "could not record the end of a session");
+        }
+        self.release_slot(&info.user);
+        self.metrics.sessions_active.dec();
+
+        let key = (info.user.clone(), info.namespace.clone());
+        let slot = Self::lock(&self.sandboxes).get(&key).cloned();
+        if let Some(slot) = slot {
+            let mut slot = slot.lock().await;
+            slot.sessions = slot.sessions.saturating_sub(1);
+            if slot.sessions == 0 {
+                if let Some(sandbox) = slot.sandbox.take() {
+                    self.destroy_sandbox(&sandbox.id).await;
+                }
+            }
+        }
+
+        session.mark_recorded();
+
+        // Keep an ended session attachable for a while (its last output and exit code), unless
+        // it was deleted.
+        let retain = if reason == "deleted" { Duration::ZERO } else { self.config.retain_ended.0 };
+        let registry = self.clone();
+        let id = info.id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(retain).await;
+            Self::lock(&registry.sessions).remove(&id);
+        });
+    }
+
+    async fn destroy_sandbox(&self, id: &str) {
+        if let Err(e) = self.backend.destroy_sandbox(id).await {
+            tracing::warn!(sandbox = id, error = %e, "could not destroy sandbox");
+        }
+        if let Err(e) = self.store.end_sandbox(id).await {
+            tracing::warn!(sandbox = id, error = %e, "could not record the end of a sandbox");
+        }
+    }
+
+    /// The live (or recently ended) session `id`, if `caller` may see it.
+    pub fn live(&self, caller: &Caller, id: &str) -> Result<Arc<Session>> {
+        Self::lock(&self.sessions)
+            .get(id)
+            .filter(|s| caller.may_see(&s.info.user))
+            .cloned()
+            .ok_or_else(|| Error::session_not_found(id))
+    }
+
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<SessionRecord> {
+        if let Ok(session) = self.live(caller, id) {
+            return Ok(session.record());
+        }
+        match self.store.get_session(id).await? {
+            Some(record) if caller.may_see(&record.user) => Ok(record),
+            _ => Err(Error::session_not_found(id)),
+        }
+    }
+
+    /// The caller's sessions (everyone's for admins); ended ones only when `include_ended`.
+    pub async fn list(&self, caller: &Caller, include_ended: bool) -> Result<Vec<SessionRecord>> {
+        let user = if caller.admin { None } else { Some(caller.user.as_str()) };
+        let mut records = self.store.list_sessions(user, 500).await?;
+        if !include_ended {
+            records.retain(|r| r.status.is_live());
+        }
+        let live = Self::lock(&self.sessions).clone();
+        for record in &mut records {
+            if let Some(session) = live.get(&record.id) {
+                *record = session.record();
+            }
+        }
+        if !include_ended {
+            records.retain(|r| r.status.is_live());
+        }
+        Ok(records)
+    }
+
+    /// Ends session `id` (its shell, and its sandbox when it was the last session there).
+    pub async fn delete(&self, caller: &Caller, id: &str) -> Result<()> {
+        match self.live(caller, id) {
+            Ok(session) => {
+                self.end(&session, "deleted").await;
+                Self::lock(&self.sessions).remove(id);
+                Ok(())
+            }
+            Err(_) => match self.store.get_session(id).await? {
+                Some(record) if caller.may_see(&record.user) => Ok(()),
+                _ => Err(Error::session_not_found(id)),
+            },
+        }
+    }
+
+    /// Ends a session and waits (bounded) until its end is recorded.
+    async fn end(&self, session: &Arc<Session>, reason: &str) {
+        session.terminate(reason).await;
+        if tokio::time::timeout(Duration::from_secs(5), session.recorded()).await.is_err() {
+            tracing::warn!(session = %session.info.id, "the shell did not end within 5s of being killed");
+        }
+    }
+
+    fn live_sessions(&self) -> Vec<Arc<Session>> {
+        Self::lock(&self.sessions).values().filter(|s| !s.has_exited()).cloned().collect()
+    }
+
+    /// Writes the batched `last_active` times.
+    pub async fn flush_activity(&self) {
+        let batch: Vec<_> = Self::lock(&self.sessions)
+            .values()
+            .filter_map(|s| s.take_touched().map(|at| (s.info.id.clone(), at)))
+            .collect();
+        if let Err(e) = self.store.touch_sessions(batch).await {
+            tracing::warn!(error = %e, "could not record session activity");
+        }
+    }
+
+    /// Ends sessions past their idle timeout or maximum lifetime.
+    pub async fn reap(&self) {
+        let now = Utc::now();
+        let idle = self.config.idle_timeout.0;
+        for session in self.live_sessions() {
+            let reason = if now >= session.info.expires_at {
+                Some("max_lifetime")
+            } else if session.idle_since().is_some_and(|since| since.elapsed() >= idle) {
+                Some("idle_timeout")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                tracing::info!(session = %session.info.id, reason, "ending session");
+                session.terminate(reason).await;
+            }
+        }
+    }
+
+    /// At shutdown: records activity and, where the processes would not survive us anyway,
+    /// ends every session so the store says what happened.
+    pub async fn shutdown(&self) {
+        self.flush_activity().await;
+        if self.backend.processes_survive_restart() {
+            return;
+        }
+        let sessions = self.live_sessions();
+        let ends = sessions.iter().map(|s| self.end(s, "server_shutdown"));
+        futures_util::future::join_all(ends).await;
+    }
+
+    pub fn backend(&self) -> &Arc<dyn SandboxBackend> {
+        &self.backend
+    }
+}
+
+fn validate_namespace(namespace: &str) -> Result<()> {
+    let valid = !namespace.is_empty()
+        && namespace.len() <= 63
+        && namespace.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !namespace.starts_with('-')
+        && !namespace.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "namespace {namespace:?} is not a DNS label (lowercase letters, digits, '-', at most 63)"
+        )))
+    }
+}
+
+/// SPEC: keys `[a-z][a-z0-9_]{0,63}`, values at most 1 KiB, at most 32 entries.
+fn validate_context(context: &BTreeMap<String, String>) -> Result<()> {
+    if context.len() > MAX_CONTEXT_ENTRIES {
+        return Err(Error::BadRequest(format!(
+            "context has {} entries; at most {MAX_CONTEXT_ENTRIES} are allowed",
+            context.len()
+        )));
+    }
+    for (key, value) in context {
+        let mut chars = key.chars();
+        let valid_key = key.len() <= 64
+            && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid_key {
+            return Err(Error::BadRequest(format!(
+                "context key {key:?} must match [a-z][a-z0-9_]{{0,63}}"
+            )));
+        }
+        if value.len() > MAX_CONTEXT_VALUE {
+            return Err(Error::BadRequest(format!(
+                "context value of {key:?} is {} bytes; at most {MAX_CONTEXT_VALUE} are allowed",
+                value.len()
+            )));
+        }
+        if value.contains('\0') {
+            return Err(Error::BadRequest(format!("context value of {key:?} contains a NUL byte")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_rules_follow_the_spec() {
+        let ok = BTreeMap::from([("run_id".to_string(), "x".repeat(1024))]);
+        assert!(validate_context(&ok).is_ok());
+        for bad_key in ["Run", "1a", "a-b", "", &"a".repeat(65)] {
+            let bad = BTreeMap::from([(bad_key.to_string(), "v".to_string())]);
+            assert!(validate_context(&bad).is_err(), "{bad_key:?} accepted");
+        }
+        let long = BTreeMap::from([("k".to_string(), "x".repeat(1025))]);
+        assert!(validate_context(&long).is_err());
+        let many: BTreeMap<_, _> = (0..33).map(|i| (format!("k{i}"), String::new())).collect();
+        assert!(validate_context(&many).is_err());
+    }
+
+    #[test]
+    fn namespaces_are_dns_labels() {
+        assert!(validate_namespace("team-a").is_ok());
+        assert!(validate_namespace("Team").is_err());
+        assert!(validate_namespace("../x").is_err());
+        assert!(validate_namespace("").is_err());
+    }
+}

@@ -1,0 +1,407 @@
+//! One terminal session: its process, the output pump into the scrollback ring, the input
+//! writer, and attachments.
+//!
+//! Invariants:
+//! - Output is read from the process only by the pump, and only while there is room: when a
+//!   client is attached, the bytes it has not yet taken are never overwritten, so a client that
+//!   stops reading makes the pump stop reading the PTY (the process then blocks on its own
+//!   output) instead of growing memory. With no client attached the ring keeps the newest bytes.
+//! - At most one attachment is current. A client reads the ring from the offset where its
+//!   replay began, so replay and live output are one contiguous stream: no byte is lost or
+//!   repeated between them.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::ring::ScrollbackRing;
+use crate::config::AttachPolicy;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::sandbox::{ProcessControl, TtyProcess};
+use crate::store::{SessionRecord, SessionStatus};
+
+/// The largest output frame a client is sent.
+const MAX_FRAME: usize = 64 * 1024;
+/// Input frames queued for the process before the client is made to wait.
+const INPUT_QUEUE: usize = 64;
+
+/// What does not change over a session's life.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: String,
+    pub user: String,
+    pub namespace: String,
+    pub sandbox_id: String,
+    pub context: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub struct Session {
+    pub info: SessionInfo,
+    state: Mutex<State>,
+    /// Bumped whenever output is appended, the attachment changes, or the process ends.
+    changed: watch::Sender<()>,
+    /// Signalled when the attached client took bytes (or detached): the pump may read again.
+    room: Notify,
+    input: mpsc::Sender<Bytes>,
+    control: Arc<dyn ProcessControl>,
+    last_active_ms: AtomicI64,
+    touched: AtomicBool,
+    /// Set once the registry has recorded the end of the session.
+    recorded: watch::Sender<bool>,
+    metrics: Arc<Metrics>,
+}
+
+struct State {
+    ring: ScrollbackRing,
+    /// Generation of the current attachment, if any.
+    attached: Option<u64>,
+    /// Offset of the next byte the current attachment will take.
+    reader_offset: u64,
+    next_generation: u64,
+    /// `Some(code)` once the process has ended and all of its output is in the ring.
+    exit: Option<Option<i32>>,
+    /// Why the session is being ended by kterm (deleted, idle, expired, shutdown).
+    ending: Option<String>,
+    last_output: Instant,
+    last_detach: Instant,
+}
+
+/// What an attached client receives next.
+#[derive(Debug)]
+pub enum AttachEvent {
+    Output(Bytes),
+    Exit(Option<i32>),
+    TakenOver,
+}
+
+impl Session {
+    /// Starts the pump and the input writer of `process`. The returned future of the pump
+    /// resolves with the exit code when the process has ended and its output is all read.
+    pub fn start(
+        info: SessionInfo,
+        process: TtyProcess,
+        scrollback: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Arc<Session>, impl std::future::Future<Output = Option<i32>> + Send) {
+        let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
+        let now = Instant::now();
+        let session = Arc::new(Session {
+            state: Mutex::new(State {
+                ring: ScrollbackRing::new(scrollback),
+                attached: None,
+                reader_offset: 0,
+                next_generation: 1,
+                exit: None,
+                ending: None,
+                last_output: now,
+                last_detach: now,
+            }),
+            changed: watch::Sender::new(()),
+            room: Notify::new(),
+            input: input_tx,
+            control: process.control,
+            last_active_ms: AtomicI64::new(info.created_at.timestamp_millis()),
+            touched: AtomicBool::new(false),
+            recorded: watch::Sender::new(false),
+            metrics,
+            info,
+        });
+        tokio::spawn(write_input(process.input, input_rx));
+        let pump = session.clone().pump(process.output);
+        (session, pump)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the process's output into the ring until it ends; returns its exit code.
+    async fn pump(self: Arc<Self>, mut output: Pin<Box<dyn AsyncRead + Send>>) -> Option<i32> {
+        let capacity = self.state().ring.capacity();
+        let chunk = capacity.min(MAX_FRAME);
+        let low_water = (capacity / 4).clamp(1, chunk);
+        let mut buf = vec![0u8; chunk];
+        let control = self.control.clone();
+        let mut exit_wait = Box::pin(async move { control.wait().await });
+        let mut exited: Option<Option<i32>> = None;
+        loop {
+            let room = self.wait_for_room(low_water).await.min(chunk);
+            let read = output.read(&mut buf[..room]);
+            let result = if exited.is_some() {
+                // The process is gone; take what it left, but do not wait on a descendant that
+                // keeps the terminal open.
+                match tokio::time::timeout(Duration::from_millis(200), read).await {
+                    Ok(result) => result,
+                    Err(_) => break,
+                }
+            } else {
+                tokio::select! {
+                    result = read => result,
+                    code = &mut exit_wait => { exited = Some(code); continue; }
+                }
+            };
+            match result {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self.append(&buf[..n]),
+            }
+        }
+        let code = match exited {
+            Some(code) => code,
+            None => self.control.wait().await,
+        };
+        self.state().exit = Some(code);
+        self.changed.send_replace(());
+        code
+    }
+
+    /// Waits until the attached client (if any) leaves at least `want` bytes of room.
+    async fn wait_for_room(&self, want: usize) -> usize {
+        loop {
+            let notified = self.room.notified();
+            {
+                let state = self.state();
+                let capacity = state.ring.capacity();
+                let unread = match state.attached {
+                    Some(_) if state.ending.is_none() => {
+                        (state.ring.end().saturating_sub(state.reader_offset)) as usize
+                    }
+                    _ => 0,
+                };
+                let room = capacity.saturating_sub(unread);
+                if room >= want {
+                    return room;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn append(&self, data: &[u8]) {
+        {
+            let mut state = self.state();
+            state.ring.push(data);
+            state.last_output = Instant::now();
+        }
+        self.metrics.pty_read_bytes.inc_by(data.len() as u64);
+        self.changed.send_replace(());
+    }
+
+    /// Attaches a client. Under [`AttachPolicy::Takeover`] an attached client is detached;
+    /// under [`AttachPolicy::Reject`] it makes this a conflict.
+    pub fn attach(self: &Arc<Self>, policy: AttachPolicy) -> Result<Attachment> {
+        let (generation, replay_end, replay_bytes) = {
+            let mut state = self.state();
+            if policy == AttachPolicy::Reject && state.attached.is_some() {
+                return Err(Error::Conflict(format!(
+                    "session {} is attached elsewhere (sessions.attach = \"reject\")",
+                    self.info.id
+                )));
+            }
+            let generation = state.next_generation;
+            state.next_generation += 1;
+            state.attached = Some(generation);
+            state.reader_offset = state.ring.start();
+            (generation, state.ring.end(), state.ring.end() - state.ring.start())
+        };
+        let changes = self.changed.subscribe();
+        // Wake a previous attachment (so it learns of the takeover) and the pump.
+        self.changed.send_replace(());
+        self.room.notify_one();
+        self.metrics.attaches.inc();
+        self.metrics.clients_attached.inc();
+        self.touch();
+        Ok(Attachment { session: self.clone(), generation, replay_end, replay_bytes, changes })
+    }
+
+    pub fn is_attached(&self) -> bool {
+        self.state().attached.is_some()
+    }
+
+    /// A sender for input to the process; sending waits while the process is not reading.
+    pub fn input(&self) -> &mpsc::Sender<Bytes> {
+        &self.input
+    }
+
+    pub async fn resize(&self, cols: u16, rows: u16) -> Result<()> {
+        if cols == 0 || rows == 0 || cols > 1000 || rows > 1000 {
+            return Err(Error::BadRequest(format!(
+                "terminal size {cols}x{rows} is out of range (1 to 1000 each)"
+            )));
+        }
+        self.control.resize(cols, rows).await
+    }
+
+    /// Ends the process for `reason`; the pump then finishes the session.
+    pub async fn terminate(&self, reason: &str) {
+        {
+            let mut state = self.state();
+            if state.exit.is_some() {
+                return;
+            }
+            state.ending.get_or_insert_with(|| reason.to_string());
+        }
+        // A client that stopped reading must not keep the pump from draining the process.
+        self.room.notify_one();
+        self.control.kill().await;
+    }
+
+    /// The reason kterm gave when it ended the session, if it did.
+    pub fn end_reason(&self) -> Option<String> {
+        self.state().ending.clone()
+    }
+
+    pub fn has_exited(&self) -> bool {
+        self.state().exit.is_some()
+    }
+
+    /// Called by the registry once the end is in the store.
+    pub fn mark_recorded(&self) {
+        self.recorded.send_replace(true);
+    }
+
+    /// Resolves when the process has ended and the registry has recorded it.
+    pub async fn recorded(&self) {
+        let mut recorded = self.recorded.subscribe();
+        let _ = recorded.wait_for(|done| *done).await;
+    }
+
+    /// Since when nobody is attached and the process printed nothing; `None` while attached.
+    pub fn idle_since(&self) -> Option<Instant> {
+        let state = self.state();
+        match state.attached {
+            Some(_) => None,
+            None => Some(state.last_output.max(state.last_detach)),
+        }
+    }
+
+    /// Records activity; written to the store in batches.
+    pub fn touch(&self) {
+        self.last_active_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+        self.touched.store(true, Ordering::Relaxed);
+    }
+
+    /// The last activity, if it changed since the previous call.
+    pub fn take_touched(&self) -> Option<DateTime<Utc>> {
+        if self.touched.swap(false, Ordering::Relaxed) {
+            Some(self.last_active())
+        } else {
+            None
+        }
+    }
+
+    pub fn last_active(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.last_active_ms.load(Ordering::Relaxed))
+            .unwrap_or(self.info.created_at)
+    }
+
+    /// The session as the API shows it.
+    pub fn record(&self) -> SessionRecord {
+        let (status, exit_code, end_reason) = {
+            let state = self.state();
+            match state.exit {
+                Some(code) => (SessionStatus::Terminated, code, state.ending.clone()),
+                None => (SessionStatus::Running, None, None),
+            }
+        };
+        SessionRecord {
+            id: self.info.id.clone(),
+            user: self.info.user.clone(),
+            namespace: self.info.namespace.clone(),
+            sandbox_id: self.info.sandbox_id.clone(),
+            status,
+            context: self.info.context.clone(),
+            created_at: self.info.created_at,
+            last_active: self.last_active(),
+            expires_at: self.info.expires_at,
+            exit_code,
+            end_reason: end_reason.or_else(|| exit_code.map(|_| "exited".into())),
+        }
+    }
+}
+
+/// Writes queued input to the process until the session is gone or the process stops reading.
+async fn write_input(mut input: Pin<Box<dyn AsyncWrite + Send>>, mut queue: mpsc::Receiver<Bytes>) {
+    while let Some(data) = queue.recv().await {
+        if input.write_all(&data).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// A client's claim on a session's output. Dropping it detaches (if still current).
+pub struct Attachment {
+    session: Arc<Session>,
+    generation: u64,
+    replay_end: u64,
+    replay_bytes: u64,
+    changes: watch::Receiver<()>,
+}
+
+impl Attachment {
+    /// How many bytes of scrollback come before live output.
+    pub fn replay_bytes(&self) -> u64 {
+        self.replay_bytes
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// The next thing to send to the client. Cancel-safe: nothing is taken from the session
+    /// unless this returns it.
+    pub async fn next(&mut self) -> AttachEvent {
+        loop {
+            {
+                let mut state = self.session.state();
+                if state.attached != Some(self.generation) {
+                    return AttachEvent::TakenOver;
+                }
+                let offset = state.reader_offset.max(state.ring.start());
+                if offset < state.ring.end() {
+                    // Replay and live output never share a frame.
+                    let limit = if offset < self.replay_end {
+                        (self.replay_end - offset) as usize
+                    } else {
+                        MAX_FRAME
+                    };
+                    let data = state.ring.read(offset, limit.min(MAX_FRAME));
+                    state.reader_offset = offset + data.len() as u64;
+                    drop(state);
+                    self.session.room.notify_one();
+                    self.session.metrics.output_bytes.inc_by(data.len() as u64);
+                    return AttachEvent::Output(data);
+                }
+                if let Some(code) = state.exit {
+                    return AttachEvent::Exit(code);
+                }
+            }
+            if self.changes.changed().await.is_err() {
+                return AttachEvent::Exit(None);
+            }
+        }
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        {
+            let mut state = self.session.state();
+            if state.attached == Some(self.generation) {
+                state.attached = None;
+                state.last_detach = Instant::now();
+            }
+        }
+        self.session.room.notify_one();
+        self.session.metrics.clients_attached.dec();
+    }
+}

@@ -1,0 +1,155 @@
+//! The state store: the only owner of rusqlite.
+//!
+//! One SQLite file in WAL mode with a `busy_timeout`, schema versions kept in `PRAGMA
+//! user_version` and migrated in [`Store::open`] before the port is bound. Every query runs on
+//! tokio's blocking pool through [`Store::run`], never on the async runtime's threads. Nothing
+//! outside this module sees SQL.
+
+mod records;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::error::{Error, Result};
+
+pub use records::{SandboxRecord, SandboxStatus, SessionRecord, SessionStatus};
+
+/// Migrations in order; `user_version` is the number applied. Append, never edit.
+const MIGRATIONS: &[&str] = &[
+    // 1: instance identity, sandboxes, sessions.
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE sandboxes (
+        id          TEXT PRIMARY KEY,
+        backend     TEXT NOT NULL,
+        user        TEXT,
+        namespace   TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER,
+        ended_at    INTEGER
+    );
+    CREATE TABLE sessions (
+        id          TEXT PRIMARY KEY,
+        user        TEXT NOT NULL,
+        namespace   TEXT NOT NULL,
+        sandbox_id  TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        context     TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        last_active INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        ended_at    INTEGER,
+        exit_code   INTEGER,
+        end_reason  TEXT
+    );
+    CREATE INDEX sessions_by_user ON sessions (user, status);
+    CREATE INDEX sandboxes_by_user ON sandboxes (user, status);
+    "#,
+];
+
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    instance_id: Arc<str>,
+}
+
+impl Store {
+    /// Opens (creating) the database, applies pending migrations, and loads the instance id.
+    /// Blocking: call it before the runtime serves requests.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        let instance_id = load_instance_id(&conn)?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)), instance_id: instance_id.into() })
+    }
+
+    /// This server's identity, kept across restarts; sandboxes carry it as a label.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
+        .map_err(Error::from)
+    }
+
+    /// A cheap query that proves the store answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        self.run(|c| c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(drop)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let applied: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if applied > MIGRATIONS.len() {
+        return Err(Error::Internal(format!(
+            "the state store has schema version {applied}, newer than this kterm knows ({}); \
+             use a newer kterm or another state.path",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.commit()?;
+        tracing::info!(version = index + 1, "applied state store migration");
+    }
+    Ok(())
+}
+
+fn load_instance_id(conn: &Connection) -> Result<String> {
+    let existing: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'instance_id'", [], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    conn.execute("INSERT INTO meta (key, value) VALUES ('instance_id', ?1)", [&id])?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_keep_the_instance_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.db");
+        let first = Store::open(&path).unwrap();
+        let id = first.instance_id().to_string();
+        drop(first);
+        let again = Store::open(&path).unwrap();
+        assert_eq!(again.instance_id(), id);
+        let conn = again.conn.lock().unwrap();
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+    }
+}

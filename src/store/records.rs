@@ -1,0 +1,314 @@
+//! Rows of the `sessions` and `sandboxes` tables and the queries on them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::Store;
+use crate::error::Result;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Pending,
+    Running,
+    Terminated,
+    Failed,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Pending => "pending",
+            SessionStatus::Running => "running",
+            SessionStatus::Terminated => "terminated",
+            SessionStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(text: &str) -> SessionStatus {
+        match text {
+            "pending" => SessionStatus::Pending,
+            "running" => SessionStatus::Running,
+            "terminated" => SessionStatus::Terminated,
+            _ => SessionStatus::Failed,
+        }
+    }
+
+    pub fn is_live(self) -> bool {
+        matches!(self, SessionStatus::Pending | SessionStatus::Running)
+    }
+}
+
+/// A terminal session as the store keeps it.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user: String,
+    pub namespace: String,
+    pub sandbox_id: String,
+    pub status: SessionStatus,
+    pub context: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub last_active: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub exit_code: Option<i32>,
+    pub end_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxStatus {
+    Running,
+    Terminated,
+}
+
+impl SandboxStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            SandboxStatus::Running => "running",
+            SandboxStatus::Terminated => "terminated",
+        }
+    }
+}
+
+/// A sandbox as the store keeps it.
+#[derive(Debug, Clone)]
+pub struct SandboxRecord {
+    pub id: String,
+    pub backend: String,
+    pub user: Option<String>,
+    pub namespace: String,
+    pub status: SandboxStatus,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    let context: String = row.get("context")?;
+    Ok(SessionRecord {
+        id: row.get("id")?,
+        user: row.get("user")?,
+        namespace: row.get("namespace")?,
+        sandbox_id: row.get("sandbox_id")?,
+        status: SessionStatus::parse(&row.get::<_, String>("status")?),
+        context: serde_json::from_str(&context).unwrap_or_default(),
+        created_at: from_millis(row.get("created_at")?),
+        last_active: from_millis(row.get("last_active")?),
+        expires_at: from_millis(row.get("expires_at")?),
+        exit_code: row.get("exit_code")?,
+        end_reason: row.get("end_reason")?,
+    })
+}
+
+impl Store {
+    pub async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
+        let s = s.clone();
+        let context = serde_json::to_string(&s.context).unwrap_or_else(|_| "{}".into());
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO sessions (id, user, namespace, sandbox_id, status, context,
+                     created_at, last_active, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    s.id,
+                    s.user,
+                    s.namespace,
+                    s.sandbox_id,
+                    s.status.as_str(),
+                    context,
+                    millis(s.created_at),
+                    millis(s.last_active),
+                    millis(s.expires_at)
+                ],
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn set_session_running(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.run(move |c| {
+            c.execute("UPDATE sessions SET status = 'running' WHERE id = ?1 AND status = 'pending'", [id])
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Records the end of a session; a session already ended keeps its first end.
+    pub async fn end_session(
+        &self,
+        id: &str,
+        status: SessionStatus,
+        exit_code: Option<i32>,
+        reason: &str,
+    ) -> Result<()> {
+        let (id, reason) = (id.to_string(), reason.to_string());
+        let now = millis(Utc::now());
+        self.run(move |c| {
+            c.execute(
+                "UPDATE sessions SET status = ?2, exit_code = ?3, end_reason = ?4, ended_at = ?5
+                 WHERE id = ?1 AND status IN ('pending', 'running')",
+                params![id, status.as_str(), exit_code, reason, now],
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Writes a batch of `last_active` times in one transaction.
+    pub async fn touch_sessions(&self, batch: Vec<(String, DateTime<Utc>)>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt =
+                    tx.prepare_cached("UPDATE sessions SET last_active = ?2 WHERE id = ?1")?;
+                for (id, at) in &batch {
+                    stmt.execute(params![id, millis(*at)])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    pub async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>> {
+        let id = id.to_string();
+        self.run(move |c| {
+            c.query_row("SELECT * FROM sessions WHERE id = ?1", [id], session_from_row).optional()
+        })
+        .await
+    }
+
+    /// Sessions of `user` (all users when `None`), newest first, at most `limit`.
+    pub async fn list_sessions(
+        &self,
+        user: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SessionRecord>> {
+        let user = user.map(str::to_string);
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT * FROM sessions WHERE (?1 IS NULL OR user = ?1)
+                 ORDER BY created_at DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![user, limit], session_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Ends every session still marked live, with `reason`; returns how many. Used at start-up
+    /// for backends whose processes do not outlive the server.
+    pub async fn end_live_sessions(&self, reason: &str) -> Result<usize> {
+        let reason = reason.to_string();
+        let now = millis(Utc::now());
+        self.run(move |c| {
+            c.execute(
+                "UPDATE sessions SET status = 'terminated', end_reason = ?1, ended_at = ?2
+                 WHERE status IN ('pending', 'running')",
+                params![reason, now],
+            )
+        })
+        .await
+    }
+
+    pub async fn insert_sandbox(&self, s: &SandboxRecord) -> Result<()> {
+        let s = s.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO sandboxes
+                     (id, backend, user, namespace, status, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    s.id,
+                    s.backend,
+                    s.user,
+                    s.namespace,
+                    s.status.as_str(),
+                    millis(s.created_at),
+                    s.expires_at.map(millis)
+                ],
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn end_sandbox(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        let now = millis(Utc::now());
+        self.run(move |c| {
+            c.execute(
+                "UPDATE sandboxes SET status = 'terminated', ended_at = ?2
+                 WHERE id = ?1 AND status != 'terminated'",
+                params![id, now],
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Marks every sandbox of `backend` still recorded as running as terminated.
+    pub async fn end_live_sandboxes(&self, backend: &str) -> Result<usize> {
+        let backend = backend.to_string();
+        let now = millis(Utc::now());
+        self.run(move |c| {
+            c.execute(
+                "UPDATE sandboxes SET status = 'terminated', ended_at = ?2
+                 WHERE backend = ?1 AND status != 'terminated'",
+                params![backend, now],
+            )
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn session_rows_round_trip_and_end_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("k.db")).unwrap();
+        let now = Utc::now();
+        let record = SessionRecord {
+            id: "s1".into(),
+            user: "alice'; DROP TABLE sessions; --".into(),
+            namespace: "default".into(),
+            sandbox_id: "sb1".into(),
+            status: SessionStatus::Pending,
+            context: BTreeMap::from([("run_id".to_string(), "r-\"1\"".to_string())]),
+            created_at: now,
+            last_active: now,
+            expires_at: now,
+            exit_code: None,
+            end_reason: None,
+        };
+        store.insert_session(&record).await.unwrap();
+        store.set_session_running("s1").await.unwrap();
+        store.end_session("s1", SessionStatus::Terminated, Some(3), "exited").await.unwrap();
+        store.end_session("s1", SessionStatus::Failed, None, "later").await.unwrap();
+        let got = store.get_session("s1").await.unwrap().unwrap();
+        assert_eq!(got.user, record.user);
+        assert_eq!(got.context, record.context);
+        assert_eq!(got.status, SessionStatus::Terminated);
+        assert_eq!(got.exit_code, Some(3));
+        assert_eq!(got.end_reason.as_deref(), Some("exited"));
+        assert_eq!(store.list_sessions(Some("bob"), 10).await.unwrap().len(), 0);
+        assert_eq!(store.list_sessions(None, 10).await.unwrap().len(), 1);
+    }
+}
