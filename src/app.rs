@@ -113,6 +113,14 @@ impl Server {
 async fn choose_backend(config: &Config) -> Result<Arc<dyn SandboxBackend>> {
     match config.backend.kind {
         BackendKind::Auto | BackendKind::Local => {
+            let listen = config.listen_addr().map_err(|e| Error::BadRequest(e.to_string()))?;
+            if !listen.ip().is_loopback() && !config.local.allow_remote {
+                return Err(Error::BadRequest(format!(
+                    "backend.kind = \"auto\" found no Docker daemon and fell back to the local \
+                     backend, which isolates nothing: it serves only loopback addresses, not \
+                     {listen}, unless local.allow_remote = true"
+                )));
+            }
             let root = config.local_root();
             let backend = tokio::task::spawn_blocking(move || LocalBackend::new(&root))
                 .await

@@ -288,9 +288,7 @@ impl Config {
         }
         // Only nested keys (`KTERM_SECTION__KEY`) are configuration; variables such as
         // KTERM_SESSION_ID or KTERM_CTX_* (set inside sessions) are not and are left alone.
-        let env = Env::prefixed("KTERM_")
-            .filter(|key| key.as_str().contains("__"))
-            .split("__");
+        let env = Env::prefixed("KTERM_").filter(|key| key.as_str().contains("__")).split("__");
         figment = figment.merge(env);
         if let Some(listen) = &overrides.listen {
             figment = figment.merge(Serialized::default("server.listen", listen));
@@ -343,7 +341,10 @@ impl Config {
                 ));
             }
             AuthMode::Token if self.auth.tokens.is_empty() => {
-                return Err(ConfigError::key("auth.tokens", "mode \"token\" needs at least one token"));
+                return Err(ConfigError::key(
+                    "auth.tokens",
+                    "mode \"token\" needs at least one token",
+                ));
             }
             AuthMode::Local | AuthMode::Proxy => {
                 return Err(ConfigError::key(
@@ -368,7 +369,10 @@ impl Config {
                     return Err(ConfigError::key(&key, "`token_sha256` must be 64 hex digits"))
                 }
                 _ => {
-                    return Err(ConfigError::key(&key, "set exactly one of `token` or `token_sha256`"))
+                    return Err(ConfigError::key(
+                        &key,
+                        "set exactly one of `token` or `token_sha256`",
+                    ))
                 }
             }
         }
@@ -405,20 +409,15 @@ impl Config {
             return Err(ConfigError::key("pool.min", "must not be larger than pool.max"));
         }
         match self.backend.kind {
-            BackendKind::Local | BackendKind::Auto
-                if !listen.ip().is_loopback() && !self.local.allow_remote =>
-            {
-                // `auto` falls back to local when no Docker daemon answers; refuse up front
-                // rather than start a remote shell server that isolates nothing.
-                if self.backend.kind == BackendKind::Local {
-                    return Err(ConfigError::key(
-                        "backend.kind",
-                        format!(
-                            "the local backend isolates nothing; it serves only loopback \
-                             addresses, not {listen}, unless local.allow_remote = true"
-                        ),
-                    ));
-                }
+            // `auto` may fall back to local; that is checked when the backend is chosen.
+            BackendKind::Local if !listen.ip().is_loopback() && !self.local.allow_remote => {
+                return Err(ConfigError::key(
+                    "backend.kind",
+                    format!(
+                        "the local backend isolates nothing; it serves only loopback addresses, \
+                         not {listen}, unless local.allow_remote = true"
+                    ),
+                ));
             }
             BackendKind::Docker | BackendKind::Kubernetes => {
                 return Err(ConfigError::key(
@@ -463,7 +462,8 @@ impl Config {
 
 fn toml_string(config: &Config) -> String {
     // figment's toml dependency is not re-exported; serialize through its Value type instead.
-    let value = figment::value::Value::serialize(config).unwrap_or_else(|_| figment::value::Value::from(""));
+    let value = figment::value::Value::serialize(config)
+        .unwrap_or_else(|_| figment::value::Value::from(""));
     let mut out = String::new();
     if let Some(dict) = value.into_dict() {
         for (section, body) in dict {
@@ -592,13 +592,16 @@ impl<'de> Deserialize<'de> for ByteSize {
         match Raw::deserialize(d)? {
             Raw::Num(n) => Ok(ByteSize(n)),
             Raw::Text(t) => ByteSize::parse(&t).ok_or_else(|| {
-                serde::de::Error::custom(format!("{t:?} is not a size such as \"256k\" or \"512m\""))
+                serde::de::Error::custom(format!(
+                    "{t:?} is not a size such as \"256k\" or \"512m\""
+                ))
             }),
         }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error.
 mod tests {
     use super::*;
     use figment::Jail;
@@ -657,5 +660,32 @@ mod tests {
         assert_eq!(ByteSize::parse("512MiB"), Some(ByteSize(512 << 20)));
         assert_eq!(ByteSize::parse("100"), Some(ByteSize(100)));
         assert_eq!(ByteSize::parse("lots"), None);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)]
+mod example_tests {
+    use super::*;
+
+    /// config.example.toml must list every key with its default: loading it changes nothing.
+    #[test]
+    fn the_example_file_is_complete_and_says_the_defaults() {
+        figment::Jail::expect_with(|_| {
+            let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+            let loaded =
+                Config::load(Some(&example), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(loaded.to_toml_masked(), Config::default().to_toml_masked());
+            let text = std::fs::read_to_string(&example).map_err(|e| e.to_string())?;
+            for line in Config::default().to_toml_masked().lines() {
+                if let Some((key, _)) = line.split_once(" = ") {
+                    assert!(
+                        text.contains(&format!("\n{key} = ")),
+                        "config.example.toml lacks {key}"
+                    );
+                }
+            }
+            Ok(())
+        });
     }
 }

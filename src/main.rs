@@ -40,8 +40,11 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let overrides =
-        Overrides { listen: cli.listen.clone(), state: cli.state.clone(), log_format: cli.log_format };
+    let overrides = Overrides {
+        listen: cli.listen.clone(),
+        state: cli.state.clone(),
+        log_format: cli.log_format,
+    };
     let config = match Config::load(cli.config.as_deref(), &overrides) {
         Ok(config) => config,
         Err(ConfigError(message)) => {
@@ -67,9 +70,13 @@ fn main() -> ExitCode {
 
 fn init_tracing(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),

@@ -38,17 +38,33 @@ impl Metrics {
             pty_read_bytes: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("sessions_active", "Sessions whose shell is running", m.sessions_active.clone());
+        registry.register(
+            "sessions_active",
+            "Sessions whose shell is running",
+            m.sessions_active.clone(),
+        );
         registry.register("sessions_created", "Sessions created", m.sessions_created.clone());
         registry.register(
             "session_create_failures",
             "Session creations that failed",
             m.session_create_failures.clone(),
         );
-        registry.register("clients_attached", "WebSocket clients attached now", m.clients_attached.clone());
+        registry.register(
+            "clients_attached",
+            "WebSocket clients attached now",
+            m.clients_attached.clone(),
+        );
         registry.register("attaches", "WebSocket attaches", m.attaches.clone());
-        registry.register("input_bytes", "Bytes from clients written to shells", m.input_bytes.clone());
-        registry.register("output_bytes", "Bytes of shell output sent to clients", m.output_bytes.clone());
+        registry.register(
+            "input_bytes",
+            "Bytes from clients written to shells",
+            m.input_bytes.clone(),
+        );
+        registry.register(
+            "output_bytes",
+            "Bytes of shell output sent to clients",
+            m.output_bytes.clone(),
+        );
         registry.register(
             "pty_read_bytes",
             "Bytes of output read from shells (into the scrollback)",

@@ -22,7 +22,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The SPEC's session object.
-pub fn session_json(req: &HttpRequest, state: &AppState, record: &SessionRecord) -> serde_json::Value {
+pub fn session_json(
+    req: &HttpRequest,
+    state: &AppState,
+    record: &SessionRecord,
+) -> serde_json::Value {
     json!({
         "id": record.id,
         "user": record.user,

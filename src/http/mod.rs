@@ -40,7 +40,10 @@ pub fn server(
                          img-src 'self' data:; connect-src 'self'; frame-ancestors 'self'",
                     )),
             )
-            .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("kterm::http"))
+            .wrap(
+                actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+                    .log_target("kterm::http"),
+            )
             .route("/healthz", web::get().to(api::healthz))
             .route("/readyz", web::get().to(api::readyz))
             .route("/metrics", web::get().to(api::metrics))

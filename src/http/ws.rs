@@ -8,6 +8,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, ProtocolError};
 use bytes::Bytes;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::protocol::{self, ClientMessage, ServerMessage, CLOSE_TAKEN_OVER, MAX_INPUT_FRAME};
 use crate::app::AppState;
@@ -36,6 +37,7 @@ pub async fn attach(
         ping_interval: state.config.server.ping_interval.0,
         shutdown: state.shutdown.clone(),
         metrics: state.metrics.clone(),
+        pending_input: None,
     };
     actix_web::rt::spawn(bridge.run(messages));
     Ok(response)
@@ -81,6 +83,8 @@ struct Bridge {
     ping_interval: Duration,
     shutdown: tokio::sync::watch::Receiver<bool>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Input received but not yet queued for the process (the queue was full).
+    pending_input: Option<Bytes>,
 }
 
 /// How a connection ends.
@@ -94,6 +98,22 @@ enum Ending {
 impl Bridge {
     async fn run(mut self, mut messages: actix_ws::AggregatedMessageStream) {
         let ending = self.serve(&mut messages).await;
+        // What the client sent is the user's keystrokes: deliver it even though the connection
+        // is gone (a command typed just before closing the tab still runs).
+        let input = self.attachment.session().input().clone();
+        let mut undelivered: Vec<Bytes> = self.pending_input.take().into_iter().collect();
+        if matches!(ending, Ending::Gone) {
+            undelivered.extend(drain_input(&mut messages).await);
+        }
+        if !undelivered.is_empty() {
+            actix_web::rt::spawn(async move {
+                for data in undelivered {
+                    if input.send(data).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         let reason = match ending {
             Ending::Close(code, text) => Some(protocol::close(code, text)),
             Ending::Custom(code, text) => Some(protocol::close(CloseCode::Other(code), text)),
@@ -117,7 +137,6 @@ impl Bridge {
             return Ending::Gone;
         }
         let input = session.input().clone();
-        let mut pending_input: Option<Bytes> = None;
         let mut ping = tokio::time::interval(self.ping_interval);
         ping.tick().await;
         let mut last_heard = Instant::now();
@@ -143,22 +162,21 @@ impl Bridge {
                 },
                 // Input waits for room in the queue; meanwhile we read no more from the client
                 // (backpressure) but keep sending output.
-                permit = input.reserve(), if pending_input.is_some() => match permit {
+                permit = input.reserve(), if self.pending_input.is_some() => match permit {
                     Ok(permit) => {
-                        if let Some(data) = pending_input.take() {
-                            self.metrics.input_bytes.inc_by(data.len() as u64);
+                        if let Some(data) = self.pending_input.take() {
                             permit.send(data);
                         }
                     }
-                    Err(_) => pending_input = None,
+                    Err(_) => self.pending_input = None,
                 },
-                message = messages.recv(), if pending_input.is_none() => {
+                message = messages.recv(), if self.pending_input.is_none() => {
                     last_heard = Instant::now();
                     match message {
                         None => return Ending::Gone,
                         Some(Err(e)) => return protocol_error(e),
                         Some(Ok(message)) => {
-                            if let Some(ending) = self.handle(message, &mut pending_input).await {
+                            if let Some(ending) = self.handle(message).await {
                                 return ending;
                             }
                         }
@@ -181,13 +199,18 @@ impl Bridge {
     }
 
     /// Handles one client message; `Some` ends the connection.
-    async fn handle(&mut self, message: AggregatedMessage, pending: &mut Option<Bytes>) -> Option<Ending> {
+    async fn handle(&mut self, message: AggregatedMessage) -> Option<Ending> {
         let session = self.attachment.session().clone();
         match message {
             AggregatedMessage::Binary(data) => {
                 if !data.is_empty() {
                     session.touch();
-                    *pending = Some(data);
+                    self.metrics.input_bytes.inc_by(data.len() as u64);
+                    // Queue it now if there is room; otherwise hold it, and the client, until
+                    // there is.
+                    if let Err(TrySendError::Full(data)) = session.input().try_send(data) {
+                        self.pending_input = Some(data);
+                    }
                 }
             }
             AggregatedMessage::Text(text) => {
@@ -227,6 +250,24 @@ fn protocol_error(error: ProtocolError) -> Ending {
         ProtocolError::Io(e) if e.to_string().contains("continuation size") => {
             Ending::Close(CloseCode::Size, "message larger than 1 MiB")
         }
+        // The connection broke (the client went away mid-stream).
+        ProtocolError::Io(_) => Ending::Gone,
         _ => Ending::Close(CloseCode::Protocol, "protocol error"),
     }
+}
+
+/// Input frames still buffered from a client that went away. actix-ws reports a broken
+/// connection before the frames it had already read, and yields them on later polls.
+async fn drain_input(messages: &mut actix_ws::AggregatedMessageStream) -> Vec<Bytes> {
+    let mut input = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+    while let Ok(Some(message)) = tokio::time::timeout_at(deadline, messages.recv()).await {
+        match message {
+            Ok(AggregatedMessage::Binary(data)) => input.push(data),
+            Ok(AggregatedMessage::Close(_)) => break,
+            Ok(_) | Err(ProtocolError::Io(_)) => {}
+            Err(_) => break,
+        }
+    }
+    input
 }

@@ -29,8 +29,14 @@ impl LocalBackend {
         let root = root
             .canonicalize()
             .map_err(|e| Error::io(format!("resolving local.root {}", root.display()), e))?;
-        let shell = if find_in_path("bash").is_some() { vec!["bash", "-l"] } else { vec!["sh", "-l"] };
-        Ok(LocalBackend { root, sandboxes: Mutex::new(HashMap::new()), base_env: base_env(), shell })
+        let shell =
+            if find_in_path("bash").is_some() { vec!["bash", "-l"] } else { vec!["sh", "-l"] };
+        Ok(LocalBackend {
+            root,
+            sandboxes: Mutex::new(HashMap::new()),
+            base_env: base_env(),
+            shell,
+        })
     }
 
     fn sandboxes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Sandbox>> {
@@ -70,9 +76,9 @@ fn user_dir_name(user: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
         .collect();
     // FNV-1a: stable across runs and versions, which std's hasher is not.
-    let hash = user.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = user
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
     format!("{safe}-{:08x}", hash as u32)
 }
 

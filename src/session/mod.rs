@@ -114,7 +114,11 @@ impl SessionRegistry {
 
     /// Creates a session for `user`: reserves a slot, finds or makes the sandbox, starts the
     /// shell, and records it.
-    pub async fn create(self: &Arc<Self>, user: &str, request: CreateSession) -> Result<SessionRecord> {
+    pub async fn create(
+        self: &Arc<Self>,
+        user: &str,
+        request: CreateSession,
+    ) -> Result<SessionRecord> {
         let registry = self.clone();
         let user = user.to_string();
         self.runtime
@@ -123,7 +127,11 @@ impl SessionRegistry {
             .map_err(|e| Error::Internal(format!("session creation failed: {e}")))?
     }
 
-    async fn create_here(self: &Arc<Self>, user: &str, request: CreateSession) -> Result<SessionRecord> {
+    async fn create_here(
+        self: &Arc<Self>,
+        user: &str,
+        request: CreateSession,
+    ) -> Result<SessionRecord> {
         let namespace = request.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.into());
         validate_namespace(&namespace)?;
         validate_context(&request.context)?;

@@ -138,7 +138,10 @@ impl Store {
     pub async fn set_session_running(&self, id: &str) -> Result<()> {
         let id = id.to_string();
         self.run(move |c| {
-            c.execute("UPDATE sessions SET status = 'running' WHERE id = ?1 AND status = 'pending'", [id])
+            c.execute(
+                "UPDATE sessions SET status = 'running' WHERE id = ?1 AND status = 'pending'",
+                [id],
+            )
         })
         .await
         .map(drop)

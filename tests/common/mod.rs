@@ -1,0 +1,339 @@
+//! Test harness: a kterm server started in-process on port 0 with its own temporary state, and a
+//! small WebSocket client that speaks the terminal protocol. Every wait has a deadline.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use kterm::config::{Config, HumanDuration};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+pub const WAIT: Duration = Duration::from_secs(15);
+
+pub struct TestServer {
+    pub server: Option<kterm::Server>,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+/// The config every test starts from: loopback, temp state, a plain predictable shell.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.server.ping_interval = HumanDuration(Duration::from_secs(5));
+    config.state.path = dir.join("kterm.db");
+    config.local.root = dir.join("workspaces");
+    config.sessions.command = vec!["bash".into(), "--noprofile".into(), "--norc".into()];
+    config.sessions.env.insert("PS1".into(), "$ ".into());
+    config
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        config.validate().expect("test config is valid");
+        let server = kterm::Server::start(config).await.expect("server starts");
+        let base = format!("http://{}", server.addr());
+        TestServer { server: Some(server), base, http: reqwest::Client::new(), dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn ws_url(&self, id: &str) -> String {
+        format!("{}/api/v1/sessions/{id}/ws", self.base.replace("http://", "ws://"))
+    }
+
+    /// POST /api/v1/sessions; panics unless 201.
+    pub async fn create(&self, body: Value) -> Value {
+        let (status, value) = self.post("/api/v1/sessions", body).await;
+        assert_eq!(status, 201, "create failed: {value}");
+        value
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self.http.post(self.url(path)).json(&body).send().await.expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.http.delete(self.url(path)).send().await.expect("DELETE").status().as_u16()
+    }
+
+    pub async fn attach(&self, id: &str) -> Terminal {
+        Terminal::connect(&self.ws_url(id), None).await.expect("WebSocket attach")
+    }
+
+    /// A metric's value from /metrics.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+}
+
+/// Waits until `check` returns `Some`, polling; panics with `what` at the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What the server sent.
+#[derive(Debug)]
+pub enum Event {
+    Control(Value),
+    Output(Vec<u8>),
+    Closed(Option<u16>),
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A terminal client: the attach message, then output.
+pub struct Terminal {
+    pub ws: Ws,
+    pub attached: Value,
+    /// All output received so far.
+    pub output: Vec<u8>,
+}
+
+impl Terminal {
+    pub async fn connect(
+        url: &str,
+        origin: Option<&str>,
+    ) -> Result<Terminal, tokio_tungstenite::tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        if let Some(origin) = origin {
+            request.headers_mut().insert("Origin", origin.parse().unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        let mut terminal = Terminal { ws, attached: Value::Null, output: Vec::new() };
+        match terminal.next().await {
+            Event::Control(value) if value["type"] == "attached" => terminal.attached = value,
+            other => panic!("expected the attached message first, got {other:?}"),
+        }
+        Ok(terminal)
+    }
+
+    pub fn replay_bytes(&self) -> usize {
+        self.attached["replay_bytes"].as_u64().expect("replay_bytes") as usize
+    }
+
+    /// The next event (pings are answered by the client library); panics after the deadline.
+    pub async fn next(&mut self) -> Event {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let message =
+                tokio::time::timeout_at(deadline, self.ws.next()).await.unwrap_or_else(|_| {
+                    panic!(
+                        "timed out waiting for the server; output so far: {:?}",
+                        String::from_utf8_lossy(&self.output)
+                    )
+                });
+            match message {
+                None => return Event::Closed(None),
+                Some(Err(_)) => return Event::Closed(None),
+                Some(Ok(Message::Text(text))) => {
+                    return Event::Control(serde_json::from_str(&text).expect("control JSON"))
+                }
+                Some(Ok(Message::Binary(data))) => return Event::Output(data.to_vec()),
+                Some(Ok(Message::Close(frame))) => {
+                    return Event::Closed(frame.map(|f| u16::from(f.code)))
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    pub async fn send(&mut self, input: &str) {
+        self.ws.send(Message::Binary(input.as_bytes().to_vec().into())).await.expect("send input");
+    }
+
+    pub async fn send_control(&mut self, value: Value) {
+        self.ws.send(Message::Text(value.to_string().into())).await.expect("send control");
+    }
+
+    pub async fn resize(&mut self, cols: u16, rows: u16) {
+        self.send_control(json!({"type": "resize", "cols": cols, "rows": rows})).await;
+    }
+
+    /// Reads output until it contains `needle`; returns everything read so far.
+    pub async fn read_until(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        let needle_bytes = needle.as_bytes();
+        // Only the new bytes (and a needle's length before them) need searching.
+        let mut searched: usize = 0;
+        loop {
+            let from = searched.saturating_sub(needle_bytes.len());
+            if self.output[from..].windows(needle_bytes.len().max(1)).any(|w| w == needle_bytes) {
+                return String::from_utf8_lossy(&self.output).into_owned();
+            }
+            searched = self.output.len();
+            assert!(Instant::now() < deadline, "timed out waiting for {needle:?}");
+            match self.next().await {
+                Event::Output(data) => self.output.extend(data),
+                Event::Control(value) if value["type"] == "error" => {}
+                other => panic!(
+                    "waiting for {needle:?}, got {other:?}; output so far: {:?}",
+                    String::from_utf8_lossy(&self.output)
+                ),
+            }
+        }
+    }
+
+    /// Reads until the next control message, collecting output on the way.
+    pub async fn next_control(&mut self) -> Value {
+        loop {
+            match self.next().await {
+                Event::Output(data) => self.output.extend(data),
+                Event::Control(value) => return value,
+                Event::Closed(code) => {
+                    panic!("closed ({code:?}) while waiting for a control message")
+                }
+            }
+        }
+    }
+
+    /// Reads until the connection closes; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match self.next().await {
+                Event::Output(data) => self.output.extend(data),
+                Event::Control(_) => {}
+                Event::Closed(code) => return code,
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+pub fn code(value: CloseCode) -> u16 {
+    value.into()
+}
+
+/// The SPEC's error body.
+pub fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+/// The real `kterm` binary, started as a user would, on a port it chooses itself.
+pub struct RealServer {
+    pub child: std::process::Child,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl RealServer {
+    /// Starts `kterm --config FILE --listen 127.0.0.1:0` with `toml` as the file.
+    pub fn start(toml: &str) -> RealServer {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), toml)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, toml: &str) -> RealServer {
+        use std::io::BufRead;
+        let config = dir.path().join("kterm.toml");
+        let toml = format!(
+            "[state]\npath = {:?}\n[local]\nroot = {:?}\n{toml}",
+            dir.path().join("kterm.db"),
+            dir.path().join("workspaces")
+        );
+        std::fs::write(&config, toml).expect("write config");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kterm"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn kterm");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let base = loop {
+            let line = lines.next().expect("kterm exited before serving").expect("read stderr");
+            if let Some(rest) = line.split("serving on ").nth(1) {
+                break rest.split_whitespace().next().unwrap_or_default().to_string();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        RealServer { child, base, dir }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS")
+    }
+
+    pub fn sigterm(&self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+    }
+
+    /// Waits for the process to exit; returns its code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "kterm did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RealServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

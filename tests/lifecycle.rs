@@ -1,0 +1,212 @@
+//! The whole life of a session through the REST API and the WebSocket, as a client sees it.
+
+mod common;
+
+use common::{error_code, eventually, TestServer};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_attach_type_resize_detach_reattach_exit_delete() {
+    let server = TestServer::start().await;
+    let session =
+        server.create(json!({"cols": 100, "rows": 30, "context": {"run_id": "run-42"}})).await;
+    let id = session["id"].as_str().unwrap().to_string();
+    assert_eq!(session["status"], "running");
+    assert_eq!(session["namespace"], "default");
+    assert_eq!(session["context"]["run_id"], "run-42");
+    assert!(session["websocket_url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/api/v1/sessions/{id}/ws")));
+    for key in ["created_at", "last_active", "expires_at"] {
+        let text = session[key].as_str().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(text).is_ok(), "{key} = {text}");
+    }
+
+    let (status, list) = server.get("/api/v1/sessions").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
+    let (status, got) = server.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!((status, got["id"].as_str()), (200, Some(id.as_str())));
+
+    // Type, and see the shell's answer; the size given at creation is the PTY's.
+    let mut term = server.attach(&id).await;
+    assert_eq!(term.attached["session"], id.as_str());
+    term.send("stty size; echo \"ctx=$KTERM_CTX_RUN_ID sid=$KTERM_SESSION_ID term=$TERM\"\n").await;
+    let out = term.read_until("term=xterm-256color").await;
+    assert!(out.contains("30 100"), "{out}");
+    assert!(out.contains(&format!("ctx=run-42 sid={id}")), "{out}");
+
+    // Resize over the WebSocket and over REST.
+    term.resize(120, 40).await;
+    term.send("stty size\n").await;
+    term.read_until("40 120").await;
+    let (status, _) = server
+        .post(&format!("/api/v1/sessions/{id}/resize"), json!({"cols": 81, "rows": 21}))
+        .await;
+    assert_eq!(status, 204);
+    term.send("stty size\n").await;
+    term.read_until("21 81").await;
+
+    // Detach; the shell keeps running and its output waits in the scrollback.
+    term.send("sleep 0.3; echo after-detach-$((6*7))\n").await;
+    term.close().await;
+    let mut again = server.attach(&id).await;
+    let out = again.read_until("after-detach-42").await;
+    assert!(again.replay_bytes() > 0);
+    assert!(out.contains("40 120"), "the replay holds the earlier output: {out}");
+
+    // The shell's end reaches the client with its code, then close 1000.
+    again.send("exit 7\n").await;
+    let exit = again.next_control().await;
+    assert_eq!(exit, json!({"type": "exit", "code": 7}));
+    assert_eq!(again.closed().await, Some(1000));
+    let record = eventually("the session to be recorded as ended", || async {
+        let (_, got) = server.get(&format!("/api/v1/sessions/{id}")).await;
+        (got["status"] == "terminated").then_some(got)
+    })
+    .await;
+    assert_eq!(record["exit_code"], 7);
+    let (_, list) = server.get("/api/v1/sessions").await;
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 0, "ended sessions are not listed");
+    let (_, list) = server.get("/api/v1/sessions?all=true").await;
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_ends_the_shell_and_the_attached_client_hears_it() {
+    let server = TestServer::start().await;
+    let id = server.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let mut term = server.attach(&id).await;
+    term.send("echo ready\n").await;
+    term.read_until("ready").await;
+    assert_eq!(server.delete(&format!("/api/v1/sessions/{id}")).await, 204);
+    let message = term.next_control().await;
+    assert_eq!(message["type"], "exit");
+    assert_eq!(term.closed().await, Some(1000));
+    let (status, got) = server.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(got["status"], "terminated");
+    assert_eq!(got["end_reason"], "deleted");
+    assert_eq!(server.metric("kterm_sessions_active").await, 0.0);
+    // Deleting again is harmless; an unknown id is 404 with the SPEC's body.
+    assert_eq!(server.delete(&format!("/api/v1/sessions/{id}")).await, 204);
+    assert_eq!(server.delete("/api/v1/sessions/no-such-session").await, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_init_and_context_reach_the_shell() {
+    let server = TestServer::start_with(|c| {
+        c.sessions.env.insert("TEAM".into(), "blue".into());
+        c.sessions.init = "export GREETING=\"hi $KTERM_CTX_RUN_ID\"; echo init-ran".into();
+    })
+    .await;
+    let _ = std::fs::remove_file("/tmp/kterm-pwned");
+    let hostile = "a'b\"c $(touch /tmp/kterm-pwned) `id` \n; rm -rf x";
+    let session = server.create(json!({"context": {"run_id": "r7", "note": hostile}})).await;
+    let mut term = server.attach(session["id"].as_str().unwrap()).await;
+    term.read_until("init-ran").await;
+    term.send("echo \"[$TEAM|$GREETING|$KTERM_USER|$KTERM_INIT]\"; printf '%s' \"$KTERM_CTX_NOTE\" | od -An -c | tr -d ' \\n'; echo\n").await;
+    let out = term.read_until("[blue|hi r7|anonymous|]").await;
+    let expected: String = hostile
+        .chars()
+        .map(|c| if c == '\n' { "\\n".to_string() } else { c.to_string() })
+        .collect::<String>()
+        .replace(' ', "");
+    term.read_until(&expected).await;
+    assert!(out.contains("[blue|hi r7|anonymous|]"));
+    assert!(!std::path::Path::new("/tmp/kterm-pwned").exists(), "a context value ran a command");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_attach_policy() {
+    let server = TestServer::start_with(|c| {
+        c.sessions.max_per_user = 2;
+        c.sessions.attach = kterm::config::AttachPolicy::Reject;
+    })
+    .await;
+    let a = server.create(json!({})).await["id"].as_str().unwrap().to_string();
+    server.create(json!({})).await;
+    let (status, body) = server.post("/api/v1/sessions", json!({})).await;
+    assert_eq!((status, error_code(&body)), (429, "limit_reached"), "{body}");
+
+    let _first = server.attach(&a).await;
+    let refused = common::Terminal::connect(&server.ws_url(&a), None).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 409)
+        }
+        other => panic!(
+            "a second attach under \"reject\" must be 409, got {:?}",
+            other.map(|t| t.attached)
+        ),
+    }
+    // Ending one frees a slot.
+    assert_eq!(server.delete(&format!("/api/v1/sessions/{a}")).await, 204);
+    server.create(json!({})).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_end_but_attached_ones_live() {
+    let server = TestServer::start_with(|c| {
+        c.sessions.idle_timeout =
+            kterm::config::HumanDuration(std::time::Duration::from_millis(600));
+    })
+    .await;
+    let idle = server.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let watched = server.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let mut term = server.attach(&watched).await;
+    let record = eventually("the idle session to end", || async {
+        let (_, got) = server.get(&format!("/api/v1/sessions/{idle}")).await;
+        (got["status"] == "terminated").then_some(got)
+    })
+    .await;
+    assert_eq!(record["end_reason"], "idle_timeout");
+    term.send("echo still-here\n").await;
+    term.read_until("still-here").await;
+    let (_, got) = server.get(&format!("/api/v1/sessions/{watched}")).await;
+    assert_eq!(got["status"], "running");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_metrics_and_the_page() {
+    let server = TestServer::start().await;
+    let response = server.http.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let response = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    let id = server.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let mut term = server.attach(&id).await;
+    term.send("echo metered\n").await;
+    term.read_until("metered").await;
+    assert_eq!(server.metric("kterm_sessions_active").await, 1.0);
+    assert!(server.metric("kterm_attaches_total").await >= 1.0);
+    assert!(server.metric("kterm_input_bytes_total").await >= 13.0);
+    assert!(server.metric("kterm_output_bytes_total").await > 0.0);
+
+    let page = server.http.get(server.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-eval"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("vendor/xterm.js"), "the page loads the embedded xterm.js");
+    let js = server.http.get(server.url("/vendor/xterm.js")).send().await.unwrap();
+    assert_eq!(js.status(), 200);
+    let etag = js.headers()["etag"].clone();
+    let cached = server
+        .http
+        .get(server.url("/vendor/xterm.js"))
+        .header("If-None-Match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+    server.stop().await;
+}
