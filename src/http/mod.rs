@@ -52,6 +52,12 @@ pub fn server(
             .route("/{path:.+}", read_only().to(assets::serve))
             .default_service(web::to(api::not_found))
     })
+    // Keystrokes and their echo are tiny writes: never hold them back (Nagle).
+    .on_connect(|connection, _| {
+        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
     .disable_signals()
     .shutdown_timeout(shutdown_timeout)
     .listen(listener)?

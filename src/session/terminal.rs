@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Notify};
@@ -30,6 +31,8 @@ use crate::store::{SessionRecord, SessionStatus};
 
 /// The largest output frame a client is sent.
 const MAX_FRAME: usize = 64 * 1024;
+/// The first read of a batch; output beyond it is taken in the same batch if it is ready.
+const IDLE_READ: usize = 1024;
 /// Input frames queued for the process before the client is made to wait.
 const INPUT_QUEUE: usize = 64;
 
@@ -130,13 +133,18 @@ impl Session {
         let capacity = self.state().ring.capacity();
         let chunk = capacity.min(MAX_FRAME);
         let low_water = (capacity / 4).clamp(1, chunk);
-        let mut buf = vec![0u8; chunk];
+        // Small while idle (a thousand quiet sessions cost little), up to `chunk` while busy.
+        let mut buf: Vec<u8> = Vec::new();
         let control = self.control.clone();
         let mut exit_wait = Box::pin(async move { control.wait().await });
         let mut exited: Option<Option<i32>> = None;
         loop {
             let room = self.wait_for_room(low_water).await.min(chunk);
-            let read = output.read(&mut buf[..room]);
+            let first = room.min(IDLE_READ);
+            if buf.len() < first {
+                buf.resize(first, 0);
+            }
+            let read = output.read(&mut buf[..first]);
             let result = if exited.is_some() {
                 // The process is gone; take what it left, but do not wait on a descendant that
                 // keeps the terminal open.
@@ -150,9 +158,33 @@ impl Session {
                     code = &mut exit_wait => { exited = Some(code); continue; }
                 }
             };
-            match result {
+            let mut filled = match result {
                 Ok(0) | Err(_) => break,
-                Ok(n) => self.append(&buf[..n]),
+                Ok(n) => n,
+            };
+            // Take whatever else is ready without waiting: one append and one wake-up of the
+            // client per batch instead of per PTY read (which returns at most 4 KiB).
+            let mut ended = false;
+            while filled < room {
+                if buf.len() < room {
+                    buf.resize(room, 0);
+                }
+                match output.read(&mut buf[filled..room]).now_or_never() {
+                    Some(Ok(0)) | Some(Err(_)) => {
+                        ended = true;
+                        break;
+                    }
+                    Some(Ok(n)) => filled += n,
+                    None => break,
+                }
+            }
+            self.append(&buf[..filled]);
+            if ended {
+                break;
+            }
+            if filled < IDLE_READ && buf.len() > IDLE_READ {
+                buf.truncate(IDLE_READ);
+                buf.shrink_to_fit();
             }
         }
         let code = match exited {
