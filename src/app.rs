@@ -11,9 +11,10 @@ use std::time::Duration;
 use actix_web::web;
 use tokio::sync::watch;
 
-use crate::config::{BackendKind, Config};
+use crate::config::{BackendKind, Config, DEFAULT_SANDBOX_IMAGE};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::sandbox::docker::DockerBackend;
 use crate::sandbox::local::LocalBackend;
 use crate::sandbox::SandboxBackend;
 use crate::session::SessionRegistry;
@@ -48,7 +49,7 @@ impl Server {
         let store = tokio::task::spawn_blocking(move || Store::open(&path))
             .await
             .map_err(|e| Error::Internal(format!("opening the store: {e}")))??;
-        let backend = choose_backend(&config).await?;
+        let backend = choose_backend(&config, store.instance_id()).await?;
         let metrics = Arc::new(Metrics::new());
         let registry = SessionRegistry::new(
             config.sessions.clone(),
@@ -109,26 +110,51 @@ impl Server {
     }
 }
 
-/// `auto`: Docker when its daemon answers, else local. Only `local` exists in this version.
-async fn choose_backend(config: &Config) -> Result<Arc<dyn SandboxBackend>> {
+/// `docker` and `local` as configured; `auto`: Docker when its daemon answers and the image is
+/// present or explicitly configured, else local (loopback only, unless allowed).
+async fn choose_backend(config: &Config, instance: &str) -> Result<Arc<dyn SandboxBackend>> {
     match config.backend.kind {
-        BackendKind::Auto | BackendKind::Local => {
-            let listen = config.listen_addr().map_err(|e| Error::BadRequest(e.to_string()))?;
-            if !listen.ip().is_loopback() && !config.local.allow_remote {
-                return Err(Error::BadRequest(format!(
-                    "backend.kind = \"auto\" found no Docker daemon and fell back to the local \
-                     backend, which isolates nothing: it serves only loopback addresses, not \
-                     {listen}, unless local.allow_remote = true"
-                )));
+        BackendKind::Docker => Ok(Arc::new(DockerBackend::new(&config.docker, instance)?)),
+        BackendKind::Local => local_backend(config).await,
+        BackendKind::Auto => {
+            let docker = DockerBackend::new(&config.docker, instance)?;
+            let explicit_image = config.docker.image != DEFAULT_SANDBOX_IMAGE;
+            match docker.health().await {
+                Ok(()) if explicit_image || docker.has_image().await => Ok(Arc::new(docker)),
+                Ok(()) => {
+                    tracing::warn!(
+                        image = DEFAULT_SANDBOX_IMAGE,
+                        "Docker answers but the sandbox image is missing (build it with `kterm \
+                         image build`, or set docker.image); using the local backend"
+                    );
+                    local_backend(config).await
+                }
+                Err(e) => {
+                    tracing::info!(reason = %e, "no Docker daemon; using the local backend");
+                    local_backend(config).await
+                }
             }
-            let root = config.local_root();
-            let backend = tokio::task::spawn_blocking(move || LocalBackend::new(&root))
-                .await
-                .map_err(|e| Error::Internal(format!("starting the local backend: {e}")))??;
-            Ok(Arc::new(backend))
         }
-        other => Err(Error::BadRequest(format!("backend.kind {other:?} is not available"))),
+        BackendKind::Kubernetes => {
+            Err(Error::BadRequest("backend.kind \"kubernetes\" is not available".into()))
+        }
     }
+}
+
+async fn local_backend(config: &Config) -> Result<Arc<dyn SandboxBackend>> {
+    let listen = config.listen_addr().map_err(|e| Error::BadRequest(e.to_string()))?;
+    if !listen.ip().is_loopback() && !config.local.allow_remote {
+        return Err(Error::BadRequest(format!(
+            "the local backend (chosen by backend.kind = \"auto\" without a usable Docker) \
+             isolates nothing: it serves only loopback addresses, not {listen}, unless \
+             local.allow_remote = true"
+        )));
+    }
+    let root = config.local_root();
+    let backend = tokio::task::spawn_blocking(move || LocalBackend::new(&root))
+        .await
+        .map_err(|e| Error::Internal(format!("starting the local backend: {e}")))??;
+    Ok(Arc::new(backend))
 }
 
 /// Batches `last_active` writes and ends idle or expired sessions.

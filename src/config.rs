@@ -220,11 +220,66 @@ pub struct LocalConfig {
     pub allow_remote: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Pull when the image is not present.
+    Missing,
+    /// Pull before the first sandbox after start.
+    Always,
+    /// Never pull: a missing image is an error.
+    Never,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DockerConfig {
+    /// Daemon address (`unix:///var/run/docker.sock`, `tcp://…`); empty: `DOCKER_HOST` or the
+    /// local socket.
+    pub host: String,
     pub image: String,
+    pub pull: PullPolicy,
+    /// `uid:gid` the sandbox runs as (never root).
+    pub user: String,
+    pub memory: ByteSize,
+    pub cpus: f64,
+    pub pids_limit: i64,
+    pub tmp_size: ByteSize,
+    pub home_size: ByteSize,
+    pub workspace_size: ByteSize,
+    /// When set, each user's workspace is the named volume `<prefix><user>` instead of tmpfs.
+    pub workspace_volume_prefix: String,
+    /// `none`, or the name of a Docker network the sandboxes join.
+    pub network: String,
+    /// An OCI runtime such as `runsc` (gVisor); empty: the daemon's default.
+    pub runtime: String,
+    /// Extra labels on every container kterm makes.
+    pub labels: BTreeMap<String, String>,
 }
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            host: String::new(),
+            image: DEFAULT_SANDBOX_IMAGE.into(),
+            pull: PullPolicy::Missing,
+            user: "1000:1000".into(),
+            memory: ByteSize(1 << 30),
+            cpus: 1.0,
+            pids_limit: 256,
+            tmp_size: ByteSize(64 << 20),
+            home_size: ByteSize(64 << 20),
+            workspace_size: ByteSize(1 << 30),
+            workspace_volume_prefix: String::new(),
+            network: "none".into(),
+            runtime: String::new(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// The image `kterm image build` makes.
+pub const DEFAULT_SANDBOX_IMAGE: &str = "kterm-sandbox:latest";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -405,6 +460,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_docker()?;
         if self.pool.min > self.pool.max {
             return Err(ConfigError::key("pool.min", "must not be larger than pool.max"));
         }
@@ -419,13 +475,62 @@ impl Config {
                     ),
                 ));
             }
-            BackendKind::Docker | BackendKind::Kubernetes => {
+            BackendKind::Kubernetes => {
                 return Err(ConfigError::key(
                     "backend.kind",
-                    format!("{:?} is not available in this version yet", self.backend.kind),
+                    "\"kubernetes\" is not available in this version yet",
                 ));
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    fn validate_docker(&self) -> Result<(), ConfigError> {
+        let docker = &self.docker;
+        if docker.image.trim().is_empty() {
+            return Err(ConfigError::key("docker.image", "must name an image"));
+        }
+        let ids: Vec<&str> = docker.user.split(':').collect();
+        let numeric = ids.len() == 2
+            && ids.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if !numeric || ids[0] == "0" {
+            return Err(ConfigError::key(
+                "docker.user",
+                format!(
+                    "{:?} must be a numeric non-root uid:gid such as \"1000:1000\"",
+                    docker.user
+                ),
+            ));
+        }
+        if docker.memory.0 < 16 << 20 {
+            return Err(ConfigError::key("docker.memory", "must be at least 16m"));
+        }
+        if !(docker.cpus > 0.0 && docker.cpus <= 1024.0) {
+            return Err(ConfigError::key("docker.cpus", "must be a number of CPUs above 0"));
+        }
+        if docker.pids_limit < 8 {
+            return Err(ConfigError::key("docker.pids_limit", "must be at least 8"));
+        }
+        if docker.network == "host" {
+            return Err(ConfigError::key(
+                "docker.network",
+                "\"host\" would give sandboxes the host's network",
+            ));
+        }
+        for (key, value) in &docker.labels {
+            if key.starts_with("kterm.io/") {
+                return Err(ConfigError::key(
+                    "docker.labels",
+                    format!("{key:?} is reserved for kterm"),
+                ));
+            }
+            if value.contains('\0') {
+                return Err(ConfigError::key(
+                    "docker.labels",
+                    format!("the value of {key:?} has a NUL byte"),
+                ));
+            }
         }
         Ok(())
     }

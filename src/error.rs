@@ -36,6 +36,9 @@ pub enum Error {
     /// The sandbox backend cannot serve now (503).
     #[error("backend unavailable: {0}")]
     BackendUnavailable(String),
+    /// The sandbox no longer exists or no longer runs (503; the registry replaces it).
+    #[error("sandbox gone: {0}")]
+    SandboxGone(String),
     /// The state store failed.
     #[error("state store: {0}")]
     Store(#[from] rusqlite::Error),
@@ -70,7 +73,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
             Error::LimitReached(_) => "limit_reached",
-            Error::BackendUnavailable(_) => "backend_unavailable",
+            Error::BackendUnavailable(_) | Error::SandboxGone(_) => "backend_unavailable",
             Error::Store(_) | Error::Io { .. } | Error::Internal(_) => "internal",
         }
     }
@@ -86,7 +89,7 @@ impl ResponseError for Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::LimitReached(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::BackendUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::BackendUnavailable(_) | Error::SandboxGone(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(_) | Error::Io { .. } | Error::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

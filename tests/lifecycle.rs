@@ -84,6 +84,7 @@ async fn delete_ends_the_shell_and_the_attached_client_hears_it() {
     assert_eq!(server.delete(&format!("/api/v1/sessions/{id}")).await, 204);
     let message = term.next_control().await;
     assert_eq!(message["type"], "exit");
+    assert_eq!(message["reason"], "deleted");
     assert_eq!(term.closed().await, Some(1000));
     let (status, got) = server.get(&format!("/api/v1/sessions/{id}")).await;
     assert_eq!(status, 200);

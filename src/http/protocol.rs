@@ -21,8 +21,13 @@ pub enum ClientMessage {
 pub enum ServerMessage<'a> {
     /// First message of every attach; `replay_bytes` of scrollback follow before live output.
     Attached { session: &'a str, replay_bytes: u64 },
-    /// The shell ended; the connection closes with 1000.
-    Exit { code: Option<i32> },
+    /// The shell ended; the connection closes with 1000. `reason` says why when kterm ended
+    /// it (`deleted`, `idle_timeout`, `max_lifetime`, `server_shutdown`, `backend_error`).
+    Exit {
+        code: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// A newer connection attached; this one closes with 4000.
     Detached { reason: &'a str },
     /// A message the server could not act on; the connection stays open.

@@ -152,7 +152,8 @@ impl Bridge {
                         }
                     }
                     AttachEvent::Exit(code) => {
-                        self.send(ServerMessage::Exit { code }).await;
+                        let reason = session.end_reason();
+                        self.send(ServerMessage::Exit { code, reason }).await;
                         return Ending::Close(CloseCode::Normal, "session ended");
                     }
                     AttachEvent::TakenOver => {

@@ -107,6 +107,7 @@ impl SandboxBackend for LocalBackend {
             user: spec.user.clone(),
             namespace: spec.namespace.clone(),
             workspace: dir,
+            running: true,
         };
         self.sandboxes().insert(sandbox.id.clone(), sandbox.clone());
         Ok(sandbox)

@@ -5,6 +5,9 @@
 //! started in the same sandbox. This module knows nothing of HTTP, sessions or the store: it
 //! makes, lists and destroys sandboxes and starts processes in them.
 
+pub mod docker;
+mod docker_exec;
+mod docker_policy;
 pub mod local;
 pub mod pty;
 
@@ -32,6 +35,8 @@ pub struct Sandbox {
     pub namespace: String,
     /// The workspace directory, as the processes inside see it.
     pub workspace: PathBuf,
+    /// Whether it can run processes now (a stopped container cannot).
+    pub running: bool,
 }
 
 /// A TTY process to start in a sandbox.
@@ -113,4 +118,7 @@ pub trait SandboxBackend: Send + Sync {
 
     /// `Err` with the reason while the backend cannot serve (for `/readyz`).
     async fn health(&self) -> Result<()>;
+
+    /// Ends the processes a previous run of kterm left in an adopted sandbox.
+    async fn end_stray_processes(&self, _sandbox: &Sandbox) {}
 }

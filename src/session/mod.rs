@@ -57,6 +57,9 @@ type SandboxKey = (String, String);
 struct SandboxSlot {
     sandbox: Option<Sandbox>,
     sessions: u32,
+    /// Set for a sandbox adopted at start with no session yet; it is removed when it stays
+    /// unused for `sessions.idle_timeout`.
+    unused_since: Option<std::time::Instant>,
 }
 
 pub struct SessionRegistry {
@@ -95,15 +98,45 @@ impl SessionRegistry {
         &self.config
     }
 
-    /// Marks what a previous run left live as ended, where the backend's processes did not
-    /// survive that run.
+    /// Reconciles with what a previous run left: sessions whose processes did not survive are
+    /// recorded as ended; sandboxes of this instance that the store knows are adopted (their
+    /// users' files are there), the others are removed. Only this instance's sandboxes are
+    /// ever listed.
     pub async fn recover(&self) -> Result<()> {
         if !self.backend.processes_survive_restart() {
-            let sessions = self.store.end_live_sessions("server_restart").await?;
-            let sandboxes = self.store.end_live_sandboxes(self.backend.kind()).await?;
-            if sessions + sandboxes > 0 {
-                tracing::info!(sessions, sandboxes, "ended what the previous run left behind");
+            let ended = self.store.end_live_sessions("server_restart").await?;
+            if ended > 0 {
+                tracing::info!(sessions = ended, "ended the sessions of the previous run");
             }
+        }
+        let known = self.store.live_sandbox_ids(self.backend.kind()).await?;
+        let existing = match self.backend.list_sandboxes().await {
+            Ok(existing) => existing,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list sandboxes now; adoption skipped");
+                return Ok(());
+            }
+        };
+        let mut adopted = std::collections::HashSet::new();
+        for sandbox in existing {
+            if sandbox.running && known.contains(&sandbox.id) {
+                self.backend.end_stray_processes(&sandbox).await;
+                tracing::info!(sandbox = %sandbox.id, user = %sandbox.user, "adopted sandbox");
+                adopted.insert(sandbox.id.clone());
+                let key = (sandbox.user.clone(), sandbox.namespace.clone());
+                let slot = SandboxSlot {
+                    sandbox: Some(sandbox),
+                    sessions: 0,
+                    unused_since: Some(std::time::Instant::now()),
+                };
+                Self::lock(&self.sandboxes).insert(key, Arc::new(tokio::sync::Mutex::new(slot)));
+            } else {
+                tracing::info!(sandbox = %sandbox.id, "removing an orphaned sandbox of this instance");
+                self.destroy_sandbox(&sandbox.id).await;
+            }
+        }
+        for id in known.iter().filter(|id| !adopted.contains(*id)) {
+            self.store.end_sandbox(id).await?;
         }
         Ok(())
     }
@@ -185,33 +218,12 @@ impl SessionRegistry {
         let key = (user.to_string(), namespace.to_string());
         let slot = Self::lock(&self.sandboxes).entry(key.clone()).or_default().clone();
         let mut slot = slot.lock().await;
-        let sandbox = match &slot.sandbox {
-            Some(sandbox) => sandbox.clone(),
-            None => {
-                let sandbox = self
-                    .backend
-                    .create_sandbox(&SandboxSpec { user: user.into(), namespace: namespace.into() })
-                    .await?;
-                self.store
-                    .insert_sandbox(&SandboxRecord {
-                        id: sandbox.id.clone(),
-                        backend: self.backend.kind().into(),
-                        user: Some(user.into()),
-                        namespace: namespace.into(),
-                        status: SandboxStatus::Running,
-                        created_at: Utc::now(),
-                        expires_at: None,
-                    })
-                    .await?;
-                slot.sandbox = Some(sandbox.clone());
-                sandbox
-            }
-        };
+        let sandbox = self.sandbox_for(&mut slot, user, namespace).await?;
 
         let now = Utc::now();
         let lifetime = chrono::Duration::from_std(self.config.max_lifetime.0)
             .unwrap_or(chrono::Duration::hours(8));
-        let info = SessionInfo {
+        let mut info = SessionInfo {
             id: uuid::Uuid::new_v4().to_string(),
             user: user.into(),
             namespace: namespace.into(),
@@ -242,7 +254,20 @@ impl SessionRegistry {
             cols,
             rows,
         };
-        let process = match self.backend.start_process(&sandbox, &spec).await {
+        let mut started = self.backend.start_process(&sandbox, &spec).await;
+        let mut sandbox = sandbox;
+        if let Err(Error::SandboxGone(reason)) = &started {
+            // The container died or was removed behind our back: replace it, once.
+            tracing::warn!(sandbox = %sandbox.id, reason, "sandbox is gone; making a new one");
+            slot.sandbox = None;
+            self.destroy_sandbox(&sandbox.id).await;
+            sandbox = self.sandbox_for(&mut slot, user, namespace).await?;
+            info.sandbox_id = sandbox.id.clone();
+            record.sandbox_id = sandbox.id.clone();
+            self.store.set_session_sandbox(&record.id, &sandbox.id).await?;
+            started = self.backend.start_process(&sandbox, &spec).await;
+        }
+        let process = match started {
             Ok(process) => process,
             Err(e) => {
                 let _ = self
@@ -256,6 +281,7 @@ impl SessionRegistry {
                 return Err(e);
             }
         };
+        slot.unused_since = None;
         slot.sessions += 1;
         drop(slot);
 
@@ -274,6 +300,35 @@ impl SessionRegistry {
         record.status = SessionStatus::Running;
         tracing::info!(session = %record.id, user, namespace, sandbox = %record.sandbox_id, "session started");
         Ok(record)
+    }
+
+    /// The slot's sandbox, made (and recorded) if there is none.
+    async fn sandbox_for(
+        &self,
+        slot: &mut SandboxSlot,
+        user: &str,
+        namespace: &str,
+    ) -> Result<Sandbox> {
+        if let Some(sandbox) = &slot.sandbox {
+            return Ok(sandbox.clone());
+        }
+        let spec = SandboxSpec { user: user.into(), namespace: namespace.into() };
+        let sandbox = self.backend.create_sandbox(&spec).await?;
+        let record = SandboxRecord {
+            id: sandbox.id.clone(),
+            backend: self.backend.kind().into(),
+            user: Some(user.into()),
+            namespace: namespace.into(),
+            status: SandboxStatus::Running,
+            created_at: Utc::now(),
+            expires_at: None,
+        };
+        if let Err(e) = self.store.insert_sandbox(&record).await {
+            self.destroy_sandbox(&sandbox.id).await;
+            return Err(e);
+        }
+        slot.sandbox = Some(sandbox.clone());
+        Ok(sandbox)
     }
 
     /// The environment of a session's shell: fixed variables, then the context.
@@ -312,7 +367,8 @@ impl SessionRegistry {
         if let Some(slot) = slot {
             let mut slot = slot.lock().await;
             slot.sessions = slot.sessions.saturating_sub(1);
-            if slot.sessions == 0 {
+            // At shutdown the sandbox stays (with the user's files) for the next run to adopt.
+            if slot.sessions == 0 && reason != "server_shutdown" {
                 if let Some(sandbox) = slot.sandbox.take() {
                     self.destroy_sandbox(&sandbox.id).await;
                 }
@@ -432,6 +488,17 @@ impl SessionRegistry {
             if let Some(reason) = reason {
                 tracing::info!(session = %session.info.id, reason, "ending session");
                 session.terminate(reason).await;
+            }
+        }
+        let slots: Vec<_> = Self::lock(&self.sandboxes).values().cloned().collect();
+        for slot in slots {
+            let mut slot = slot.lock().await;
+            let unused =
+                slot.sessions == 0 && slot.unused_since.is_some_and(|t| t.elapsed() >= idle);
+            if let Some(sandbox) = slot.sandbox.take_if(|_| unused) {
+                tracing::info!(sandbox = %sandbox.id, "removing an adopted sandbox nobody used");
+                slot.unused_since = None;
+                self.destroy_sandbox(&sandbox.id).await;
             }
         }
     }

@@ -159,8 +159,13 @@ impl Session {
                 }
             };
             let mut filled = match result {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
                 Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(session = %self.info.id, error = %e, "the shell's output broke off");
+                    self.state().ending.get_or_insert_with(|| "backend_error".into());
+                    break;
+                }
             };
             // Take whatever else is ready without waiting: one append and one wake-up of the
             // client per batch instead of per PTY read (which returns at most 4 KiB).
@@ -191,7 +196,13 @@ impl Session {
             Some(code) => code,
             None => self.control.wait().await,
         };
-        self.state().exit = Some(code);
+        let mut state = self.state();
+        if code.is_none() {
+            // The backend could not say how the process ended: it lost track of it.
+            state.ending.get_or_insert_with(|| "backend_error".into());
+        }
+        state.exit = Some(code);
+        drop(state);
         self.changed.send_replace(());
         code
     }

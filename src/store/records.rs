@@ -264,18 +264,29 @@ impl Store {
         .map(drop)
     }
 
-    /// Marks every sandbox of `backend` still recorded as running as terminated.
-    pub async fn end_live_sandboxes(&self, backend: &str) -> Result<usize> {
+    /// Ids of the sandboxes of `backend` recorded as running.
+    pub async fn live_sandbox_ids(
+        &self,
+        backend: &str,
+    ) -> Result<std::collections::HashSet<String>> {
         let backend = backend.to_string();
-        let now = millis(Utc::now());
         self.run(move |c| {
-            c.execute(
-                "UPDATE sandboxes SET status = 'terminated', ended_at = ?2
-                 WHERE backend = ?1 AND status != 'terminated'",
-                params![backend, now],
-            )
+            let mut stmt = c.prepare_cached(
+                "SELECT id FROM sandboxes WHERE backend = ?1 AND status != 'terminated'",
+            )?;
+            let rows = stmt.query_map([backend], |r| r.get(0))?;
+            rows.collect()
         })
         .await
+    }
+
+    pub async fn set_session_sandbox(&self, id: &str, sandbox_id: &str) -> Result<()> {
+        let (id, sandbox_id) = (id.to_string(), sandbox_id.to_string());
+        self.run(move |c| {
+            c.execute("UPDATE sessions SET sandbox_id = ?2 WHERE id = ?1", [id, sandbox_id])
+        })
+        .await
+        .map(drop)
     }
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod docker;
+
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -39,7 +41,11 @@ impl TestServer {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), adjust).await
+    }
+
+    /// Starts on an existing state directory (a restart).
+    pub async fn start_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = test_config(dir.path());
         adjust(&mut config);
         config.validate().expect("test config is valid");
@@ -95,6 +101,19 @@ impl TestServer {
         if let Some(server) = self.server.take() {
             server.shutdown().await;
         }
+    }
+
+    /// Stops the server and hands back its state directory, for a restart.
+    pub async fn stop_keeping_state(mut self) -> tempfile::TempDir {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        let TestServer { dir, .. } = self;
+        dir
+    }
+
+    pub fn state(&self) -> &kterm::app::AppState {
+        self.server.as_ref().expect("running").state()
     }
 }
 

@@ -1,0 +1,338 @@
+//! The `docker` backend: one hardened container per user (and namespace); each session is a TTY
+//! exec inside it, so a user's tabs share a workspace.
+//!
+//! Every container carries `kterm.io/managed=true` and `kterm.io/instance=<instance id>`, and
+//! kterm lists, adopts or removes only containers with its own instance label. The hardening
+//! (non-root, read-only root, tmpfs, no capabilities, no-new-privileges, limits, no network) is
+//! in [`super::docker_policy`]; the exec streams in [`super::docker_exec`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::ContainerSummaryStateEnum;
+use bollard::query_parameters::{
+    CreateImageOptions, ListContainersOptions, RemoveContainerOptions, StartContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use super::docker_exec::{self, DockerProcess};
+use super::docker_policy;
+use super::{ProcessSpec, Sandbox, SandboxBackend, SandboxSpec, TtyProcess};
+use crate::config::{DockerConfig, PullPolicy};
+use crate::error::{Error, Result};
+
+pub const LABEL_MANAGED: &str = "kterm.io/managed";
+pub const LABEL_INSTANCE: &str = "kterm.io/instance";
+pub const LABEL_USER: &str = "kterm.io/user";
+pub const LABEL_NAMESPACE: &str = "kterm.io/namespace";
+pub const LABEL_ROLE: &str = "kterm.io/role";
+
+/// Where the workspace is inside every sandbox (SPEC).
+pub const WORKSPACE: &str = "/home/user/workspace";
+
+pub struct DockerBackend {
+    /// The client before API version negotiation; [`DockerBackend::client`] negotiates once
+    /// the daemon answers (it may be down when kterm starts).
+    unnegotiated: Docker,
+    negotiated: std::sync::RwLock<Option<Docker>>,
+    config: DockerConfig,
+    instance: String,
+    /// Whether the image is known to be present (checked once, pulled if needed).
+    image_ready: AtomicBool,
+    pull_lock: tokio::sync::Mutex<()>,
+}
+
+impl DockerBackend {
+    /// A backend for the daemon at `docker.host`; connects lazily, so a daemon that is down
+    /// now makes `/readyz` and session creation fail until it answers, not kterm's start.
+    pub fn new(config: &DockerConfig, instance: &str) -> Result<DockerBackend> {
+        let docker = if config.host.is_empty() {
+            Docker::connect_with_local_defaults()
+        } else {
+            Docker::connect_with_host(&config.host)
+        }
+        .map_err(|e| Error::BackendUnavailable(format!("Docker client (docker.host): {e}")))?;
+        Ok(DockerBackend {
+            unnegotiated: docker,
+            negotiated: std::sync::RwLock::new(None),
+            config: config.clone(),
+            instance: instance.to_string(),
+            image_ready: AtomicBool::new(false),
+            pull_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The client, with the API version agreed with the daemon.
+    async fn client(&self) -> Result<Docker> {
+        if let Some(docker) = self.negotiated.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Ok(docker.clone());
+        }
+        let docker = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.unnegotiated.clone().negotiate_version(),
+        )
+        .await
+        .map_err(|_| unavailable("the Docker daemon did not answer within 5s"))?
+        .map_err(|e| unavailable(&format!("the Docker daemon does not answer: {e}")))?;
+        *self.negotiated.write().unwrap_or_else(|p| p.into_inner()) = Some(docker.clone());
+        Ok(docker)
+    }
+
+    /// Whether the configured image is present locally (for `backend.kind = "auto"`).
+    pub async fn has_image(&self) -> bool {
+        match self.client().await {
+            Ok(docker) => docker.inspect_image(&self.config.image).await.is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Makes sure the image is there, pulling it as `docker.pull` says (progress in the log).
+    async fn ensure_image(&self) -> Result<()> {
+        if self.image_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one_pull_at_a_time = self.pull_lock.lock().await;
+        if self.image_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let image = &self.config.image;
+        let docker = self.client().await?;
+        let present = match docker.inspect_image(image).await {
+            Ok(_) => true,
+            Err(e) if status_of(&e) == Some(404) => false,
+            Err(e) => return Err(map_error(&format!("inspecting image {image}"), e)),
+        };
+        let pull = match self.config.pull {
+            PullPolicy::Always => true,
+            PullPolicy::Missing => !present,
+            PullPolicy::Never => false,
+        };
+        if pull {
+            self.pull(&docker, image).await?;
+        } else if !present {
+            return Err(Error::BackendUnavailable(format!(
+                "image {image} is not present and docker.pull = \"never\"; build it with \
+                 `kterm image build` or pull it"
+            )));
+        }
+        self.image_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn pull(&self, docker: &Docker, image: &str) -> Result<()> {
+        tracing::info!(image, "pulling the sandbox image");
+        let options =
+            CreateImageOptions { from_image: Some(image.to_string()), ..Default::default() };
+        let mut progress = docker.create_image(Some(options), None, None);
+        let mut last_status = String::new();
+        while let Some(item) = progress.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                        return Err(pull_failed(image, &detail));
+                    }
+                    let status = info.status.unwrap_or_default();
+                    if status != last_status {
+                        tracing::info!(image, layer = info.id.as_deref().unwrap_or(""), %status, "pull");
+                        last_status = status;
+                    }
+                }
+                Err(e) => return Err(pull_failed(image, &e.to_string())),
+            }
+        }
+        tracing::info!(image, "pulled the sandbox image");
+        Ok(())
+    }
+
+    fn labels(&self, spec: &SandboxSpec) -> HashMap<String, String> {
+        let mut labels: HashMap<String, String> =
+            self.config.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        labels.insert(LABEL_MANAGED.into(), "true".into());
+        labels.insert(LABEL_INSTANCE.into(), self.instance.clone());
+        labels.insert(LABEL_USER.into(), spec.user.clone());
+        labels.insert(LABEL_NAMESPACE.into(), spec.namespace.clone());
+        labels.insert(LABEL_ROLE.into(), "sandbox".into());
+        labels
+    }
+}
+
+#[async_trait]
+impl SandboxBackend for DockerBackend {
+    fn kind(&self) -> &'static str {
+        "docker"
+    }
+
+    fn processes_survive_restart(&self) -> bool {
+        // The containers do, but a Docker exec cannot be re-attached: sessions end with us.
+        false
+    }
+
+    async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<Sandbox> {
+        self.ensure_image().await?;
+        let docker = self.client().await?;
+        let name =
+            format!("kterm-{}-{}", self.instance, &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let body = docker_policy::container_body(&self.config, self.labels(spec));
+        let options = bollard::query_parameters::CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        if let Err(e) = docker.create_container(Some(options), body).await {
+            if status_of(&e) == Some(404) {
+                // The image went away since we checked.
+                self.image_ready.store(false, Ordering::Release);
+            }
+            return Err(map_error("creating the sandbox container", e));
+        }
+        if let Err(e) = docker.start_container(&name, None::<StartContainerOptions>).await {
+            let _ = self.destroy_sandbox(&name).await;
+            return Err(map_error("starting the sandbox container", e));
+        }
+        tracing::info!(sandbox = %name, user = %spec.user, image = %self.config.image, "sandbox started");
+        Ok(Sandbox {
+            id: name,
+            user: spec.user.clone(),
+            namespace: spec.namespace.clone(),
+            workspace: WORKSPACE.into(),
+            running: true,
+        })
+    }
+
+    async fn destroy_sandbox(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        match self.client().await?.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            // Removal already under way.
+            Err(e) if status_of(&e) == Some(409) => Ok(()),
+            Err(e) => Err(map_error(&format!("removing sandbox {id}"), e)),
+        }
+    }
+
+    async fn start_process(&self, sandbox: &Sandbox, spec: &ProcessSpec) -> Result<TtyProcess> {
+        let docker = self.client().await?;
+        let (argv, env) = docker_exec::session_argv(spec);
+        let mut config: bollard::models::ExecConfig = CreateExecOptions {
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(true),
+            env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            cmd: Some(argv),
+            user: Some(self.config.user.clone()),
+            working_dir: Some(WORKSPACE.to_string()),
+            ..Default::default()
+        }
+        .into();
+        config.console_size = Some(vec![spec.rows as usize, spec.cols as usize]);
+        let exec = docker
+            .create_exec(&sandbox.id, config)
+            .await
+            .map_err(|e| sandbox_error(&sandbox.id, "starting a shell", e))?;
+        let options =
+            StartExecOptions { detach: false, tty: true, output_capacity: Some(64 * 1024) };
+        let started = docker
+            .start_exec(&exec.id, Some(options))
+            .await
+            .map_err(|e| sandbox_error(&sandbox.id, "starting a shell", e))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(Error::Internal("Docker started the exec detached".into()));
+        };
+        let process = DockerProcess::new(docker.clone(), sandbox.id.clone(), exec.id, spec);
+        // Daemons before API 1.42 ignore console_size: set the size now as well.
+        let _ = docker_exec::resize(&docker, process.exec_id(), spec.cols, spec.rows).await;
+        Ok(process.into_tty(output, input))
+    }
+
+    async fn list_sandboxes(&self) -> Result<Vec<Sandbox>> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_MANAGED}=true"), format!("{LABEL_INSTANCE}={}", self.instance)],
+        )]);
+        let options =
+            ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let containers = self
+            .client()
+            .await?
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| map_error("listing sandbox containers", e))?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                // Belt and braces: never report a container without our instance label.
+                if labels.get(LABEL_INSTANCE) != Some(&self.instance) {
+                    return None;
+                }
+                let name = c.names?.first()?.trim_start_matches('/').to_string();
+                Some(Sandbox {
+                    id: name,
+                    user: labels.get(LABEL_USER).cloned().unwrap_or_default(),
+                    namespace: labels.get(LABEL_NAMESPACE).cloned().unwrap_or_default(),
+                    workspace: WORKSPACE.into(),
+                    running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
+                })
+            })
+            .collect())
+    }
+
+    async fn health(&self) -> Result<()> {
+        let docker = self.client().await?;
+        match tokio::time::timeout(Duration::from_secs(3), docker.ping()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unavailable(&format!("the Docker daemon does not answer: {e}"))),
+            Err(_) => Err(unavailable("the Docker daemon did not answer within 3s")),
+        }
+    }
+
+    async fn end_stray_processes(&self, sandbox: &Sandbox) {
+        if let Ok(docker) = self.client().await {
+            docker_exec::end_all_sessions(&docker, &sandbox.id).await;
+        }
+    }
+}
+
+fn unavailable(message: &str) -> Error {
+    Error::BackendUnavailable(message.to_string())
+}
+
+fn pull_failed(image: &str, detail: &str) -> Error {
+    Error::BackendUnavailable(format!(
+        "image {image} is missing and could not be pulled: {detail}; build it with \
+         `kterm image build` or set docker.image"
+    ))
+}
+
+/// The HTTP status of a daemon's error answer, if it was one.
+pub(super) fn status_of(error: &bollard::errors::Error) -> Option<u16> {
+    match error {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// A daemon error while doing `what`: its own message for answers, 503 for a daemon that is
+/// not there.
+pub(super) fn map_error(what: &str, error: bollard::errors::Error) -> Error {
+    match &error {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+            Error::BackendUnavailable(format!("{what}: {message}"))
+        }
+        _ => Error::BackendUnavailable(format!(
+            "{what}: the Docker daemon is not reachable ({error})"
+        )),
+    }
+}
+
+/// Like [`map_error`], but a missing or stopped container is [`Error::SandboxGone`].
+pub(super) fn sandbox_error(id: &str, what: &str, error: bollard::errors::Error) -> Error {
+    match status_of(&error) {
+        Some(404) | Some(409) => Error::SandboxGone(format!("sandbox {id}: {error}")),
+        _ => map_error(what, error),
+    }
+}

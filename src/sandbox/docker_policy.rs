@@ -1,0 +1,122 @@
+//! The hardening policy of Docker sandboxes, as one container definition.
+//!
+//! By default: runs as a non-root user (`docker.user`), read-only root filesystem, tmpfs for
+//! `/tmp`, the home and the workspace (or a named volume for the workspace), every capability
+//! dropped, `no-new-privileges`, Docker's default seccomp profile (never disabled here), pids,
+//! memory (swap equal to it) and CPU limits, network `none` unless configured, no host mounts,
+//! host network or host PID, an init process that reaps zombies, and an optional OCI runtime.
+
+use std::collections::HashMap;
+
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+
+use crate::config::DockerConfig;
+
+/// Keeps the container alive without a terminal; ends promptly on SIGTERM.
+const KEEPALIVE: &str = "trap 'exit 0' TERM INT; while :; do sleep 86400 & wait $!; done";
+
+pub fn container_body(
+    config: &DockerConfig,
+    labels: HashMap<String, String>,
+) -> ContainerCreateBody {
+    let (uid, gid) = config.user.split_once(':').unwrap_or(("1000", "1000"));
+    let tmpfs_opts =
+        |size: u64| format!("rw,nosuid,nodev,size={size},uid={uid},gid={gid},mode=0755");
+    let mut tmpfs = HashMap::from([
+        ("/tmp".to_string(), format!("rw,nosuid,nodev,size={},mode=1777", config.tmp_size.0)),
+        ("/home/user".to_string(), tmpfs_opts(config.home_size.0)),
+    ]);
+    let mut mounts = Vec::new();
+    match workspace_volume(config, labels.get(super::docker::LABEL_USER).map(String::as_str)) {
+        Some(volume) => mounts.push(Mount {
+            target: Some(super::docker::WORKSPACE.into()),
+            source: Some(volume),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(false),
+            ..Default::default()
+        }),
+        None => {
+            tmpfs.insert(super::docker::WORKSPACE.into(), tmpfs_opts(config.workspace_size.0));
+        }
+    }
+    let memory = config.memory.0 as i64;
+    let host_config = HostConfig {
+        readonly_rootfs: Some(true),
+        tmpfs: Some(tmpfs),
+        mounts: if mounts.is_empty() { None } else { Some(mounts) },
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        privileged: Some(false),
+        pids_limit: Some(config.pids_limit),
+        memory: Some(memory),
+        memory_swap: Some(memory),
+        nano_cpus: Some((config.cpus * 1e9) as i64),
+        network_mode: Some(config.network.clone()),
+        ipc_mode: Some("private".into()),
+        pid_mode: Some(String::new()),
+        init: Some(true),
+        runtime: if config.runtime.is_empty() { None } else { Some(config.runtime.clone()) },
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(config.image.clone()),
+        cmd: Some(vec!["sh".into(), "-c".into(), KEEPALIVE.into()]),
+        entrypoint: Some(vec![]),
+        user: Some(config.user.clone()),
+        working_dir: Some(super::docker::WORKSPACE.into()),
+        env: Some(vec!["HOME=/home/user".into(), "USER=user".into(), "LANG=C.UTF-8".into()]),
+        labels: Some(labels),
+        network_disabled: Some(config.network == "none"),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+/// The named volume holding `user`'s workspace, when `docker.workspace_volume_prefix` is set.
+pub fn workspace_volume(config: &DockerConfig, user: Option<&str>) -> Option<String> {
+    if config.workspace_volume_prefix.is_empty() {
+        return None;
+    }
+    let user = user.unwrap_or("unknown");
+    // Volume names allow [a-zA-Z0-9][a-zA-Z0-9_.-]; keep a hash so that names never collide.
+    let safe: String = user
+        .chars()
+        .take(40)
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    let hash = user
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    Some(format!("{}{safe}-{:08x}", config.workspace_volume_prefix, hash as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_policy_is_locked_down() {
+        let body = container_body(&DockerConfig::default(), HashMap::new());
+        let host = body.host_config.unwrap();
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_string()]));
+        assert_eq!(host.privileged, Some(false));
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert_eq!(host.memory, host.memory_swap);
+        assert!(host.binds.is_none() && host.mounts.is_none());
+        assert_eq!(host.init, Some(true));
+        assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        let tmpfs = host.tmpfs.unwrap();
+        assert!(tmpfs["/home/user/workspace"].contains("uid=1000"));
+    }
+
+    #[test]
+    fn volume_names_are_safe() {
+        let config =
+            DockerConfig { workspace_volume_prefix: "kterm-ws-".into(), ..Default::default() };
+        let name = workspace_volume(&config, Some("../alice@example.com")).unwrap();
+        assert!(name.starts_with("kterm-ws-"));
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)), "{name}");
+    }
+}

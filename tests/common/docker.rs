@@ -1,0 +1,118 @@
+//! Docker for tests: a real daemon (skipped with a printed reason when none answers, unless
+//! KTERM_REQUIRE_DOCKER=1), a sandbox image built FROM scratch out of the host's busybox, and a
+//! guard that removes every container a test made (by a per-test label), even when it fails.
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use kterm::config::{BackendKind, ByteSize, Config};
+
+pub const IMAGE: &str = "kterm-test-busybox:latest";
+pub const TEST_LABEL: &str = "kterm-test";
+
+/// `true` when a Docker daemon answers; panics instead of skipping under KTERM_REQUIRE_DOCKER=1.
+pub fn available() -> bool {
+    let answers = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output();
+    let ok = matches!(&answers, Ok(out) if out.status.success());
+    if !ok {
+        let why = match answers {
+            Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            Err(e) => format!("cannot run the docker CLI: {e}"),
+        };
+        if std::env::var("KTERM_REQUIRE_DOCKER").as_deref() == Ok("1") {
+            panic!("KTERM_REQUIRE_DOCKER=1 but no Docker daemon answers: {why}");
+        }
+        eprintln!(
+            "SKIPPED: no Docker daemon answers ({why}); set KTERM_REQUIRE_DOCKER=1 to fail instead"
+        );
+    }
+    ok
+}
+
+/// Builds (once per test binary) the sandbox image: /bin/busybox from the host and its applets.
+pub fn image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let busybox = std::path::Path::new("/bin/busybox");
+        assert!(busybox.exists(), "tests need a static busybox: apt-get install busybox-static");
+        let ldd = Command::new("ldd").arg(busybox).output().expect("ldd");
+        assert!(!ldd.status.success() || String::from_utf8_lossy(&ldd.stdout).contains("not a dynamic"),
+            "/bin/busybox must be static (busybox-static)");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(busybox, dir.path().join("busybox")).unwrap();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+        )
+        .unwrap();
+        let out = Command::new("docker")
+            .args(["build", "-q", "-t", IMAGE])
+            .arg(dir.path())
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .expect("docker build");
+        assert!(out.status.success(), "building the test image failed: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    IMAGE
+}
+
+/// Removes every container labelled with this guard's id when dropped.
+pub struct Cleanup {
+    pub id: String,
+}
+
+impl Cleanup {
+    pub fn new() -> Cleanup {
+        Cleanup { id: uuid::Uuid::new_v4().simple().to_string() }
+    }
+
+    pub fn label(&self) -> String {
+        format!("{TEST_LABEL}={}", self.id)
+    }
+
+    /// Names of the containers this test made (all states).
+    pub fn containers(&self) -> Vec<String> {
+        let out = Command::new("docker")
+            .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+            .arg(format!("label={}", self.label()))
+            .output()
+            .expect("docker ps");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let names = self.containers();
+        if !names.is_empty() {
+            let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&names).output();
+        }
+    }
+}
+
+/// A Docker-backed test config: the busybox image, small limits, this test's label.
+pub fn configure(config: &mut Config, cleanup: &Cleanup) {
+    config.backend.kind = BackendKind::Docker;
+    config.docker.image = image().to_string();
+    config.docker.pull = kterm::config::PullPolicy::Never;
+    config.docker.memory = ByteSize(128 << 20);
+    config.docker.pids_limit = 64;
+    config.docker.labels.insert(TEST_LABEL.into(), cleanup.id.clone());
+    config.sessions.command = Vec::new();
+    config.sessions.max_per_user = 20;
+}
+
+/// `docker inspect -f FORMAT NAME`.
+pub fn inspect(name: &str, format: &str) -> String {
+    let out = Command::new("docker")
+        .args(["inspect", "-f", format, name])
+        .output()
+        .expect("docker inspect");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Whether a runtime is registered with the daemon.
+pub fn has_runtime(name: &str) -> bool {
+    let out = Command::new("docker").args(["info", "--format", "{{json .Runtimes}}"]).output();
+    matches!(out, Ok(out) if String::from_utf8_lossy(&out.stdout).contains(&format!("\"{name}\"")))
+}

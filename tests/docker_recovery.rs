@@ -1,0 +1,153 @@
+//! The Docker backend across trouble: a restart of kterm (adoption of known sandboxes, removal
+//! of this instance's orphans, foreign containers untouched) and a daemon that goes away and
+//! comes back (seen through a socket proxy the test cuts, so the real daemon keeps serving the
+//! other tests).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::docker::{self, Cleanup};
+use common::{eventually, TestServer};
+use serde_json::json;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::JoinSet;
+
+fn run_labelled(cleanup: &Cleanup, instance: &str) -> String {
+    let out = Command::new("docker")
+        .args(["run", "-d", "--network", "none", "--label", "kterm.io/managed=true", "--label"])
+        .arg(format!("kterm.io/instance={instance}"))
+        .arg("--label")
+        .arg(cleanup.label())
+        .args([docker::image(), "sleep", "600"])
+        .output()
+        .expect("docker run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim()[..12].to_string()
+}
+
+fn exists(id: &str) -> bool {
+    Command::new("docker").args(["inspect", id]).output().is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_adopts_known_sandboxes_and_removes_only_its_own_orphans() {
+    if !docker::available() {
+        return;
+    }
+    let cleanup = Cleanup::new();
+    let server = TestServer::start_with(|c| docker::configure(c, &cleanup)).await;
+    let instance = server.state().store.instance_id().to_string();
+    let session = server.create(json!({})).await;
+    let sandbox = session["sandbox_id"].as_str().unwrap().to_string();
+    let mut term = server.attach(session["id"].as_str().unwrap()).await;
+    term.send("echo kept-across-restart > notes.txt; echo written-$((1+1))\n").await;
+    term.read_until("written-2").await;
+
+    let orphan = run_labelled(&cleanup, &instance);
+    let foreign = run_labelled(&cleanup, "some-other-kterm");
+    let dir = server.stop_keeping_state().await;
+    assert!(exists(&sandbox), "a graceful stop keeps the user's sandbox");
+
+    let server = TestServer::start_in(dir, |c| docker::configure(c, &cleanup)).await;
+    assert_eq!(server.state().store.instance_id(), instance);
+    assert!(!exists(&orphan), "an orphan of this instance is removed at start");
+    assert!(exists(&foreign), "another instance's container is never touched");
+    let (_, old) =
+        server.get(&format!("/api/v1/sessions/{}", session["id"].as_str().unwrap())).await;
+    assert_eq!(old["status"], "terminated");
+
+    let again = server.create(json!({})).await;
+    assert_eq!(again["sandbox_id"], sandbox.as_str(), "the user's sandbox was adopted");
+    let mut term = server.attach(again["id"].as_str().unwrap()).await;
+    term.send("cat notes.txt\n").await;
+    term.read_until("kept-across-restart\r\n").await;
+    server.stop().await;
+}
+
+/// A unix socket that forwards to the real daemon until stopped.
+struct DaemonProxy {
+    path: PathBuf,
+    tasks: JoinSet<()>,
+}
+
+impl DaemonProxy {
+    fn start(path: &Path) -> DaemonProxy {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path).expect("bind the proxy socket");
+        let mut tasks = JoinSet::new();
+        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<UnixStream>();
+        tasks.spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let _ = conn_tx.send(client);
+            }
+        });
+        tasks.spawn(async move {
+            let mut connections = JoinSet::new();
+            while let Some(mut client) = conn_rx.recv().await {
+                connections.spawn(async move {
+                    if let Ok(mut daemon) = UnixStream::connect("/var/run/docker.sock").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut daemon).await;
+                    }
+                });
+            }
+        });
+        DaemonProxy { path: path.to_path_buf(), tasks }
+    }
+
+    /// Cuts every connection and stops answering, as a daemon that died would.
+    async fn stop(mut self) {
+        self.tasks.shutdown().await;
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_going_away_is_reported_and_recovered_from_without_a_restart() {
+    if !docker::available() {
+        return;
+    }
+    if !Path::new("/var/run/docker.sock").exists() {
+        eprintln!("SKIPPED: the daemon is not at /var/run/docker.sock");
+        return;
+    }
+    let cleanup = Cleanup::new();
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock = sock_dir.path().join("docker.sock");
+    let proxy = DaemonProxy::start(&sock);
+    let host = format!("unix://{}", sock.display());
+    let server = TestServer::start_with(|c| {
+        docker::configure(c, &cleanup);
+        c.docker.host = host.clone();
+    })
+    .await;
+    let session = server.create(json!({})).await;
+    let mut term = server.attach(session["id"].as_str().unwrap()).await;
+    term.send("echo before-$((3+4))\n").await;
+    term.read_until("before-7").await;
+
+    proxy.stop().await;
+    let exit = term.next_control().await;
+    assert_eq!(exit["type"], "exit", "{exit}");
+    assert_eq!(exit["reason"], "backend_error", "{exit}");
+    let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let reason = ready.text().await.unwrap();
+    assert!(reason.contains("Docker"), "{reason}");
+    let (status, body) = server.post("/api/v1/sessions", json!({})).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "backend_unavailable");
+
+    let _proxy = DaemonProxy::start(&sock);
+    eventually("readiness after the daemon came back", || async {
+        let ready = server.http.get(server.url("/readyz")).send().await.ok()?;
+        (ready.status() == 200).then_some(())
+    })
+    .await;
+    let again = server.create(json!({})).await;
+    let mut term = server.attach(again["id"].as_str().unwrap()).await;
+    term.send("echo after-$((4+4))\n").await;
+    term.read_until("after-8").await;
+    server.stop().await;
+}
