@@ -29,6 +29,28 @@ struct Cli {
 enum Command {
     /// Validate the configuration, print the effective config, and exit.
     CheckConfig,
+    /// Sandbox images for the Docker backend.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build the sandbox image through the Docker API (default: the recipe shipped in kterm,
+    /// tagged as docker.image).
+    Build {
+        /// Image tag; default: docker.image from the config.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Build this Dockerfile instead (its directory is the build context).
+        #[arg(long, value_name = "FILE")]
+        dockerfile: Option<PathBuf>,
+        /// Print the shipped recipe and exit.
+        #[arg(long)]
+        print: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +80,23 @@ fn main() -> ExitCode {
             eprintln!("kterm: configuration is valid");
             ExitCode::SUCCESS
         }
+        Some(Command::Image { command: ImageCommand::Build { tag, dockerfile, print } }) => {
+            if print {
+                print!("{}", kterm::sandbox::docker_image::SANDBOX_DOCKERFILE);
+                return ExitCode::SUCCESS;
+            }
+            let tag = tag.unwrap_or_else(|| config.docker.image.clone());
+            match build_image(&config, &tag, dockerfile.as_deref()) {
+                Ok(()) => {
+                    eprintln!("kterm: built {tag}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kterm: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         None => match serve(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -81,6 +120,36 @@ fn init_tracing(config: &Config) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
     }
+}
+
+fn build_image(
+    config: &Config,
+    tag: &str,
+    dockerfile: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let (recipe, context) = match dockerfile {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            (
+                text,
+                path.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(std::path::Path::to_path_buf),
+            )
+        }
+        None => (kterm::sandbox::docker_image::SANDBOX_DOCKERFILE.to_string(), None),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(kterm::sandbox::docker_image::build(
+        &config.docker.host,
+        tag,
+        &recipe,
+        context.as_deref(),
+        &mut std::io::stdout(),
+    ))?;
+    Ok(())
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

@@ -243,7 +243,12 @@ async fn gvisor_runs_the_same_lifecycle_when_installed() {
         return;
     }
     let cleanup = Cleanup::new();
-    let server = docker_server(&cleanup, |c| c.docker.runtime = "runsc".into()).await;
+    let server = docker_server(&cleanup, |c| {
+        c.docker.runtime = "runsc".into();
+        // gVisor's own threads count against the pids limit: 64 is too few for it.
+        c.docker.pids_limit = 256;
+    })
+    .await;
     let session = server.create(json!({})).await;
     let sandbox = session["sandbox_id"].as_str().unwrap().to_string();
     assert_eq!(docker::inspect(&sandbox, "{{.HostConfig.Runtime}}"), "runsc");
@@ -260,4 +265,83 @@ async fn gvisor_runs_the_same_lifecycle_when_installed() {
     })
     .await;
     server.stop().await;
+}
+
+#[test]
+fn kterm_image_build_builds_through_the_docker_api() {
+    let print = std::process::Command::new(env!("CARGO_BIN_EXE_kterm"))
+        .args(["image", "build", "--print"])
+        .output()
+        .unwrap();
+    let recipe = String::from_utf8_lossy(&print.stdout);
+    for tool in ["bash", "tmux", "vim", "less", "curl", "jq", "git", "python3", "kubectl", "1000"] {
+        assert!(recipe.contains(tool), "the shipped recipe lacks {tool}");
+    }
+    if !docker::available() {
+        return;
+    }
+    let base = docker::image();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("marker"), "built-by-kterm\n").unwrap();
+    let dockerfile = dir.path().join("Dockerfile");
+    std::fs::write(&dockerfile, format!("FROM {base}\nCOPY marker /marker\n")).unwrap();
+    let tag = format!("kterm-test-built:{}", uuid::Uuid::new_v4().simple());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kterm"))
+        .args(["image", "build", "--tag", &tag, "--dockerfile"])
+        .arg(&dockerfile)
+        .output()
+        .unwrap();
+    let cleanup_image = || std::process::Command::new("docker").args(["rmi", "-f", &tag]).output();
+    let run = std::process::Command::new("docker")
+        .args(["run", "--rm", "--network", "none", &tag, "cat", "/marker"])
+        .output()
+        .unwrap();
+    let _ = cleanup_image();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "built-by-kterm\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_volume_keeps_the_workspace_across_sandboxes() {
+    if !docker::available() {
+        return;
+    }
+    let cleanup = Cleanup::new();
+    let prefix = format!("kterm-test-{}-", &cleanup.id[..8]);
+    let server =
+        docker_server(&cleanup, |c| c.docker.workspace_volume_prefix = prefix.clone()).await;
+    let first = server.create(json!({})).await;
+    let mut term = server.attach(first["id"].as_str().unwrap()).await;
+    term.send("echo persisted > kept.txt && echo wrote-$((1+1))\n").await;
+    term.read_until("wrote-2").await;
+    assert_eq!(
+        server.delete(&format!("/api/v1/sessions/{}", first["id"].as_str().unwrap())).await,
+        204
+    );
+    eventually("the first container to go", || async {
+        cleanup.containers().is_empty().then_some(())
+    })
+    .await;
+
+    let second = server.create(json!({})).await;
+    assert_ne!(second["sandbox_id"], first["sandbox_id"]);
+    let mut term = server.attach(second["id"].as_str().unwrap()).await;
+    term.send("cat kept.txt\n").await;
+    term.read_until("persisted\r\n").await;
+    server.stop().await;
+    let volumes = std::process::Command::new("docker")
+        .args(["volume", "ls", "-q", "--filter"])
+        .arg(format!("name={prefix}"))
+        .output()
+        .unwrap();
+    let names: Vec<String> =
+        String::from_utf8_lossy(&volumes.stdout).lines().map(str::to_string).collect();
+    assert_eq!(names.len(), 1, "one volume for the one user: {names:?}");
+    drop(cleanup);
+    let volumes = std::process::Command::new("docker")
+        .args(["volume", "ls", "-q", "--filter"])
+        .arg(format!("name={prefix}"))
+        .output()
+        .unwrap();
+    assert!(volumes.stdout.is_empty(), "the cleanup removes the test's volumes");
 }

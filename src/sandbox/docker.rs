@@ -148,6 +148,56 @@ impl DockerBackend {
         Ok(())
     }
 
+    /// Creates `user`'s workspace volume on first use, owned by the sandbox user (a one-off
+    /// container with only CAP_CHOWN does that, as a fresh volume belongs to root).
+    async fn ensure_volume(&self, docker: &Docker, volume: &str, spec: &SandboxSpec) -> Result<()> {
+        match docker.inspect_volume(volume).await {
+            Ok(_) => return Ok(()),
+            Err(e) if status_of(&e) == Some(404) => {}
+            Err(e) => return Err(map_error(&format!("inspecting volume {volume}"), e)),
+        }
+        let request = bollard::models::VolumeCreateRequest {
+            name: Some(volume.to_string()),
+            labels: Some(self.labels(spec)),
+            ..Default::default()
+        };
+        docker
+            .create_volume(request)
+            .await
+            .map_err(|e| map_error(&format!("creating volume {volume}"), e))?;
+        let body = docker_policy::volume_init_body(&self.config, volume, self.labels(spec));
+        let name = format!(
+            "kterm-{}-init-{}",
+            self.instance,
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let options = bollard::query_parameters::CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| map_error("preparing the workspace volume", e))?;
+        let result = async {
+            docker
+                .start_container(&name, None::<StartContainerOptions>)
+                .await
+                .map_err(|e| map_error("preparing the workspace volume", e))?;
+            let mut wait = docker
+                .wait_container(&name, None::<bollard::query_parameters::WaitContainerOptions>);
+            match wait.next().await {
+                Some(Ok(done)) if done.status_code == 0 => Ok(()),
+                other => Err(Error::BackendUnavailable(format!(
+                    "preparing the workspace volume {volume} failed: {other:?}"
+                ))),
+            }
+        }
+        .await;
+        let _ = self.destroy_sandbox(&name).await;
+        result
+    }
+
     fn labels(&self, spec: &SandboxSpec) -> HashMap<String, String> {
         let mut labels: HashMap<String, String> =
             self.config.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -174,6 +224,9 @@ impl SandboxBackend for DockerBackend {
     async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<Sandbox> {
         self.ensure_image().await?;
         let docker = self.client().await?;
+        if let Some(volume) = docker_policy::workspace_volume(&self.config, Some(&spec.user)) {
+            self.ensure_volume(&docker, &volume, spec).await?;
+        }
         let name =
             format!("kterm-{}-{}", self.instance, &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let body = docker_policy::container_body(&self.config, self.labels(spec));

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions};
 
 use crate::config::DockerConfig;
 
@@ -33,6 +33,9 @@ pub fn container_body(
             source: Some(volume),
             typ: Some(MountType::VOLUME),
             read_only: Some(false),
+            // Docker would otherwise copy the (root-owned) mount point's ownership onto an
+            // empty volume at every mount, undoing the volume's preparation.
+            volume_options: Some(MountVolumeOptions { no_copy: Some(true), ..Default::default() }),
             ..Default::default()
         }),
         None => {
@@ -67,6 +70,45 @@ pub fn container_body(
         env: Some(vec!["HOME=/home/user".into(), "USER=user".into(), "LANG=C.UTF-8".into()]),
         labels: Some(labels),
         network_disabled: Some(config.network == "none"),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+/// A one-off container that gives a fresh workspace volume to the sandbox user: root inside,
+/// but with only CAP_CHOWN, no network, and the same limits.
+pub fn volume_init_body(
+    config: &DockerConfig,
+    volume: &str,
+    labels: HashMap<String, String>,
+) -> ContainerCreateBody {
+    let mut labels = labels;
+    labels.insert(super::docker::LABEL_ROLE.into(), "volume-init".into());
+    let host_config = HostConfig {
+        mounts: Some(vec![Mount {
+            target: Some("/w".into()),
+            source: Some(volume.into()),
+            typ: Some(MountType::VOLUME),
+            volume_options: Some(MountVolumeOptions { no_copy: Some(true), ..Default::default() }),
+            ..Default::default()
+        }]),
+        readonly_rootfs: Some(true),
+        cap_drop: Some(vec!["ALL".into()]),
+        cap_add: Some(vec!["CHOWN".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        network_mode: Some("none".into()),
+        pids_limit: Some(config.pids_limit),
+        memory: Some(config.memory.0 as i64),
+        runtime: if config.runtime.is_empty() { None } else { Some(config.runtime.clone()) },
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(config.image.clone()),
+        entrypoint: Some(vec![]),
+        cmd: Some(vec!["chown".into(), config.user.clone(), "/w".into()]),
+        user: Some("0:0".into()),
+        labels: Some(labels),
+        network_disabled: Some(true),
         host_config: Some(host_config),
         ..Default::default()
     }

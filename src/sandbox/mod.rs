@@ -7,6 +7,7 @@
 
 pub mod docker;
 mod docker_exec;
+pub mod docker_image;
 mod docker_policy;
 pub mod local;
 pub mod pty;

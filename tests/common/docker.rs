@@ -87,6 +87,18 @@ impl Drop for Cleanup {
         if !names.is_empty() {
             let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&names).output();
         }
+        // Workspace volumes kterm made for this test carry its labels too.
+        let volumes = Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter"])
+            .arg(format!("label={}", self.label()))
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        if !volumes.is_empty() {
+            let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&volumes).output();
+        }
     }
 }
 

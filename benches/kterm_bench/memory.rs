@@ -1,0 +1,244 @@
+//! Part 4, server memory: the real `kterm` binary with many attached idle sessions (RSS, threads,
+//! fds, open rate), then a graceful stop with everything attached (close codes, leftovers).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use crate::client::{
+    create_session, drain, expect_attached, first_output, http_client, ws_connect, Ws,
+};
+use crate::{Opts, Problems, Res};
+
+fn proc_status(pid: i32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some((field("VmRSS:")?, field("Threads:")?))
+}
+
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Direct children of `pid` (all threads).
+fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let path = task.path().join("children");
+            if let Ok(text) = std::fs::read_to_string(path) {
+                out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Alive and not a zombie.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X") | None)
+        }
+        Err(_) => false,
+    }
+}
+
+fn kterm_binary() -> PathBuf {
+    // Cargo sets this for benches and integration tests; the bench build of the binary.
+    PathBuf::from(env!("CARGO_BIN_EXE_kterm"))
+}
+
+fn free_port() -> Res<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+async fn open_idle(http: &reqwest::Client, addr: std::net::SocketAddr) -> Res<Ws> {
+    let id = create_session(http, addr).await?;
+    let mut ws = ws_connect(addr, &id).await?;
+    expect_attached(&mut ws).await?;
+    // The `sh` prompt: the session is up and its output reaches the client.
+    first_output(&mut ws).await?;
+    Ok(ws)
+}
+
+pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> {
+    let n = opts.sessions;
+    let bin = kterm_binary();
+    let dir = tmp.join("memory");
+    std::fs::create_dir_all(&dir)?;
+    let port = free_port()?;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    println!(
+        "4. Server memory: the real binary ({}),\n   sessions.command = [\"sh\"], {n} sessions opened \
+         {} at a time, each with an attached WebSocket kept open.",
+        bin.display(),
+        opts.concurrency
+    );
+    let log_path = dir.join("server.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut server = tokio::process::Command::new(&bin)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--state")
+        .arg(dir.join("k.db"))
+        .env("KTERM_SESSIONS__MAX_PER_USER", "2000")
+        .env("KTERM_SESSIONS__COMMAND", r#"["sh"]"#)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = server.id().map(|p| p as i32).ok_or("no server pid")?;
+    let http = http_client()?;
+    let ready = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        if let Ok(Some(status)) = server.try_wait() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            fail!("kterm exited at startup ({status}): {log}");
+        }
+        if ready.elapsed() > Duration::from_secs(15) {
+            fail!("kterm did not answer /healthz within 15s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (rss0, threads0) = proc_status(pid).ok_or("no /proc status for the server")?;
+    let fds0 = fd_count(pid);
+
+    let started = Instant::now();
+    let results: Vec<Res<Ws>> = futures_util::stream::iter(0..n)
+        .map(|_| open_idle(&http, addr))
+        .buffer_unordered(opts.concurrency)
+        .collect()
+        .await;
+    let open_time = started.elapsed();
+    let mut sockets = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(ws) => sockets.push(ws),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        problems.add(format!(
+            "memory: {} of {n} sessions failed to open; first: {}",
+            errors.len(),
+            errors[0]
+        ));
+    }
+    let opened = sockets.len();
+    // Keep reading (answers pings, notices closes) in the background.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    for ws in sockets {
+        drain(ws, done_tx.clone());
+    }
+    drop(done_tx);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rss1, threads1) = proc_status(pid).ok_or("no /proc status for the server")?;
+    let fds1 = fd_count(pid);
+    let kids = children(pid);
+    let kid_rss: u64 = kids.iter().filter_map(|&p| proc_status(p)).map(|(rss, _)| rss).sum();
+
+    let per = if opened > 0 { (rss1 as f64 - rss0 as f64) / opened as f64 } else { f64::NAN };
+    println!("  {:<34} {:>12} {:>12}", "", "before", format!("{opened} attached"));
+    println!("  {:<34} {:>12} {:>12}", "server VmRSS (KiB)", rss0, rss1);
+    println!("  {:<34} {:>12} {:>12}", "server threads", threads0, threads1);
+    println!("  {:<34} {:>12} {:>12}", "server open fds", fds0, fds1);
+    println!("  {:<34} {:>12.1}", "server RSS per session (KiB)", per);
+    println!(
+        "  {:<34} {:>12}   ({} processes; the raw-pty cost of the shells themselves)",
+        "child shells' VmRSS total (KiB)",
+        kid_rss,
+        kids.len()
+    );
+    println!(
+        "  {:<34} {:>12.2}   ({:.0} sessions/s at concurrency {})",
+        "time to open + attach all (s)",
+        open_time.as_secs_f64(),
+        opened as f64 / open_time.as_secs_f64(),
+        opts.concurrency
+    );
+
+    // Graceful stop with everything attached.
+    let stopping = Instant::now();
+    // SAFETY: kill(2) on the server we started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = match tokio::time::timeout(Duration::from_secs(30), server.wait()).await {
+        Ok(status) => Some(status?),
+        Err(_) => {
+            problems.add("memory: kterm did not exit within 30s of SIGTERM; killed".to_string());
+            let _ = server.kill().await;
+            None
+        }
+    };
+    let stop_time = stopping.elapsed();
+    let mut codes = std::collections::BTreeMap::<String, usize>::new();
+    let collect = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(code) = done_rx.recv().await {
+            *codes
+                .entry(code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()))
+                .or_default() += 1;
+        }
+    });
+    if collect.await.is_err() {
+        problems
+            .add("memory: some WebSockets were still open 5s after the server exited".to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let survivors: Vec<i32> = kids.iter().copied().filter(|&p| alive(p)).collect();
+    println!(
+        "  {:<34} {:>12.2}   ({}; WebSocket close codes {:?})",
+        "SIGTERM -> exit (s)",
+        stop_time.as_secs_f64(),
+        status.map(|s| s.to_string()).unwrap_or_else(|| "killed".into()),
+        codes
+    );
+    println!("  {:<34} {:>12}   of {}", "child shells left running", survivors.len(), kids.len());
+    if let Some(s) = status {
+        if !s.success() {
+            problems.add(format!("memory: kterm exited with {s} after SIGTERM"));
+        }
+    }
+    if codes.keys().any(|c| c != "1001") {
+        problems.add(format!("memory: close codes at shutdown were {codes:?}, expected all 1001"));
+    }
+    if !survivors.is_empty() {
+        problems.add(format!(
+            "memory: {} of {} session processes survived the server (e.g. pid {}); killing them",
+            survivors.len(),
+            kids.len(),
+            survivors[0]
+        ));
+        for &p in &survivors {
+            // SAFETY: kill(2) on processes our server started and left behind.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+    }
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let bad: Vec<&str> =
+        log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+    if !bad.is_empty() {
+        problems.add(format!(
+            "memory: the server logged {} warnings/errors; first: {}",
+            bad.len(),
+            bad[0].trim()
+        ));
+    }
+    println!();
+    Ok(())
+}
