@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::config::{BackendKind, Config, DEFAULT_SANDBOX_IMAGE};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::pool::WarmPool;
 use crate::sandbox::docker::DockerBackend;
 use crate::sandbox::local::LocalBackend;
 use crate::sandbox::SandboxBackend;
@@ -38,6 +39,7 @@ pub struct Server {
     shutdown_tx: watch::Sender<bool>,
     served: tokio::task::JoinHandle<std::io::Result<()>>,
     background: tokio::task::JoinHandle<()>,
+    filler: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -51,11 +53,19 @@ impl Server {
             .map_err(|e| Error::Internal(format!("opening the store: {e}")))??;
         let backend = choose_backend(&config, store.instance_id()).await?;
         let metrics = Arc::new(Metrics::new());
+        let pool = WarmPool::new(
+            config.pool.clone(),
+            backend.clone(),
+            store.clone(),
+            metrics.clone(),
+            crate::session::DEFAULT_NAMESPACE,
+        );
         let registry = SessionRegistry::new(
             config.sessions.clone(),
             backend.clone(),
             store.clone(),
             metrics.clone(),
+            pool.clone(),
         );
         registry.recover().await?;
 
@@ -77,6 +87,7 @@ impl Server {
         let handle = server.handle();
         let served = tokio::spawn(server);
         let background = tokio::spawn(background_tasks(registry));
+        let filler = tokio::spawn(pool.run());
         tracing::info!(
             %addr,
             backend = backend.kind(),
@@ -84,7 +95,7 @@ impl Server {
             state = %config.state.path.display(),
             "kterm is serving on http://{addr}"
         );
-        Ok(Server { addr, state, handle, shutdown_tx, served, background })
+        Ok(Server { addr, state, handle, shutdown_tx, served, background, filler })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -105,6 +116,8 @@ impl Server {
         self.handle.stop(true).await;
         let _ = self.served.await;
         self.background.abort();
+        // Warm sandboxes stay for the next run to adopt.
+        self.filler.abort();
         self.state.registry.shutdown().await;
         tracing::info!("stopped");
     }

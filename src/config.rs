@@ -286,11 +286,21 @@ pub const DEFAULT_SANDBOX_IMAGE: &str = "kterm-sandbox:latest";
 pub struct PoolConfig {
     pub min: u32,
     pub max: u32,
+    /// Claims within this window raise the target above `min` (one per claim, up to `max`);
+    /// with none in it the target falls back to `min`.
+    pub window: HumanDuration,
+    /// How often warm sandboxes and their stubs are checked (and dead ones replaced).
+    pub health_interval: HumanDuration,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        PoolConfig { min: 2, max: 10 }
+        PoolConfig {
+            min: 2,
+            max: 10,
+            window: HumanDuration::secs(120),
+            health_interval: HumanDuration::secs(10),
+        }
     }
 }
 

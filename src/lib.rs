@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod pool;
 pub mod sandbox;
 pub mod session;
 pub mod store;

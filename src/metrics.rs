@@ -4,6 +4,7 @@
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 pub struct Metrics {
@@ -16,6 +17,12 @@ pub struct Metrics {
     pub input_bytes: Counter,
     pub output_bytes: Counter,
     pub pty_read_bytes: Counter,
+    pub pool_warm: Gauge,
+    pub pool_target: Gauge,
+    pub pool_hits: Counter,
+    pub pool_misses: Counter,
+    pub pool_claim_seconds: Histogram,
+    pub pool_create_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -36,6 +43,12 @@ impl Metrics {
             input_bytes: Counter::default(),
             output_bytes: Counter::default(),
             pty_read_bytes: Counter::default(),
+            pool_warm: Gauge::default(),
+            pool_target: Gauge::default(),
+            pool_hits: Counter::default(),
+            pool_misses: Counter::default(),
+            pool_claim_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            pool_create_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
             registry: Registry::default(),
         };
         registry.register(
@@ -69,6 +82,28 @@ impl Metrics {
             "pty_read_bytes",
             "Bytes of output read from shells (into the scrollback)",
             m.pty_read_bytes.clone(),
+        );
+        registry.register("pool_warm", "Warm sandboxes ready to be claimed", m.pool_warm.clone());
+        registry.register(
+            "pool_target",
+            "How many warm sandboxes the pool aims to keep",
+            m.pool_target.clone(),
+        );
+        registry.register("pool_hits", "Sessions that got a warm sandbox", m.pool_hits.clone());
+        registry.register(
+            "pool_misses",
+            "New sandboxes made cold (pool empty)",
+            m.pool_misses.clone(),
+        );
+        registry.register(
+            "pool_claim_seconds",
+            "Time to claim a warm sandbox",
+            m.pool_claim_seconds.clone(),
+        );
+        registry.register(
+            "pool_create_seconds",
+            "Time to make a warm sandbox with its stub",
+            m.pool_create_seconds.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -103,19 +103,16 @@ async fn none_left(cleanup: &Cleanup) -> Res<Option<Duration>> {
 }
 
 pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> {
-    println!(
-        "5. Docker backend: {IMAGE} (static busybox FROM scratch), kterm's default docker \
-         settings."
-    );
+    print!("5. Docker backend (kterm's default docker settings): ");
     let version = match docker_cli::daemon_version().await {
         Ok(v) => v,
         Err(why) => {
-            println!("   skipped: no Docker daemon answers ({why})\n");
+            println!("skipped: no Docker daemon answers ({why})\n");
             return Ok(());
         }
     };
     if let Some(why) = docker_cli::busybox_missing() {
-        println!("   skipped: cannot build the sandbox image: {why}\n");
+        println!("skipped: cannot build the sandbox image: {why}\n");
         return Ok(());
     }
     let build_ms = docker_cli::build_image(&tmp.join("docker-image")).await?;
@@ -129,7 +126,10 @@ pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> 
             "docker: {kterm_left} kterm container(s) left after all sessions were deleted"
         ));
     }
-    println!("  containers labelled {} removed at the end: {removed}\n", cleanup.label());
+    println!(
+        "  containers labelled {} removed at the end: {removed} (kterm's: {kterm_left})\n",
+        cleanup.label()
+    );
     result
 }
 
@@ -143,12 +143,13 @@ async fn measure(
 ) -> Res<()> {
     let n = opts.docker_samples;
     println!(
-        "   daemon {version}; image built in {build_ms:.0} ms. {n} samples each, alternating with \
-         the baseline, after one\n   warm-up each. Milliseconds. cold: POST /api/v1/sessions (a \
-         new container) -> WebSocket -> first\n   output byte, then DELETE (the user's last \
-         session: the container goes); vs `docker run --rm\n   --network none {IMAGE} true`. 2nd \
-         tab: the same with a first session kept open, so its\n   container is reused; vs \
-         `docker exec CONTAINER true` into a running container."
+        "daemon {version}, image\n   {IMAGE} (static busybox FROM scratch, built in \
+         {build_ms:.0} ms). {n} samples each, alternating\n   with the baseline, after one warm-up \
+         each. Milliseconds.\n   cold: POST /api/v1/sessions (new container) -> WebSocket -> first \
+         output byte, then DELETE\n   (the user's last session, so the container goes); vs \
+         `docker run --rm --network none IMAGE true`.\n   2nd tab: the same while a first session \
+         stays open (its container is reused); vs\n   `docker exec CONTAINER true` into a running \
+         container."
     );
     let label = cleanup.label();
     let (key, value) = label.split_once('=').expect("label has a =");
@@ -247,13 +248,12 @@ async fn measure(
         format!("{warm_run:.1}"),
         "(kterm: POST incl. image check)".into(),
     );
+    println!("  first output: kterm {} (ash's banner, then its prompt)", shown(&warm_kterm.first));
     println!(
-        "  first output: kterm {}; {} distinct sandboxes in {} cold samples, none left after \
-         each DELETE{}",
-        shown(&warm_kterm.first),
+        "  {} distinct sandboxes in {} cold samples; no kterm container left after each DELETE{}",
         sandboxes.len(),
         cold.total.len(),
-        if late > 0 { format!(" ({late} only later)") } else { String::new() }
+        if late > 0 { format!(" (in {late} cases only later)") } else { String::new() }
     );
     Ok(())
 }

@@ -18,7 +18,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sessions/{id}", web::delete().to(delete_session))
         .route("/sessions/{id}/resize", web::post().to(resize_session))
         .route("/sessions/{id}/ws", web::get().to(super::ws::attach))
-        .route("/me", web::get().to(me));
+        .route("/me", web::get().to(me))
+        .route("/pool", web::get().to(pool));
 }
 
 /// The SPEC's session object.
@@ -140,6 +141,13 @@ async fn me(caller: Caller) -> HttpResponse {
         "admin": caller.admin,
         "namespaces": [DEFAULT_NAMESPACE],
     }))
+}
+
+async fn pool(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
+    if !caller.admin {
+        return Err(Error::Forbidden("the pool is visible to admins only (auth.admins)".into()));
+    }
+    Ok(HttpResponse::Ok().json(state.registry.pool().status()))
 }
 
 pub async fn healthz() -> HttpResponse {

@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 
 use super::docker_exec::{self, DockerProcess};
 use super::docker_policy;
-use super::{ProcessSpec, Sandbox, SandboxBackend, SandboxSpec, TtyProcess};
+use super::{stub, ProcessSpec, Sandbox, SandboxBackend, SandboxSpec, TtyProcess};
 use crate::config::{DockerConfig, PullPolicy};
 use crate::error::{Error, Result};
 
@@ -210,18 +210,8 @@ impl DockerBackend {
     }
 }
 
-#[async_trait]
-impl SandboxBackend for DockerBackend {
-    fn kind(&self) -> &'static str {
-        "docker"
-    }
-
-    fn processes_survive_restart(&self) -> bool {
-        // The containers do, but a Docker exec cannot be re-attached: sessions end with us.
-        false
-    }
-
-    async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<Sandbox> {
+impl DockerBackend {
+    async fn create_container(&self, spec: &SandboxSpec, warm: bool) -> Result<Sandbox> {
         self.ensure_image().await?;
         let docker = self.client().await?;
         if let Some(volume) = docker_policy::workspace_volume(&self.config, Some(&spec.user)) {
@@ -229,7 +219,11 @@ impl SandboxBackend for DockerBackend {
         }
         let name =
             format!("kterm-{}-{}", self.instance, &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let body = docker_policy::container_body(&self.config, self.labels(spec));
+        let mut labels = self.labels(spec);
+        if warm {
+            labels.insert(LABEL_ROLE.into(), "warm".into());
+        }
+        let body = docker_policy::container_body(&self.config, labels);
         let options = bollard::query_parameters::CreateContainerOptions {
             name: Some(name.clone()),
             ..Default::default()
@@ -245,14 +239,101 @@ impl SandboxBackend for DockerBackend {
             let _ = self.destroy_sandbox(&name).await;
             return Err(map_error("starting the sandbox container", e));
         }
-        tracing::info!(sandbox = %name, user = %spec.user, image = %self.config.image, "sandbox started");
+        tracing::info!(sandbox = %name, user = %spec.user, warm, image = %self.config.image, "sandbox started");
         Ok(Sandbox {
             id: name,
             user: spec.user.clone(),
             namespace: spec.namespace.clone(),
             workspace: WORKSPACE.into(),
             running: true,
+            warm,
         })
+    }
+
+    /// Starts `argv` as a TTY exec in `sandbox` as the sandbox user.
+    async fn exec_tty(
+        &self,
+        sandbox: &Sandbox,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        session_id: Option<&str>,
+        cols: u16,
+        rows: u16,
+    ) -> Result<TtyProcess> {
+        let docker = self.client().await?;
+        let mut config: bollard::models::ExecConfig = CreateExecOptions {
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(true),
+            env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            cmd: Some(argv),
+            user: Some(self.config.user.clone()),
+            working_dir: Some(WORKSPACE.to_string()),
+            ..Default::default()
+        }
+        .into();
+        config.console_size = Some(vec![rows as usize, cols as usize]);
+        let exec = docker
+            .create_exec(&sandbox.id, config)
+            .await
+            .map_err(|e| sandbox_error(&sandbox.id, "starting a shell", e))?;
+        let options =
+            StartExecOptions { detach: false, tty: true, output_capacity: Some(64 * 1024) };
+        let started = docker
+            .start_exec(&exec.id, Some(options))
+            .await
+            .map_err(|e| sandbox_error(&sandbox.id, "starting a shell", e))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(Error::Internal("Docker started the exec detached".into()));
+        };
+        let process = DockerProcess::new(docker.clone(), sandbox.id.clone(), exec.id, session_id);
+        // Daemons before API 1.42 ignore console_size: set the size now as well.
+        let _ = docker_exec::resize(&docker, process.exec_id(), cols, rows).await;
+        Ok(process.into_tty(output, input))
+    }
+}
+
+#[async_trait]
+impl SandboxBackend for DockerBackend {
+    fn kind(&self) -> &'static str {
+        "docker"
+    }
+
+    fn processes_survive_restart(&self) -> bool {
+        // The containers do, but a Docker exec cannot be re-attached: sessions end with us.
+        false
+    }
+
+    async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<Sandbox> {
+        self.create_container(spec, false).await
+    }
+
+    fn supports_pool(&self) -> bool {
+        // A per-user workspace volume must be mounted when the container is made.
+        self.config.workspace_volume_prefix.is_empty()
+    }
+
+    async fn create_warm_sandbox(&self, namespace: &str) -> Result<Sandbox> {
+        self.create_container(
+            &SandboxSpec { user: String::new(), namespace: namespace.into() },
+            true,
+        )
+        .await
+    }
+
+    async fn start_stub(&self, sandbox: &Sandbox) -> Result<TtyProcess> {
+        let argv = vec!["sh".to_string(), "-c".to_string(), stub::STUB_SCRIPT.to_string()];
+        let env = vec![
+            ("HOME".to_string(), "/home/user".to_string()),
+            ("TERM".to_string(), "xterm-256color".to_string()),
+        ];
+        self.exec_tty(sandbox, argv, env, None, 80, 24).await
+    }
+
+    fn activation(&self, spec: &ProcessSpec) -> Vec<u8> {
+        let (argv, env) = docker_exec::session_argv(spec);
+        stub::activation_line(&env, &argv, WORKSPACE)
     }
 
     async fn destroy_sandbox(&self, id: &str) -> Result<()> {
@@ -267,38 +348,9 @@ impl SandboxBackend for DockerBackend {
     }
 
     async fn start_process(&self, sandbox: &Sandbox, spec: &ProcessSpec) -> Result<TtyProcess> {
-        let docker = self.client().await?;
         let (argv, env) = docker_exec::session_argv(spec);
-        let mut config: bollard::models::ExecConfig = CreateExecOptions {
-            attach_stdin: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(true),
-            env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            cmd: Some(argv),
-            user: Some(self.config.user.clone()),
-            working_dir: Some(WORKSPACE.to_string()),
-            ..Default::default()
-        }
-        .into();
-        config.console_size = Some(vec![spec.rows as usize, spec.cols as usize]);
-        let exec = docker
-            .create_exec(&sandbox.id, config)
-            .await
-            .map_err(|e| sandbox_error(&sandbox.id, "starting a shell", e))?;
-        let options =
-            StartExecOptions { detach: false, tty: true, output_capacity: Some(64 * 1024) };
-        let started = docker
-            .start_exec(&exec.id, Some(options))
-            .await
-            .map_err(|e| sandbox_error(&sandbox.id, "starting a shell", e))?;
-        let StartExecResults::Attached { output, input } = started else {
-            return Err(Error::Internal("Docker started the exec detached".into()));
-        };
-        let process = DockerProcess::new(docker.clone(), sandbox.id.clone(), exec.id, spec);
-        // Daemons before API 1.42 ignore console_size: set the size now as well.
-        let _ = docker_exec::resize(&docker, process.exec_id(), spec.cols, spec.rows).await;
-        Ok(process.into_tty(output, input))
+        let session = spec.session_id();
+        self.exec_tty(sandbox, argv, env, session.as_deref(), spec.cols, spec.rows).await
     }
 
     async fn list_sandboxes(&self) -> Result<Vec<Sandbox>> {
@@ -329,6 +381,7 @@ impl SandboxBackend for DockerBackend {
                     namespace: labels.get(LABEL_NAMESPACE).cloned().unwrap_or_default(),
                     workspace: WORKSPACE.into(),
                     running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
+                    warm: labels.get(LABEL_ROLE).map(String::as_str) == Some("warm"),
                 })
             })
             .collect())

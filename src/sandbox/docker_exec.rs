@@ -100,29 +100,25 @@ pub struct DockerProcess {
     docker: Docker,
     sandbox: String,
     exec_id: String,
-    session_id: String,
+    session_id: std::sync::Mutex<String>,
     /// Set when the output stream has ended: only then is the exit code asked for.
     output_ended: watch::Sender<bool>,
 }
 
 impl DockerProcess {
+    /// `session_id` names the PID file; a stub learns its session only when activated (see
+    /// [`ProcessControl::bind_session`]).
     pub fn new(
         docker: Docker,
         sandbox: String,
         exec_id: String,
-        spec: &ProcessSpec,
+        session_id: Option<&str>,
     ) -> DockerProcess {
-        let session_id = spec
-            .env
-            .iter()
-            .find(|(k, _)| k == "KTERM_SESSION_ID")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
         DockerProcess {
             docker,
             sandbox,
             exec_id,
-            session_id,
+            session_id: std::sync::Mutex::new(session_id.unwrap_or_default().to_string()),
             output_ended: watch::Sender::new(false),
         }
     }
@@ -161,6 +157,14 @@ impl DockerProcess {
 
 #[async_trait]
 impl ProcessControl for DockerProcess {
+    fn has_ended(&self) -> bool {
+        *self.output_ended.borrow()
+    }
+
+    fn bind_session(&self, session_id: &str) {
+        *self.session_id.lock().unwrap_or_else(|p| p.into_inner()) = session_id.to_string();
+    }
+
     async fn resize(&self, cols: u16, rows: u16) -> Result<()> {
         resize(&self.docker, &self.exec_id, cols, rows).await
     }
@@ -185,7 +189,11 @@ impl ProcessControl for DockerProcess {
         if *self.output_ended.borrow() {
             return;
         }
-        run_detached(&self.docker, &self.sandbox, None, END_SCRIPT, &[&self.session_id]).await;
+        let session = self.session_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if session.is_empty() {
+            return;
+        }
+        run_detached(&self.docker, &self.sandbox, None, END_SCRIPT, &[&session]).await;
         let mut ended = self.output_ended.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(5), ended.wait_for(|e| *e)).await;
     }

@@ -108,6 +108,7 @@ impl SandboxBackend for LocalBackend {
             namespace: spec.namespace.clone(),
             workspace: dir,
             running: true,
+            warm: false,
         };
         self.sandboxes().insert(sandbox.id.clone(), sandbox.clone());
         Ok(sandbox)
@@ -159,6 +160,10 @@ struct LocalProcess {
 
 #[async_trait]
 impl ProcessControl for LocalProcess {
+    fn has_ended(&self) -> bool {
+        self.exited.borrow().is_some()
+    }
+
     async fn resize(&self, cols: u16, rows: u16) -> Result<()> {
         self.master.resize(cols, rows).map_err(|e| Error::io("resizing the terminal", e))
     }

@@ -11,6 +11,7 @@ pub mod docker_image;
 mod docker_policy;
 pub mod local;
 pub mod pty;
+pub mod stub;
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -38,6 +39,8 @@ pub struct Sandbox {
     pub workspace: PathBuf,
     /// Whether it can run processes now (a stopped container cannot).
     pub running: bool,
+    /// Made for the warm pool (its labels say so; the store says whether it was claimed).
+    pub warm: bool,
 }
 
 /// A TTY process to start in a sandbox.
@@ -54,6 +57,11 @@ pub struct ProcessSpec {
 }
 
 impl ProcessSpec {
+    /// The session this process is for, from its environment.
+    pub fn session_id(&self) -> Option<String> {
+        self.env.iter().find(|(k, _)| k == "KTERM_SESSION_ID").map(|(_, v)| v.clone())
+    }
+
     /// The argv to execute, with `shell` standing in for an empty command and the init snippet
     /// wrapped around it as `sh -c 'eval "$KTERM_INIT"; exec "$@"' kterm-init ARGV...`, so that
     /// no value is ever pasted into a command line.
@@ -82,6 +90,11 @@ impl ProcessSpec {
 /// Control of a started process, apart from its byte streams.
 #[async_trait]
 pub trait ProcessControl: Send + Sync {
+    /// Tells a process started as a stub which session it became.
+    fn bind_session(&self, _session_id: &str) {}
+    /// Whether the process is known to have ended (without waiting).
+    fn has_ended(&self) -> bool;
+
     async fn resize(&self, cols: u16, rows: u16) -> Result<()>;
     /// Resolves when the process has ended, with its exit code (`None` when killed by a signal
     /// or unknown). Safe to call more than once.
@@ -122,4 +135,24 @@ pub trait SandboxBackend: Send + Sync {
 
     /// Ends the processes a previous run of kterm left in an adopted sandbox.
     async fn end_stray_processes(&self, _sandbox: &Sandbox) {}
+
+    /// Whether this backend keeps a warm pool of sandboxes.
+    fn supports_pool(&self) -> bool {
+        false
+    }
+
+    /// A sandbox bound to nobody yet, for the warm pool.
+    async fn create_warm_sandbox(&self, _namespace: &str) -> Result<Sandbox> {
+        Err(crate::error::Error::Internal(format!("the {} backend has no warm pool", self.kind())))
+    }
+
+    /// Starts a stub in `sandbox` (see [`stub`]); `activate` turns it into a session's process.
+    async fn start_stub(&self, _sandbox: &Sandbox) -> Result<TtyProcess> {
+        Err(crate::error::Error::Internal(format!("the {} backend has no stubs", self.kind())))
+    }
+
+    /// The activation line that makes a stub run what [`SandboxBackend::start_process`] would.
+    fn activation(&self, _spec: &ProcessSpec) -> Vec<u8> {
+        Vec::new()
+    }
 }

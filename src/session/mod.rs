@@ -16,7 +16,8 @@ use serde::Deserialize;
 use crate::config::SessionsConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::sandbox::{ProcessSpec, Sandbox, SandboxBackend, SandboxSpec};
+use crate::pool::WarmPool;
+use crate::sandbox::{ProcessSpec, Sandbox, SandboxBackend, SandboxSpec, TtyProcess};
 use crate::store::{SandboxRecord, SandboxStatus, SessionRecord, SessionStatus, Store};
 
 pub use ring::ScrollbackRing;
@@ -60,6 +61,8 @@ struct SandboxSlot {
     /// Set for a sandbox adopted at start with no session yet; it is removed when it stays
     /// unused for `sessions.idle_timeout`.
     unused_since: Option<std::time::Instant>,
+    /// A started stub for the user's next tab (backends with a pool).
+    spare: Option<TtyProcess>,
 }
 
 pub struct SessionRegistry {
@@ -73,6 +76,7 @@ pub struct SessionRegistry {
     /// The server's main runtime: sessions' tasks and I/O live there, not on the HTTP worker
     /// that happened to create them (workers stop before sessions do at shutdown).
     runtime: tokio::runtime::Handle,
+    pool: Arc<WarmPool>,
 }
 
 impl SessionRegistry {
@@ -81,6 +85,7 @@ impl SessionRegistry {
         backend: Arc<dyn SandboxBackend>,
         store: Store,
         metrics: Arc<Metrics>,
+        pool: Arc<WarmPool>,
     ) -> Arc<SessionRegistry> {
         Arc::new(SessionRegistry {
             config,
@@ -91,6 +96,7 @@ impl SessionRegistry {
             live_per_user: Mutex::default(),
             sandboxes: Mutex::default(),
             runtime: tokio::runtime::Handle::current(),
+            pool,
         })
     }
 
@@ -109,7 +115,18 @@ impl SessionRegistry {
                 tracing::info!(sessions = ended, "ended the sessions of the previous run");
             }
         }
-        let known = self.store.live_sandbox_ids(self.backend.kind()).await?;
+        // Bound sandboxes are their users'; warm ones are the pool's to adopt.
+        let records = self.store.live_sandboxes(self.backend.kind()).await?;
+        let warm_known: std::collections::HashSet<String> = records
+            .iter()
+            .filter(|r| r.status == SandboxStatus::Warm)
+            .map(|r| r.id.clone())
+            .collect();
+        let known: std::collections::HashMap<String, SandboxRecord> = records
+            .into_iter()
+            .filter(|r| r.status == SandboxStatus::Running)
+            .map(|r| (r.id.clone(), r))
+            .collect();
         let existing = match self.backend.list_sandboxes().await {
             Ok(existing) => existing,
             Err(e) => {
@@ -118,8 +135,17 @@ impl SessionRegistry {
             }
         };
         let mut adopted = std::collections::HashSet::new();
-        for sandbox in existing {
-            if sandbox.running && known.contains(&sandbox.id) {
+        for mut sandbox in existing {
+            if let Some(user) = known.get(&sandbox.id).and_then(|r| r.user.clone()) {
+                // The store says whose it is (a claimed warm sandbox's labels say "warm").
+                sandbox.user = user;
+            }
+            if sandbox.running && warm_known.contains(&sandbox.id) && self.pool.enabled() {
+                adopted.insert(sandbox.id.clone());
+                self.pool.adopt(sandbox).await;
+                continue;
+            }
+            if sandbox.running && known.contains_key(&sandbox.id) {
                 self.backend.end_stray_processes(&sandbox).await;
                 tracing::info!(sandbox = %sandbox.id, user = %sandbox.user, "adopted sandbox");
                 adopted.insert(sandbox.id.clone());
@@ -128,6 +154,7 @@ impl SessionRegistry {
                     sandbox: Some(sandbox),
                     sessions: 0,
                     unused_since: Some(std::time::Instant::now()),
+                    spare: None,
                 };
                 Self::lock(&self.sandboxes).insert(key, Arc::new(tokio::sync::Mutex::new(slot)));
             } else {
@@ -135,7 +162,7 @@ impl SessionRegistry {
                 self.destroy_sandbox(&sandbox.id).await;
             }
         }
-        for id in known.iter().filter(|id| !adopted.contains(*id)) {
+        for id in known.keys().chain(warm_known.iter()).filter(|id| !adopted.contains(*id)) {
             self.store.end_sandbox(id).await?;
         }
         Ok(())
@@ -254,12 +281,16 @@ impl SessionRegistry {
             cols,
             rows,
         };
-        let mut started = self.backend.start_process(&sandbox, &spec).await;
+        let mut started = match slot.spare.take().filter(|stub| !stub.control.has_ended()) {
+            Some(stub) => activate(stub, self.backend.activation(&spec), &spec).await,
+            None => self.backend.start_process(&sandbox, &spec).await,
+        };
         let mut sandbox = sandbox;
         if let Err(Error::SandboxGone(reason)) = &started {
             // The container died or was removed behind our back: replace it, once.
             tracing::warn!(sandbox = %sandbox.id, reason, "sandbox is gone; making a new one");
             slot.sandbox = None;
+            slot.spare = None;
             self.destroy_sandbox(&sandbox.id).await;
             sandbox = self.sandbox_for(&mut slot, user, namespace).await?;
             info.sandbox_id = sandbox.id.clone();
@@ -282,6 +313,9 @@ impl SessionRegistry {
             }
         };
         slot.unused_since = None;
+        if self.pool.enabled() && slot.spare.is_none() {
+            self.start_spare(key.clone(), sandbox.clone());
+        }
         slot.sessions += 1;
         drop(slot);
 
@@ -312,6 +346,11 @@ impl SessionRegistry {
         if let Some(sandbox) = &slot.sandbox {
             return Ok(sandbox.clone());
         }
+        if let Some(warm) = self.pool.claim(user, namespace).await {
+            slot.sandbox = Some(warm.sandbox.clone());
+            slot.spare = warm.stub;
+            return Ok(warm.sandbox);
+        }
         let spec = SandboxSpec { user: user.into(), namespace: namespace.into() };
         let sandbox = self.backend.create_sandbox(&spec).await?;
         let record = SandboxRecord {
@@ -329,6 +368,28 @@ impl SessionRegistry {
         }
         slot.sandbox = Some(sandbox.clone());
         Ok(sandbox)
+    }
+
+    /// Starts, in the background, a stub for the user's next tab in `sandbox`.
+    fn start_spare(self: &Arc<Self>, key: SandboxKey, sandbox: Sandbox) {
+        let registry = self.clone();
+        self.runtime.spawn(async move {
+            let stub = match registry.backend.start_stub(&sandbox).await {
+                Ok(stub) => stub,
+                Err(e) => {
+                    tracing::debug!(sandbox = %sandbox.id, error = %e, "no spare shell");
+                    return;
+                }
+            };
+            let slot = Self::lock(&registry.sandboxes).get(&key).cloned();
+            if let Some(slot) = slot {
+                let mut slot = slot.lock().await;
+                let same = slot.sandbox.as_ref().is_some_and(|s| s.id == sandbox.id);
+                if same && slot.spare.is_none() {
+                    slot.spare = Some(stub);
+                }
+            }
+        });
     }
 
     /// The environment of a session's shell: fixed variables, then the context.
@@ -369,6 +430,7 @@ impl SessionRegistry {
             slot.sessions = slot.sessions.saturating_sub(1);
             // At shutdown the sandbox stays (with the user's files) for the next run to adopt.
             if slot.sessions == 0 && reason != "server_shutdown" {
+                slot.spare = None;
                 if let Some(sandbox) = slot.sandbox.take() {
                     self.destroy_sandbox(&sandbox.id).await;
                 }
@@ -518,6 +580,21 @@ impl SessionRegistry {
     pub fn backend(&self) -> &Arc<dyn SandboxBackend> {
         &self.backend
     }
+
+    pub fn pool(&self) -> &Arc<WarmPool> {
+        &self.pool
+    }
+}
+
+/// Turns a started stub into the session's process: one line on its input, then its size.
+async fn activate(mut stub: TtyProcess, line: Vec<u8>, spec: &ProcessSpec) -> Result<TtyProcess> {
+    use tokio::io::AsyncWriteExt;
+    stub.input.write_all(&line).await.map_err(|e| Error::io("activating a started shell", e))?;
+    if let Some(id) = spec.session_id() {
+        stub.control.bind_session(&id);
+    }
+    let _ = stub.control.resize(spec.cols, spec.rows).await;
+    Ok(stub)
 }
 
 fn validate_namespace(namespace: &str) -> Result<()> {

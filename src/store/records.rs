@@ -59,6 +59,9 @@ pub struct SessionRecord {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SandboxStatus {
+    /// In the warm pool, bound to nobody.
+    Warm,
+    /// Bound to its user.
     Running,
     Terminated,
 }
@@ -66,8 +69,17 @@ pub enum SandboxStatus {
 impl SandboxStatus {
     fn as_str(self) -> &'static str {
         match self {
+            SandboxStatus::Warm => "warm",
             SandboxStatus::Running => "running",
             SandboxStatus::Terminated => "terminated",
+        }
+    }
+
+    fn parse(text: &str) -> SandboxStatus {
+        match text {
+            "warm" => SandboxStatus::Warm,
+            "running" => SandboxStatus::Running,
+            _ => SandboxStatus::Terminated,
         }
     }
 }
@@ -264,18 +276,57 @@ impl Store {
         .map(drop)
     }
 
-    /// Ids of the sandboxes of `backend` recorded as running.
-    pub async fn live_sandbox_ids(
-        &self,
-        backend: &str,
-    ) -> Result<std::collections::HashSet<String>> {
+    /// The sandboxes of `backend` not recorded as ended (warm ones included).
+    pub async fn live_sandboxes(&self, backend: &str) -> Result<Vec<SandboxRecord>> {
         let backend = backend.to_string();
         self.run(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id FROM sandboxes WHERE backend = ?1 AND status != 'terminated'",
+                "SELECT id, backend, user, namespace, status, created_at, expires_at FROM sandboxes
+                 WHERE backend = ?1 AND status != 'terminated' ORDER BY created_at",
             )?;
-            let rows = stmt.query_map([backend], |r| r.get(0))?;
+            let rows = stmt.query_map([backend], |r| {
+                Ok(SandboxRecord {
+                    id: r.get(0)?,
+                    backend: r.get(1)?,
+                    user: r.get(2)?,
+                    namespace: r.get(3)?,
+                    status: SandboxStatus::parse(&r.get::<_, String>(4)?),
+                    created_at: from_millis(r.get(5)?),
+                    expires_at: r.get::<_, Option<i64>>(6)?.map(from_millis),
+                })
+            })?;
             rows.collect()
+        })
+        .await
+    }
+
+    /// Binds one warm sandbox of `backend` in `namespace`, among `candidates`, to `user`;
+    /// returns its id. The update is the decision: two claims never get the same sandbox.
+    pub async fn claim_warm_sandbox(
+        &self,
+        backend: &str,
+        namespace: &str,
+        user: &str,
+        candidates: Vec<String>,
+    ) -> Result<Option<String>> {
+        let (backend, namespace, user) =
+            (backend.to_string(), namespace.to_string(), user.to_string());
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let mut claimed = None;
+            for id in &candidates {
+                let changed = tx.execute(
+                    "UPDATE sandboxes SET status = 'running', user = ?4
+                     WHERE id = ?1 AND backend = ?2 AND namespace = ?3 AND status = 'warm'",
+                    params![id, backend, namespace, user],
+                )?;
+                if changed == 1 {
+                    claimed = Some(id.clone());
+                    break;
+                }
+            }
+            tx.commit()?;
+            Ok(claimed)
         })
         .await
     }

@@ -112,6 +112,9 @@ pub fn configure(config: &mut Config, cleanup: &Cleanup) {
     config.docker.labels.insert(TEST_LABEL.into(), cleanup.id.clone());
     config.sessions.command = Vec::new();
     config.sessions.max_per_user = 20;
+    // No warm pool unless a test asks for one: the others count their containers.
+    config.pool.min = 0;
+    config.pool.max = 0;
 }
 
 /// `docker inspect -f FORMAT NAME`.

@@ -1,0 +1,92 @@
+//! Pre-started shells: a *stub* is a process already running on a TTY in a sandbox that waits,
+//! with echo off, for one activation line, then becomes the session's program. Starting a
+//! Docker exec costs ~45 ms before its first byte; a stub pays that before anyone asks, so a
+//! claim only writes one line.
+//!
+//! The activation line carries the environment and the argv with every value encoded as
+//! `printf %b` octal escapes inside single quotes: no value is ever parsed by the shell, so no
+//! context value can run a command, and newlines cannot end the line early.
+
+/// What the stub runs: terminal in non-canonical mode without echo (so a long line is not cut
+/// at the TTY's 4 KiB line limit and is not shown), read one line, restore, evaluate it.
+pub const STUB_SCRIPT: &str = r#"s=$(stty -g 2>/dev/null); stty -echo -icanon 2>/dev/null
+IFS= read -r line || exit 0
+[ -n "$s" ] && stty "$s" 2>/dev/null
+eval "$line""#;
+
+/// The line that turns a stub into the session's process: exports `env`, changes to `workdir`
+/// and `exec`s `argv`.
+pub fn activation_line(env: &[(String, String)], argv: &[String], workdir: &str) -> Vec<u8> {
+    let mut line = String::from("d() { printf '%bx' \"$1\"; }; ");
+    for (key, value) in env {
+        if !is_name(key) {
+            continue;
+        }
+        line.push_str(&format!("{key}=$(d '{}'); export {key}=\"${{{key}%x}}\"; ", escape(value)));
+    }
+    line.push_str("set --; ");
+    for arg in argv {
+        line.push_str(&format!("a=$(d '{}'); set -- \"$@\" \"${{a%x}}\"; ", escape(arg)));
+    }
+    line.push_str(&format!(
+        "w=$(d '{}'); cd \"${{w%x}}\" 2>/dev/null; unset a w; exec \"$@\"\n",
+        escape(workdir)
+    ));
+    line.into_bytes()
+}
+
+fn is_name(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Bytes outside a small safe set become `\0ooo`, which `printf %b` turns back into the byte.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if b.is_ascii_alphanumeric() || b" _.,:/=+@%-".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\0{b:03o}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_values_are_escaped_and_the_line_is_one_line() {
+        let env = vec![("KTERM_CTX_X".to_string(), "a'b\"c $(id) `id`\n\\x; rm -rf /".to_string())];
+        let line = String::from_utf8(activation_line(&env, &["sh".into()], "/w")).unwrap();
+        assert_eq!(line.matches('\n').count(), 1);
+        assert!(line.ends_with('\n'));
+        for dangerous in ["$(id)", "`", "rm -rf /;", "'b"] {
+            assert!(!line.contains(dangerous), "{dangerous} leaked into {line}");
+        }
+    }
+
+    #[test]
+    fn the_line_rebuilds_values_exactly_in_a_real_shell() {
+        let value = "a'b\"c $(echo pwned) `id`\nline2\\n\t\u{e9}\n\n";
+        let env = vec![("V".to_string(), value.to_string())];
+        let argv = vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            "printf '%s' \"$V\"; printf '|%s' \"$@\"".to_string(),
+            "zero".to_string(),
+            "x y".to_string(),
+            "$(z)".to_string(),
+        ];
+        let line = activation_line(&env, &argv, "/");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(String::from_utf8(line).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{value}|x y|$(z)"));
+    }
+}
