@@ -172,8 +172,8 @@ async fn local_backend(config: &Config) -> Result<Arc<dyn SandboxBackend>> {
 
 /// Batches `last_active` writes and ends idle or expired sessions.
 async fn background_tasks(registry: Arc<SessionRegistry>) {
-    let idle = registry.config().idle_timeout.0;
-    let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let shortest = registry.config().idle_timeout.0.min(registry.config().max_lifetime.0);
+    let period = (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

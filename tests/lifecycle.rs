@@ -211,3 +211,33 @@ async fn health_readiness_metrics_and_the_page() {
     assert_eq!(cached.status(), 304);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_lifetime_bounds_the_sandbox_not_just_each_session() {
+    let server = TestServer::start_with(|c| {
+        c.sessions.max_lifetime =
+            kterm::config::HumanDuration(std::time::Duration::from_millis(1500));
+    })
+    .await;
+    let first = server.create(json!({})).await;
+    let mut term = server.attach(first["id"].as_str().unwrap()).await;
+    let second = server.create(json!({})).await;
+    assert_eq!(first["sandbox_id"], second["sandbox_id"]);
+    assert_eq!(
+        first["expires_at"], second["expires_at"],
+        "a new tab does not extend the sandbox's life"
+    );
+    let exit = term.next_control().await;
+    assert_eq!(
+        (exit["type"].as_str(), exit["reason"].as_str()),
+        (Some("exit"), Some("max_lifetime"))
+    );
+    let record = eventually("the second session to end too", || async {
+        let (_, got) =
+            server.get(&format!("/api/v1/sessions/{}", second["id"].as_str().unwrap())).await;
+        (got["status"] == "terminated").then_some(got)
+    })
+    .await;
+    assert_eq!(record["end_reason"], "max_lifetime");
+    server.stop().await;
+}

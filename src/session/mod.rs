@@ -63,6 +63,9 @@ struct SandboxSlot {
     unused_since: Option<std::time::Instant>,
     /// A started stub for the user's next tab (backends with a pool).
     spare: Option<TtyProcess>,
+    /// When the sandbox reaches `sessions.max_lifetime` (counted from when it became the
+    /// user's): no session in it lives longer, so neither does the sandbox.
+    expires_at: Option<chrono::DateTime<Utc>>,
 }
 
 pub struct SessionRegistry {
@@ -155,6 +158,7 @@ impl SessionRegistry {
                     sessions: 0,
                     unused_since: Some(std::time::Instant::now()),
                     spare: None,
+                    expires_at: None,
                 };
                 Self::lock(&self.sandboxes).insert(key, Arc::new(tokio::sync::Mutex::new(slot)));
             } else {
@@ -250,6 +254,7 @@ impl SessionRegistry {
         let now = Utc::now();
         let lifetime = chrono::Duration::from_std(self.config.max_lifetime.0)
             .unwrap_or(chrono::Duration::hours(8));
+        let expires_at = *slot.expires_at.get_or_insert(now + lifetime);
         let mut info = SessionInfo {
             id: uuid::Uuid::new_v4().to_string(),
             user: user.into(),
@@ -257,7 +262,7 @@ impl SessionRegistry {
             sandbox_id: sandbox.id.clone(),
             context,
             created_at: now,
-            expires_at: now + lifetime,
+            expires_at,
         };
         let mut record = SessionRecord {
             id: info.id.clone(),
@@ -290,6 +295,7 @@ impl SessionRegistry {
             // The container died or was removed behind our back: replace it, once.
             tracing::warn!(sandbox = %sandbox.id, reason, "sandbox is gone; making a new one");
             slot.sandbox = None;
+            slot.expires_at = None;
             slot.spare = None;
             self.destroy_sandbox(&sandbox.id).await;
             sandbox = self.sandbox_for(&mut slot, user, namespace).await?;
@@ -307,6 +313,7 @@ impl SessionRegistry {
                     .await;
                 if slot.sessions == 0 {
                     slot.sandbox = None;
+                    slot.expires_at = None;
                     self.destroy_sandbox(&sandbox.id).await;
                 }
                 return Err(e);
@@ -432,6 +439,7 @@ impl SessionRegistry {
             if slot.sessions == 0 && reason != "server_shutdown" {
                 slot.spare = None;
                 if let Some(sandbox) = slot.sandbox.take() {
+                    slot.expires_at = None;
                     self.destroy_sandbox(&sandbox.id).await;
                 }
             }
@@ -558,6 +566,7 @@ impl SessionRegistry {
             let unused =
                 slot.sessions == 0 && slot.unused_since.is_some_and(|t| t.elapsed() >= idle);
             if let Some(sandbox) = slot.sandbox.take_if(|_| unused) {
+                slot.expires_at = None;
                 tracing::info!(sandbox = %sandbox.id, "removing an adopted sandbox nobody used");
                 slot.unused_since = None;
                 self.destroy_sandbox(&sandbox.id).await;
