@@ -105,7 +105,7 @@ impl Cleanup {
     }
 
     fn ps_args(&self, kterm_only: bool) -> Vec<String> {
-        let mut args = vec!["ps".into(), "-a".into(), "-q".into(), "--no-trunc".into()];
+        let mut args = vec!["ps".into(), "-a".into(), "--format".into(), "{{.Names}}".into()];
         args.extend(["--filter".into(), format!("label={}", self.label())]);
         if kterm_only {
             args.extend(["--filter".into(), "label=kterm.io/managed=true".into()]);
@@ -113,7 +113,7 @@ impl Cleanup {
         args
     }
 
-    /// IDs of this run's containers in any state; only those kterm made when `kterm_only`.
+    /// Names of this run's containers in any state; only those kterm made when `kterm_only`.
     pub async fn containers(&self, kterm_only: bool) -> Res<Vec<String>> {
         let args = self.ps_args(kterm_only);
         let out = docker(&args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
@@ -122,14 +122,14 @@ impl Cleanup {
 
     /// Removes this run's containers now; how many there were.
     pub async fn remove_all(&mut self) -> Res<usize> {
-        let ids = self.containers(false).await?;
-        if !ids.is_empty() {
+        let names = self.containers(false).await?;
+        if !names.is_empty() {
             let mut args = vec!["rm", "-f", "-v"];
-            args.extend(ids.iter().map(String::as_str));
+            args.extend(names.iter().map(String::as_str));
             docker(&args).await?;
         }
         self.done = true;
-        Ok(ids.len())
+        Ok(names.len())
     }
 }
 
@@ -142,12 +142,12 @@ impl Drop for Cleanup {
         else {
             return;
         };
-        let ids: Vec<String> =
+        let names: Vec<String> =
             String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
-        if !ids.is_empty() {
-            eprintln!("  removing {} container(s) labelled {}", ids.len(), self.label());
+        if !names.is_empty() {
+            eprintln!("  removing {} container(s) labelled {}", names.len(), self.label());
             let _ =
-                std::process::Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
+                std::process::Command::new("docker").args(["rm", "-f", "-v"]).args(&names).output();
         }
     }
 }

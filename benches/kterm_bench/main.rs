@@ -13,10 +13,12 @@
 //!   `connect`    POST -> WebSocket -> first prompt byte of `bash -l`, kterm vs spawning it
 //!   `memory`     the real `kterm` binary with many attached idle sessions: RSS, threads, fds,
 //!                open rate, and a graceful stop (close codes, leftover shells)
-//!   `docker`     the Docker backend: cold session-ready time (new container every sample),
-//!                a second tab in a running sandbox, vs `docker run --rm … true` and
-//!                `docker exec … true`. Needs a Docker daemon and a static /bin/busybox (the
-//!                image `kterm-bench-busybox:latest` is built FROM scratch out of it, nothing is
+//!   `docker`     the Docker backend: time until a session is ready (POST -> WebSocket ->
+//!                first output byte) for a user's first tab (a new container each sample)
+//!                and for a second tab in a running sandbox, with the warm pool off and with
+//!                kterm's default pool; vs `docker run --rm … true` and `docker exec … true`.
+//!                Needs a Docker daemon and a static /bin/busybox (the image
+//!                `kterm-bench-busybox:latest` is built FROM scratch out of it, nothing is
 //!                pulled); skipped with the reason printed when either is missing. Every
 //!                container it makes carries the label `kterm-bench=<run id>` and is removed at
 //!                the end of the part, also when it fails.
@@ -36,7 +38,8 @@
 //! baseline; the memory part runs the real `kterm` binary as a child process.
 //!
 //! Modules: `client` (kterm server and WebSocket client), `raw` (raw-PTY helpers), one module
-//! per part, and `docker_cli` (the `docker` command: image, labels, cleanup).
+//! per part, `docker_samples` (the docker part's samples and waits) and `docker_cli` (the
+//! `docker` command: image, baselines, cleanup by label).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -58,6 +61,7 @@ mod client;
 mod connect;
 mod docker;
 mod docker_cli;
+mod docker_samples;
 mod echo;
 mod memory;
 mod raw;

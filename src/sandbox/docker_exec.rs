@@ -23,14 +23,12 @@ use crate::error::Result;
 
 /// Run by `sh` with the session's argv as `$@`: records the PID, runs the init snippet, then
 /// becomes the program (or the login shell: bash if the image has it, else sh).
-const SESSION_SCRIPT: &str = r#"mkdir -p /tmp/.kterm 2>/dev/null; echo $$ > "/tmp/.kterm/$KTERM_SESSION_ID"
-if [ -n "$KTERM_INIT" ]; then eval "$KTERM_INIT"; fi
-unset KTERM_INIT
-if [ $# -eq 0 ]; then
-  if command -v bash >/dev/null 2>&1; then exec bash -l; fi
-  exec sh -l
-fi
-exec "$@""#;
+const SESSION_SCRIPT: &str = concat!(
+    "[ -d /tmp/.kterm ] || mkdir -p /tmp/.kterm 2>/dev/null; echo $$ > \"/tmp/.kterm/$KTERM_SESSION_ID\"; ",
+    "if [ -n \"$KTERM_INIT\" ]; then eval \"$KTERM_INIT\"; fi; unset KTERM_INIT; ",
+    "if [ $# -eq 0 ]; then if command -v bash >/dev/null 2>&1; then exec bash -l; fi; exec sh -l; fi; ",
+    "exec \"$@\""
+);
 
 /// Hangs up the process group recorded for session `$1`, then kills what is left.
 const END_SCRIPT: &str = r#"f="/tmp/.kterm/$1"; p=$(cat "$f" 2>/dev/null) || exit 0

@@ -3,9 +3,10 @@
 //! Docker exec costs ~45 ms before its first byte; a stub pays that before anyone asks, so a
 //! claim only writes one line.
 //!
-//! The activation line carries the environment and the argv with every value encoded as
-//! `printf %b` octal escapes inside single quotes: no value is ever parsed by the shell, so no
-//! context value can run a command, and newlines cannot end the line early.
+//! The activation line carries the environment and the argv single-quoted, and any value with a
+//! quote, backslash, newline or other byte outside printable ASCII as `printf %b` octal escapes
+//! inside single quotes: no value is ever parsed by the shell, so no context value can run a
+//! command, and newlines cannot end the line early.
 
 /// What the stub runs: terminal in non-canonical mode without echo (so a long line is not cut
 /// at the TTY's 4 KiB line limit and is not shown), read one line, restore, evaluate it.
@@ -22,17 +23,33 @@ pub fn activation_line(env: &[(String, String)], argv: &[String], workdir: &str)
         if !is_name(key) {
             continue;
         }
-        line.push_str(&format!("{key}=$(d '{}'); export {key}=\"${{{key}%x}}\"; ", escape(value)));
+        match literal(value) {
+            Some(quoted) => line.push_str(&format!("export {key}={quoted}; ")),
+            None => line.push_str(&format!(
+                "{key}=$(d '{}'); export {key}=\"${{{key}%x}}\"; ",
+                escape(value)
+            )),
+        }
     }
     line.push_str("set --; ");
     for arg in argv {
-        line.push_str(&format!("a=$(d '{}'); set -- \"$@\" \"${{a%x}}\"; ", escape(arg)));
+        match literal(arg) {
+            Some(quoted) => line.push_str(&format!("set -- \"$@\" {quoted}; ")),
+            None => {
+                line.push_str(&format!("a=$(d '{}'); set -- \"$@\" \"${{a%x}}\"; ", escape(arg)))
+            }
+        }
     }
-    line.push_str(&format!(
-        "w=$(d '{}'); cd \"${{w%x}}\" 2>/dev/null; unset a w; exec \"$@\"\n",
-        escape(workdir)
-    ));
+    let workdir = literal(workdir).unwrap_or_else(|| "/".into());
+    line.push_str(&format!("unset a; cd {workdir} 2>/dev/null; exec \"$@\"\n"));
     line.into_bytes()
+}
+
+/// A value that can stand single-quoted as it is (printable ASCII without `'` or `\`): most
+/// values are, and they cost the shell no command substitution.
+fn literal(value: &str) -> Option<String> {
+    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\'' && b != b'\\');
+    plain.then(|| format!("'{value}'"))
 }
 
 fn is_name(key: &str) -> bool {
