@@ -119,17 +119,12 @@ pub fn workspace_volume(config: &DockerConfig, user: Option<&str>) -> Option<Str
     if config.workspace_volume_prefix.is_empty() {
         return None;
     }
-    let user = user.unwrap_or("unknown");
-    // Volume names allow [a-zA-Z0-9][a-zA-Z0-9_.-]; keep a hash so that names never collide.
-    let safe: String = user
-        .chars()
-        .take(40)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .collect();
-    let hash = user
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-    Some(format!("{}{safe}-{:08x}", config.workspace_volume_prefix, hash as u32))
+    // Volume names allow [a-zA-Z0-9][a-zA-Z0-9_.-].
+    Some(format!(
+        "{}{}",
+        config.workspace_volume_prefix,
+        super::safe_name(user.unwrap_or("unknown"))
+    ))
 }
 
 #[cfg(test)]

@@ -67,21 +67,6 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
 }
 
-/// A directory name for a user that cannot leave `root`: safe characters kept, the rest
-/// replaced, and a hash so that two names never share a directory.
-fn user_dir_name(user: &str) -> String {
-    let safe: String = user
-        .chars()
-        .take(40)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .collect();
-    // FNV-1a: stable across runs and versions, which std's hasher is not.
-    let hash = user
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-    format!("{safe}-{:08x}", hash as u32)
-}
-
 #[async_trait]
 impl SandboxBackend for LocalBackend {
     fn kind(&self) -> &'static str {
@@ -93,7 +78,7 @@ impl SandboxBackend for LocalBackend {
     }
 
     async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<Sandbox> {
-        let dir = self.root.join(user_dir_name(&spec.user));
+        let dir = self.root.join(super::safe_name(&spec.user));
         let created = dir.clone();
         tokio::task::spawn_blocking(move || {
             use std::os::unix::fs::DirBuilderExt;
@@ -187,17 +172,5 @@ impl ProcessControl for LocalProcess {
             // SAFETY: as above.
             unsafe { libc::kill(-self.pid, libc::SIGKILL) };
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_dirs_stay_inside_and_differ() {
-        let a = user_dir_name("../../etc");
-        assert!(!a.contains('/') && !a.starts_with('.'), "{a}");
-        assert_ne!(user_dir_name("a/b"), user_dir_name("a_b"));
     }
 }

@@ -22,6 +22,21 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::Result;
 
+/// A name for a user that is safe as a file, directory or volume name: safe characters kept
+/// (at most 40), the rest replaced, and a hash of the whole name so two users never share one.
+pub fn safe_name(user: &str) -> String {
+    let safe: String = user
+        .chars()
+        .take(40)
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    // FNV-1a: stable across runs and versions, which std's hasher is not.
+    let hash = user
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    format!("{safe}-{:08x}", hash as u32)
+}
+
 /// What a new sandbox is for.
 #[derive(Debug, Clone)]
 pub struct SandboxSpec {
@@ -154,5 +169,15 @@ pub trait SandboxBackend: Send + Sync {
     /// The activation line that makes a stub run what [`SandboxBackend::start_process`] would.
     fn activation(&self, _spec: &ProcessSpec) -> Vec<u8> {
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn safe_names_stay_inside_and_differ() {
+        let a = super::safe_name("../../etc");
+        assert!(!a.contains('/') && !a.starts_with('.'), "{a}");
+        assert_ne!(super::safe_name("a/b"), super::safe_name("a_b"));
     }
 }
