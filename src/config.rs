@@ -485,7 +485,10 @@ impl Config {
         }
         self.validate_docker()?;
         if self.files.max_read.0 == 0 || self.files.max_write.0 == 0 {
-            return Err(ConfigError::key("files.max_read", "max_read and max_write must be above 0"));
+            return Err(ConfigError::key(
+                "files.max_read",
+                "max_read and max_write must be above 0",
+            ));
         }
         if self.files.timeout.0 < Duration::from_secs(1) {
             return Err(ConfigError::key("files.timeout", "must be at least 1s"));

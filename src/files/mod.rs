@@ -286,18 +286,20 @@ fn checked_stream(stdout: Stdout, exit: Exit, expected: Option<u64>, what: Strin
     struct State {
         stdout: Stdout,
         exit: Option<Exit>,
+        finished: bool,
         sent: u64,
         expected: Option<u64>,
         what: String,
     }
-    let state = State { stdout, exit: Some(exit), sent: 0, expected, what };
+    let state = State { stdout, exit: Some(exit), finished: false, sent: 0, expected, what };
     Box::pin(futures_util::stream::unfold(state, |mut st| async move {
-        if st.exit.is_none() {
+        if st.finished {
             return None;
         }
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let problem = match st.stdout.read_buf(&mut buf).await {
             Ok(0) => {
+                st.finished = true;
                 let exit = st.exit.take()?.await;
                 match (exit.code, st.expected) {
                     (Some(0), Some(n)) if n != st.sent => {
@@ -321,7 +323,7 @@ fn checked_stream(stdout: Stdout, exit: Exit, expected: Option<u64>, what: Strin
             Err(e) => format!("{}: {e}", st.what),
         };
         tracing::warn!(problem, "file transfer broken off");
-        st.exit = None;
+        st.finished = true;
         Some((Err(std::io::Error::other(problem)), st))
     }))
 }
@@ -341,9 +343,9 @@ fn check_exit(op: Op, path: &RelPath, exit: &CommandExit, max_read: u64) -> Resu
         Some(scripts::PRECONDITION) => Error::Conflict(format!(
             "{path} changed since it was read (If-Match/If-None-Match); reload it"
         )),
-        Some(scripts::NOT_EMPTY) => Error::Conflict(format!(
-            "directory {path} is not empty (delete with recursive=1)"
-        )),
+        Some(scripts::NOT_EMPTY) => {
+            Error::Conflict(format!("directory {path} is not empty (delete with recursive=1)"))
+        }
         Some(scripts::TOO_LARGE) => Error::TooLarge(format!(
             "{path} is {last_line} bytes; files.max_read allows {max_read}; download its \
              directory as an archive instead"

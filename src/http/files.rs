@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 use crate::files::{self, Precondition, RelPath, Workspace};
 use crate::session::Caller;
 
-const CONTENT_CSP: &str = "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'";
+const CONTENT_CSP: &str =
+    "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sessions/{id}/files", web::get().to(list))
@@ -85,11 +86,12 @@ async fn read(
     let content = open(&state, &caller, &id).await?.read(&query.path).await?;
     let path = RelPath::parse_entry(&query.path)?;
     let mime = mime_guess::from_path(path.name()).first_or_octet_stream();
-    let content_type = if mime.type_() == mime_guess::mime::TEXT && mime.get_param("charset").is_none() {
-        format!("{mime}; charset=utf-8")
-    } else {
-        mime.to_string()
-    };
+    let content_type =
+        if mime.type_() == mime_guess::mime::TEXT && mime.get_param("charset").is_none() {
+            format!("{mime}; charset=utf-8")
+        } else {
+            mime.to_string()
+        };
     let mut response = HttpResponse::Ok();
     response
         .insert_header((header::CONTENT_TYPE, content_type))
