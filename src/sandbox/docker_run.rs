@@ -96,7 +96,7 @@ pub async fn run(
     });
 
     let stdout = tokio_util::io::StreamReader::new(
-        tokio_stream_from_receiver(stdout_rx).filter(|c| std::future::ready(!is_empty(c))),
+        receiver_stream(stdout_rx).filter(|c| std::future::ready(!is_empty(c))),
     );
     Ok(RunningCommand {
         stdout: Box::pin(stdout),
@@ -110,7 +110,7 @@ fn is_empty(chunk: &io::Result<Bytes>) -> bool {
     matches!(chunk, Ok(bytes) if bytes.is_empty())
 }
 
-fn tokio_stream_from_receiver(
+fn receiver_stream(
     mut rx: mpsc::Receiver<io::Result<Bytes>>,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
