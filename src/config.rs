@@ -39,6 +39,7 @@ pub struct Config {
     pub docker: DockerConfig,
     pub pool: PoolConfig,
     pub kubernetes: KubernetesConfig,
+    pub files: FilesConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -330,6 +331,28 @@ impl Default for KubernetesConfig {
     }
 }
 
+/// The files API (browse, read and write a session's workspace).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// Larger files are refused (413) by `GET …/files/content`; use the archive to fetch them.
+    pub max_read: ByteSize,
+    /// Larger bodies are refused (413) by `PUT …/files/content`.
+    pub max_write: ByteSize,
+    /// Time limit of one file operation in the sandbox (downloads run as long as they stream).
+    pub timeout: HumanDuration,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            max_read: ByteSize(10 << 20),
+            max_write: ByteSize(10 << 20),
+            timeout: HumanDuration::secs(30),
+        }
+    }
+}
+
 /// Values from command-line flags: the last layer.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -471,6 +494,15 @@ impl Config {
             }
         }
         self.validate_docker()?;
+        if self.files.max_read.0 == 0 || self.files.max_write.0 == 0 {
+            return Err(ConfigError::key(
+                "files.max_read",
+                "max_read and max_write must be above 0",
+            ));
+        }
+        if self.files.timeout.0 < Duration::from_secs(1) {
+            return Err(ConfigError::key("files.timeout", "must be at least 1s"));
+        }
         if self.pool.min > self.pool.max {
             return Err(ConfigError::key("pool.min", "must not be larger than pool.max"));
         }

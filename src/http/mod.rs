@@ -4,6 +4,7 @@
 pub mod api;
 mod assets;
 mod auth;
+mod files;
 pub mod protocol;
 mod ws;
 
@@ -47,7 +48,7 @@ pub fn server(
             .route("/healthz", web::get().to(api::healthz))
             .route("/readyz", web::get().to(api::readyz))
             .route("/metrics", web::get().to(api::metrics))
-            .service(web::scope("/api/v1").configure(api::routes))
+            .service(web::scope("/api/v1").configure(api::routes).configure(files::routes))
             .route("/", read_only().to(assets::serve))
             .route("/{path:.+}", read_only().to(assets::serve))
             .default_service(web::to(api::not_found))

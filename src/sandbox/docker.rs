@@ -21,7 +21,9 @@ use futures_util::StreamExt;
 
 use super::docker_exec::{self, DockerProcess};
 use super::docker_policy;
-use super::{stub, ProcessSpec, Sandbox, SandboxBackend, SandboxSpec, TtyProcess};
+use super::{
+    stub, ByteStream, ProcessSpec, RunningCommand, Sandbox, SandboxBackend, SandboxSpec, TtyProcess,
+};
 use crate::config::{DockerConfig, PullPolicy};
 use crate::error::{Error, Result};
 
@@ -400,6 +402,16 @@ impl SandboxBackend for DockerBackend {
         if let Ok(docker) = self.client().await {
             docker_exec::end_all_sessions(&docker, &sandbox.id).await;
         }
+    }
+
+    async fn run(
+        &self,
+        sandbox: &Sandbox,
+        argv: &[String],
+        stdin: Option<ByteStream>,
+    ) -> Result<RunningCommand> {
+        let docker = self.client().await?;
+        super::docker_run::run(docker, &sandbox.id, &self.config.user, argv, stdin).await
     }
 }
 

@@ -12,7 +12,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::pty::{self, PtyMaster};
-use super::{ProcessControl, ProcessSpec, Sandbox, SandboxBackend, SandboxSpec, TtyProcess};
+use super::{
+    ByteStream, CommandExit, ProcessControl, ProcessSpec, RunningCommand, Sandbox, SandboxBackend,
+    SandboxSpec, TtyProcess,
+};
 use crate::error::{Error, Result};
 
 pub struct LocalBackend {
@@ -135,6 +138,72 @@ impl SandboxBackend for LocalBackend {
             Err(Error::BackendUnavailable(format!("{} is not a directory", self.root.display())))
         }
     }
+
+    async fn run(
+        &self,
+        sandbox: &Sandbox,
+        argv: &[String],
+        stdin: Option<ByteStream>,
+    ) -> Result<RunningCommand> {
+        run_command(&self.base_env, &sandbox.workspace, argv, stdin)
+    }
+}
+
+/// A command on the host in the workspace, with pipes; it is killed if its handle is dropped
+/// before it ends.
+fn run_command(
+    env: &[(String, String)],
+    workspace: &Path,
+    argv: &[String],
+    stdin: Option<ByteStream>,
+) -> Result<RunningCommand> {
+    use futures_util::StreamExt;
+    use std::process::Stdio;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (program, args) =
+        argv.split_first().ok_or_else(|| Error::Internal("empty command".into()))?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(workspace)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Error::io(format!("starting {program:?}"), e))?;
+    if let (Some(mut body), Some(mut input)) = (stdin, child.stdin.take()) {
+        tokio::spawn(async move {
+            while let Some(Ok(chunk)) = body.next().await {
+                if input.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            let _ = input.shutdown().await;
+        });
+    }
+    let stdout = child.stdout.take().ok_or_else(|| Error::Internal("no stdout pipe".into()))?;
+    let mut stderr_pipe =
+        child.stderr.take().ok_or_else(|| Error::Internal("no stderr pipe".into()))?;
+    // Drained all along, so that a chatty stderr never blocks the command.
+    let stderr = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        let mut chunk = [0u8; 8192];
+        while let Ok(n @ 1..) = stderr_pipe.read(&mut chunk).await {
+            super::keep_stderr(&mut kept, &chunk[..n]);
+        }
+        kept
+    });
+    Ok(RunningCommand {
+        stdout: Box::pin(stdout),
+        exit: Box::pin(async move {
+            let code = child.wait().await.ok().and_then(|status| status.code());
+            let stderr = stderr.await.unwrap_or_default();
+            CommandExit { code, stderr }
+        }),
+    })
 }
 
 struct LocalProcess {

@@ -9,15 +9,19 @@ pub mod docker;
 mod docker_exec;
 pub mod docker_image;
 mod docker_policy;
+mod docker_run;
 pub mod local;
 pub mod pty;
 pub mod stub;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::Result;
@@ -170,6 +174,46 @@ pub trait SandboxBackend: Send + Sync {
     fn activation(&self, _spec: &ProcessSpec) -> Vec<u8> {
         Vec::new()
     }
+
+    /// Starts a non-interactive command (no TTY) in the sandbox, as the sandbox's user, in its
+    /// workspace: `stdin` (if any) is fed to it and then closed; its stdout is streamed back;
+    /// stderr and the exit code come with [`RunningCommand::exit`]. The argv is executed as is
+    /// (no shell unless it names one), so values passed in it are never parsed as code.
+    async fn run(
+        &self,
+        sandbox: &Sandbox,
+        argv: &[String],
+        stdin: Option<ByteStream>,
+    ) -> Result<RunningCommand>;
+}
+
+/// Bytes arriving over time: a command's input.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// How a command ended.
+#[derive(Debug, Clone)]
+pub struct CommandExit {
+    /// `None` when killed by a signal or unknown.
+    pub code: Option<i32>,
+    /// The start of its stderr (at most [`MAX_STDERR`] bytes are kept).
+    pub stderr: Vec<u8>,
+}
+
+/// How much of a command's stderr is kept.
+pub const MAX_STDERR: usize = 64 * 1024;
+
+/// A command started by [`SandboxBackend::run`]. Read `stdout` to its end (or drop it) before
+/// awaiting `exit`: output nobody reads holds the command up. Dropping both ends the
+/// command's connection (the local backend kills it).
+pub struct RunningCommand {
+    pub stdout: Pin<Box<dyn AsyncRead + Send>>,
+    pub exit: Pin<Box<dyn Future<Output = CommandExit> + Send>>,
+}
+
+/// Appends what fits of `chunk` to a stderr buffer capped at [`MAX_STDERR`].
+pub(crate) fn keep_stderr(buffer: &mut Vec<u8>, chunk: &[u8]) {
+    let room = MAX_STDERR.saturating_sub(buffer.len());
+    buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
 }
 
 #[cfg(test)]

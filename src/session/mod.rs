@@ -590,6 +590,27 @@ impl SessionRegistry {
         &self.backend
     }
 
+    /// The live session `id` and its sandbox, if `caller` may see it (for the files API).
+    /// An ended session is 409; a sandbox that went away is 503.
+    pub async fn sandbox_of(&self, caller: &Caller, id: &str) -> Result<(Arc<Session>, Sandbox)> {
+        let session = self.live(caller, id)?;
+        if session.has_exited() {
+            return Err(Error::Conflict(format!("session {id} has ended")));
+        }
+        let key = (session.info.user.clone(), session.info.namespace.clone());
+        let slot = Self::lock(&self.sandboxes).get(&key).cloned();
+        let sandbox = match slot {
+            Some(slot) => slot.lock().await.sandbox.clone(),
+            None => None,
+        };
+        match sandbox {
+            Some(sandbox) if sandbox.id == session.info.sandbox_id && sandbox.running => {
+                Ok((session, sandbox))
+            }
+            _ => Err(Error::SandboxGone(format!("the sandbox of session {id} is gone"))),
+        }
+    }
+
     pub fn pool(&self) -> &Arc<WarmPool> {
         &self.pool
     }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod files;
 
 use std::time::{Duration, Instant};
 
