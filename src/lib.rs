@@ -1,12 +1,16 @@
 //! kterm: a self-hosted web terminal with real sandboxes.
 //!
-//! Dependencies point one way: `http` -> `session` -> `sandbox` + `store`. `sandbox` knows
+//! Dependencies point one way: `http` -> `auth` -> `session` -> `sandbox` + `store`; `audit`
+//! and `limits` are used by all of them above `store`. `sandbox` knows
 //! nothing of HTTP; only `store` sees SQL. `app` wires them together; `main.rs` is the CLI.
 
 pub mod app;
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod sandbox;
 pub mod session;

@@ -30,6 +30,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.local.root = dir.join("workspaces");
     config.sessions.command = vec!["bash".into(), "--noprofile".into(), "--norc".into()];
     config.sessions.env.insert("PS1".into(), "$ ".into());
+    // Tests that make many sessions quickly are not about the rate limit (tests/limits.rs is).
+    config.sessions.create_per_minute = 1000;
     config
 }
 
