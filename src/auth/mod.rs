@@ -9,7 +9,7 @@
 //! - Secrets (tokens, cookies, tickets) are compared as SHA-256 digests, never stored in clear.
 
 pub mod password;
-mod secret;
+pub mod secret;
 mod tickets;
 mod tokens;
 pub mod users;
