@@ -19,7 +19,7 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
     /// The SQLite state file (state.path).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH")]
     state: Option<PathBuf>,
     /// Log format (log.format).
     #[arg(long, value_enum, value_name = "FORMAT")]
