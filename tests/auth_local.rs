@@ -60,7 +60,8 @@ async fn users_from_the_command_line_log_in_and_out() {
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = kterm(&["user", "add", "alice", "--state", state], "s3cret-pass\n");
     assert_eq!(code, 1, "a second add is refused: {err}");
-    let (code, _, err) = kterm(&["user", "add", "x'; DROP TABLE users; --", "--state", state], "s3cret-pass\n");
+    let (code, _, err) =
+        kterm(&["user", "add", "x'; DROP TABLE users; --", "--state", state], "s3cret-pass\n");
     assert_eq!(code, 2, "bad names are bad arguments: {err}");
     let (code, _, err) = kterm(&["user", "add", "bob", "--state", state], "short\n");
     assert_eq!(code, 2, "{err}");
@@ -73,7 +74,9 @@ async fn users_from_the_command_line_log_in_and_out() {
     // The password is stored as argon2id, never in clear.
     let store = kterm::store::Store::open(&db).unwrap();
     let alice = store.get_user("alice").await.unwrap().unwrap();
-    assert!(alice.password_hash.starts_with("$argon2id$") && !alice.password_hash.contains("s3cret"));
+    assert!(
+        alice.password_hash.starts_with("$argon2id$") && !alice.password_hash.contains("s3cret")
+    );
     drop(store);
 
     let server = TestServer::start_with(|c| {
@@ -87,7 +90,10 @@ async fn users_from_the_command_line_log_in_and_out() {
     assert_eq!(status, 204);
     let alice = server.cookie(&cookie.unwrap());
     let (status, me) = alice.get("/api/v1/me").await;
-    assert_eq!((status, me["user"].as_str(), me["admin"].as_bool()), (200, Some("alice"), Some(false)));
+    assert_eq!(
+        (status, me["user"].as_str(), me["admin"].as_bool()),
+        (200, Some("alice"), Some(false))
+    );
     let id = alice.create_id().await;
     let mut term = alice.attach(&id).await;
     term.send("echo $KTERM_USER-logged-in\n").await;
@@ -142,11 +148,20 @@ async fn brute_force_on_a_user_is_throttled_with_retry_after() {
     assert_eq!(error_code(&body), "limit_reached");
     // Another user from the same address is not locked out, and the server is healthy.
     assert_eq!(login(&server, "bob", "bobs-password").await.0, 204);
-    assert_eq!(server.anonymous().request(reqwest::Method::GET, "/healthz").send().await.unwrap().status(), 200);
+    assert_eq!(
+        server.anonymous().request(reqwest::Method::GET, "/healthz").send().await.unwrap().status(),
+        200
+    );
     let root = admin(&server).await;
     let throttled = audit_rows(&root, "login").await;
-    assert!(throttled.iter().any(|r| r["outcome"] == "denied" && r["user"] == "alice"), "{throttled:?}");
-    assert_eq!(throttled.iter().filter(|r| r["outcome"] == "failed" && r["user"] == "alice").count(), 3);
+    assert!(
+        throttled.iter().any(|r| r["outcome"] == "denied" && r["user"] == "alice"),
+        "{throttled:?}"
+    );
+    assert_eq!(
+        throttled.iter().filter(|r| r["outcome"] == "failed" && r["user"] == "alice").count(),
+        3
+    );
     server.stop().await;
 }
 
@@ -181,7 +196,8 @@ async fn hostile_login_fields_are_refused_and_stored_as_data() {
     // Wrong shapes are 400, a huge body 413; none of it hurts.
     let (status, _, _) = server.anonymous().login(json!({"username": "a"})).await;
     assert_eq!(status, 400);
-    let (status, _, _) = server.anonymous().login(json!({"username": "a", "password": "b", "x": 1})).await;
+    let (status, _, _) =
+        server.anonymous().login(json!({"username": "a", "password": "b", "x": 1})).await;
     assert_eq!(status, 400);
     let (status, _, _) =
         server.anonymous().login(json!({"username": "a", "password": "p".repeat(100_000)})).await;
@@ -193,9 +209,14 @@ async fn hostile_login_fields_are_refused_and_stored_as_data() {
             "{name:?} is in the audit log as given"
         );
     }
-    let cut = rows.iter().find_map(|r| r["user"].as_str().filter(|u| u.starts_with("nnnn"))).unwrap();
+    let cut =
+        rows.iter().find_map(|r| r["user"].as_str().filter(|u| u.starts_with("nnnn"))).unwrap();
     assert!(cut.chars().count() <= 257 && cut.ends_with('…'), "long values are cut: {}", cut.len());
-    assert_eq!(server.state().store.list_users().await.unwrap().len(), 1, "the users table is intact");
+    assert_eq!(
+        server.state().store.list_users().await.unwrap().len(),
+        1,
+        "the users table is intact"
+    );
     audited(&root, "login", |r| r["user"] == "root" && r["outcome"] == "ok").await;
     server.stop().await;
 }

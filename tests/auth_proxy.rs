@@ -21,7 +21,8 @@ async fn start(trusted: &[&str]) -> TestServer {
         c.auth.proxy_user_prefix = "accounts.google.com:".into();
         c.auth.admins = vec!["root@example.com".into()];
         c.auth.namespaces = vec!["default".into()];
-        c.auth.user_namespaces = BTreeMap::from([("alice@example.com".into(), vec!["team-a".into()])]);
+        c.auth.user_namespaces =
+            BTreeMap::from([("alice@example.com".into(), vec!["team-a".into()])]);
         c.auth.group_namespaces = BTreeMap::from([("ml".into(), vec!["ml-team".into()])]);
     })
     .await
@@ -33,7 +34,10 @@ async fn a_trusted_proxy_says_who_and_what_they_may_use() {
     let alice = server.with_header(USER, "accounts.google.com:alice@example.com");
     let (status, me) = alice.get("/api/v1/me").await;
     assert_eq!(status, 200, "{me}");
-    assert_eq!(me, json!({"user": "alice@example.com", "admin": false, "groups": [], "namespaces": ["default", "team-a"]}));
+    assert_eq!(
+        me,
+        json!({"user": "alice@example.com", "admin": false, "groups": [], "namespaces": ["default", "team-a"]})
+    );
 
     let id = alice.create_id().await;
     let (status, session) = alice.get(&format!("/api/v1/sessions/{id}")).await;
@@ -48,7 +52,9 @@ async fn a_trusted_proxy_says_who_and_what_they_may_use() {
     // Groups come from the groups header.
     let mut bob = server.with_header(USER, "bob@example.com");
     bob.http = reqwest::Client::builder()
-        .default_headers([(GROUPS.parse().unwrap(), " ml , ,\tops ".parse().unwrap())].into_iter().collect())
+        .default_headers(
+            [(GROUPS.parse().unwrap(), " ml , ,\tops ".parse().unwrap())].into_iter().collect(),
+        )
         .build()
         .unwrap();
     let (_, me) = bob.get("/api/v1/me").await;
@@ -66,10 +72,15 @@ async fn a_trusted_proxy_says_who_and_what_they_may_use() {
     // The admin sees the refused namespace in the audit log, with the client from X-Forwarded-For.
     let mut root = server.with_header(USER, "root@example.com");
     root.http = reqwest::Client::builder()
-        .default_headers([("x-forwarded-for".parse().unwrap(), "203.0.113.9, 10.1.2.3".parse().unwrap())].into_iter().collect())
+        .default_headers(
+            [("x-forwarded-for".parse().unwrap(), "203.0.113.9, 10.1.2.3".parse().unwrap())]
+                .into_iter()
+                .collect(),
+        )
         .build()
         .unwrap();
-    let row = audited(&root, "denied", |r| r["detail"].as_str().unwrap_or("").contains("ml-team")).await;
+    let row =
+        audited(&root, "denied", |r| r["detail"].as_str().unwrap_or("").contains("ml-team")).await;
     assert_eq!(row["user"], "alice@example.com");
     // A cookie from the proxy identity works on its own (for clients behind the proxy).
     let (status, cookie, _) = alice.login(json!({})).await;
@@ -77,7 +88,10 @@ async fn a_trusted_proxy_says_who_and_what_they_may_use() {
     let (status, me) = server.cookie(&cookie.unwrap()).get("/api/v1/me").await;
     assert_eq!((status, me["user"].as_str()), (200, Some("alice@example.com")));
     root.create_id().await;
-    audited(&root, "session_create", |r| r["user"] == "root@example.com" && r["client"] == "10.1.2.3").await;
+    audited(&root, "session_create", |r| {
+        r["user"] == "root@example.com" && r["client"] == "10.1.2.3"
+    })
+    .await;
     server.stop().await;
 }
 
@@ -95,11 +109,16 @@ async fn the_header_from_an_untrusted_address_is_ignored() {
     let rows = server
         .state()
         .store
-        .list_audit(kterm::store::AuditFilter { limit: 100, action: Some("denied".into()), ..Default::default() })
+        .list_audit(kterm::store::AuditFilter {
+            limit: 100,
+            action: Some("denied".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(
-        rows.iter().any(|r| r.detail.contains("not in auth.trusted_proxies") && r.client.as_deref() == Some("127.0.0.1")),
+        rows.iter().any(|r| r.detail.contains("not in auth.trusted_proxies")
+            && r.client.as_deref() == Some("127.0.0.1")),
         "{rows:?}"
     );
     server.stop().await;

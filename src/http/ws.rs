@@ -98,7 +98,13 @@ impl Bridge {
         let input = self.attachment.session().input().clone();
         let mut undelivered: Vec<Bytes> = self.pending_input.take().into_iter().collect();
         if matches!(ending, Ending::Gone) {
-            undelivered.extend(drain_input(&mut messages).await);
+            let drained = drain_input(&mut messages).await;
+            if let Some(recorder) = &mut self.recorder {
+                for data in &drained {
+                    recorder.push(data).await;
+                }
+            }
+            undelivered.extend(drained);
         }
         if !undelivered.is_empty() {
             actix_web::rt::spawn(async move {
