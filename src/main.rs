@@ -126,14 +126,19 @@ async fn wait_for_signal(server: &kterm::Server) -> std::io::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(tracing::info!("SIGTERM received")),
-            _ = int.recv() => return Ok(tracing::info!("SIGINT received")),
-            _ = hup.recv() => match server.reload_tls() {
-                Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate and key"),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: kept the old TLS certificate"),
-            },
-        }
+        let stop = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => {
+                match server.reload_tls() {
+                    Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate and key"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: kept the old TLS certificate"),
+                }
+                continue;
+            }
+        };
+        tracing::info!("{stop} received");
+        return Ok(());
     }
 }
 
