@@ -24,6 +24,8 @@ async fn start() -> TestServer {
             TokenEntry { user: "root".into(), token: Some(ROOT.into()), token_sha256: None },
         ];
         c.auth.admins = vec!["root".into()];
+        // Many wrong tokens below; throttling them has its own test.
+        c.auth.login_max_failures_per_client = 1000;
     })
     .await
 }
@@ -299,5 +301,34 @@ async fn every_response_carries_the_security_headers() {
             assert!(tag.trim_start().starts_with("src="), "{page} has an inline script: {tag}");
         }
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_bearer_tokens_is_throttled_per_client() {
+    let server = TestServer::start_with(|c| {
+        c.auth.mode = AuthMode::Token;
+        c.auth.tokens = vec![TokenEntry {
+            user: "alice".into(),
+            token: Some(ALICE.into()),
+            token_sha256: None,
+        }];
+        c.auth.login_max_failures_per_client = 3;
+    })
+    .await;
+    for guess in 0..3 {
+        let (status, _) =
+            server.bearer(&format!("guess-{guess}-0123456789")).get("/api/v1/me").await;
+        assert_eq!(status, 401);
+    }
+    let response =
+        server.bearer(ALICE).request(reqwest::Method::GET, "/api/v1/me").send().await.unwrap();
+    assert_eq!(response.status(), 429, "even the right token waits now");
+    assert!(response.headers().contains_key("retry-after"));
+    let (status, _, _) =
+        server.bearer("another-guess-0123456789").login(json!({"token": ALICE})).await;
+    assert_eq!(status, 429, "and so does the login");
+    let health = server.http.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
     server.stop().await;
 }

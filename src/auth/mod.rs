@@ -60,7 +60,6 @@ pub enum Via {
     Bearer,
     Cookie,
     Proxy,
-    Ticket,
 }
 
 /// What a login presents.
@@ -137,9 +136,21 @@ impl Authenticator {
             }
             AuthMode::Token => {
                 if let Some(token) = &c.bearer {
+                    // Guessing tokens is guessing passwords: the same per-client budget.
+                    let client = c.client.clone().unwrap_or_default();
+                    if let Err(retry_after) = self.failures_per_client.peek(&client) {
+                        self.deny(c, None, "too many invalid credentials; throttled".into()).await;
+                        return Err(Error::RateLimited {
+                            message: "too many invalid credentials; try again later".into(),
+                            retry_after,
+                        });
+                    }
                     return match self.tokens.find(token) {
                         Some((user, _)) => Ok((self.caller(user, Vec::new()), Via::Bearer)),
-                        None => Err(self.deny(c, None, "invalid bearer token".into()).await),
+                        None => {
+                            let _ = self.failures_per_client.hit(&client);
+                            Err(self.deny(c, None, "invalid bearer token".into()).await)
+                        }
                     };
                 }
             }
