@@ -78,6 +78,7 @@ impl Outcome {
 /// One event, built with the setters: `Event::new(Action::Attach, Outcome::Ok).user(u)...`.
 #[derive(Debug, Clone)]
 pub struct Event {
+    at: chrono::DateTime<Utc>,
     action: Action,
     outcome: Outcome,
     user: Option<String>,
@@ -88,7 +89,15 @@ pub struct Event {
 
 impl Event {
     pub fn new(action: Action, outcome: Outcome) -> Event {
-        Event { action, outcome, user: None, client: None, session: None, detail: String::new() }
+        Event {
+            at: Utc::now(),
+            action,
+            outcome,
+            user: None,
+            client: None,
+            session: None,
+            detail: String::new(),
+        }
     }
 
     pub fn user(mut self, user: impl Into<String>) -> Event {
@@ -146,7 +155,7 @@ impl Audit {
         }
         let row = AuditRecord {
             id: 0,
-            at: Utc::now(),
+            at: event.at,
             action: event.action.as_str().into(),
             outcome: event.outcome.as_str().into(),
             user: event.user,
@@ -157,6 +166,13 @@ impl Audit {
         if let Err(e) = self.store.insert_audit(row).await {
             tracing::error!(error = %e, "could not write an audit row");
         }
+    }
+
+    /// Records `event` in the background, for paths that must not wait for the store (a
+    /// terminal attaching). The row keeps the time the event happened.
+    pub fn record_later(&self, event: Event) {
+        let audit = self.clone();
+        tokio::spawn(async move { audit.record(event).await });
     }
 
     /// Deletes rows older than `retention` (zero keeps everything).

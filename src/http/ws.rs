@@ -45,7 +45,7 @@ pub async fn attach(
         .user(&caller.user)
         .client(client.clone())
         .session(&session.info.id);
-    state.audit.record(event).await;
+    state.audit.record_later(event);
     let recorder = state
         .config
         .audit
@@ -125,15 +125,15 @@ impl Bridge {
             }
             Ending::Gone => (None, "client went away"),
         };
+        if let Some(reason) = reason {
+            let _ = self.ws.close(Some(reason)).await;
+        }
         let event = Event::new(Action::Detach, Outcome::Ok)
             .user(&self.user)
             .client(self.client.clone())
             .session(&self.attachment.session().info.id)
             .detail(why);
         self.audit.record(event).await;
-        if let Some(reason) = reason {
-            let _ = self.ws.close(Some(reason)).await;
-        }
     }
 
     async fn send(&mut self, message: ServerMessage<'_>) -> bool {
