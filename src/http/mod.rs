@@ -43,7 +43,11 @@ pub fn server(
             .wrap(from_fn(security::limit_headers))
             .wrap(security::default_headers(&state.config))
             .wrap(
-                actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+                // Method and path only: a query string may carry a WebSocket ticket.
+                actix_web::middleware::Logger::new("%a \"%{request}xi\" %s %b %Dms")
+                    .custom_request_replace("request", |req| {
+                        format!("{} {}", req.method(), req.path())
+                    })
                     .log_target("kterm::http"),
             )
             .route("/healthz", web::get().to(api::healthz))
