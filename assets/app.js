@@ -292,11 +292,34 @@
    * WebSocket URL built from the page location plus the relative path (not
    * from the server's websocket_url), so it works behind a proxy/base path.
    */
-  function wsUrl(id) {
+  function wsUrl(id, ticket) {
     const u = new URL(sessionUrl(id) + '/ws', document.baseURI);
     u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
     u.hash = '';
+    u.search = ticket ? '?ticket=' + encodeURIComponent(ticket) : '';
     return u.href;
+  }
+
+  /**
+   * A single-use ticket for the WebSocket: browsers that send no cookie or
+   * proxy header on a WebSocket (Safari behind basic auth, some iframes)
+   * still get in. Resolves to null if none can be had (then cookies it is).
+   */
+  async function fetchTicket(id) {
+    try {
+      const t = await api('POST', sessionUrl(id) + '/ticket', {});
+      return t && t.ticket ? t.ticket : null;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) {
+        throw err;
+      }
+      return null;
+    }
+  }
+
+  /** No or expired credentials: go to the login page, keeping the launch parameters. */
+  function toLogin() {
+    window.location.assign('login.html' + window.location.search);
   }
 
   /** Short, readable description of an error for the status line. */
@@ -386,9 +409,17 @@
           storeId(sessionId);
         }
       }
-      openSocket(gen);
+      const ticket = await fetchTicket(sessionId);
+      if (gen !== generation) {
+        return;
+      }
+      openSocket(gen, ticket);
     } catch (err) {
       if (gen !== generation) {
+        return;
+      }
+      if (err instanceof ApiError && err.status === 401) {
+        toLogin();
         return;
       }
       console.warn('kterm: connect failed', err);
@@ -421,10 +452,10 @@
   }
 
   /** Open the WebSocket for sessionId and wire its events. */
-  function openSocket(gen) {
+  function openSocket(gen, ticket) {
     let sock;
     try {
-      sock = new WebSocket(wsUrl(sessionId));
+      sock = new WebSocket(wsUrl(sessionId, ticket));
     } catch (err) {
       lastError = describeError(err);
       scheduleReconnect();

@@ -11,8 +11,12 @@ use std::time::Duration;
 use actix_web::web;
 use tokio::sync::watch;
 
-use crate::config::{BackendKind, Config, DEFAULT_SANDBOX_IMAGE};
+use crate::audit::Audit;
+use crate::auth::{Authenticator, TokenTable};
+use crate::config::{BackendKind, Config, ConfigError, DEFAULT_SANDBOX_IMAGE};
 use crate::error::{Error, Result};
+use crate::http::tls::TlsCertificate;
+use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::pool::WarmPool;
 use crate::sandbox::docker::DockerBackend;
@@ -27,8 +31,22 @@ pub struct AppState {
     pub store: Store,
     pub registry: Arc<SessionRegistry>,
     pub metrics: Arc<Metrics>,
+    pub auth: Arc<Authenticator>,
+    pub audit: Audit,
+    /// Session creations per user (`sessions.create_per_minute`).
+    pub session_rate: RateLimiter,
     /// Becomes `true` when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// Checks what the config names outside itself (the tokens file, the TLS certificate and key),
+/// so that `check-config` and a start fail alike, with exit code 2.
+pub fn preflight(config: &Config) -> std::result::Result<(), ConfigError> {
+    TokenTable::load(&config.auth)?;
+    if config.tls.enabled() {
+        TlsCertificate::load(&config.tls)?;
+    }
+    Ok(())
 }
 
 /// A running kterm.
@@ -40,6 +58,8 @@ pub struct Server {
     served: tokio::task::JoinHandle<std::io::Result<()>>,
     background: tokio::task::JoinHandle<()>,
     filler: tokio::task::JoinHandle<()>,
+    housekeeping: tokio::task::JoinHandle<()>,
+    tls: Option<Arc<TlsCertificate>>,
 }
 
 impl Server {
@@ -52,6 +72,14 @@ impl Server {
             .await
             .map_err(|e| Error::Internal(format!("opening the store: {e}")))??;
         let backend = choose_backend(&config, store.instance_id()).await?;
+        let audit = Audit::new(store.clone());
+        let bad_config = |e: ConfigError| Error::BadRequest(e.0);
+        let auth =
+            Authenticator::new(&config.auth, store.clone(), audit.clone()).map_err(bad_config)?;
+        let tls = match config.tls.enabled() {
+            true => Some(Arc::new(TlsCertificate::load(&config.tls).map_err(bad_config)?)),
+            false => None,
+        };
         let metrics = Arc::new(Metrics::new());
         let pool = WarmPool::new(
             config.pool.clone(),
@@ -80,22 +108,57 @@ impl Server {
             store: store.clone(),
             registry: registry.clone(),
             metrics,
+            auth: Arc::new(auth),
+            audit,
+            session_rate: RateLimiter::new(
+                config.sessions.create_per_minute,
+                Duration::from_secs(60),
+            ),
             shutdown,
         });
-        let server = crate::http::server(state.clone(), listener)
+        let server = crate::http::server(state.clone(), listener, tls.clone())
             .map_err(|e| Error::io("starting the HTTP server", e))?;
         let handle = server.handle();
         let served = tokio::spawn(server);
         let background = tokio::spawn(background_tasks(registry));
         let filler = tokio::spawn(pool.run());
+        let housekeeping = tokio::spawn(housekeeping(state.clone()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(
             %addr,
             backend = backend.kind(),
+            auth = crate::auth::mode_name(config.auth.mode),
             instance = store.instance_id(),
             state = %config.state.path.display(),
-            "kterm is serving on http://{addr}"
+            "kterm is serving on {scheme}://{addr}"
         );
-        Ok(Server { addr, state, handle, shutdown_tx, served, background, filler })
+        if crate::http::security::anonymous_remote(&config) {
+            tracing::warn!(
+                %addr,
+                "auth.mode is \"none\" on a non-loopback address (auth.allow_none_remote): \
+                 anyone who reaches this port gets a shell as {:?}",
+                config.auth.none_user
+            );
+        }
+        Ok(Server {
+            addr,
+            state,
+            handle,
+            shutdown_tx,
+            served,
+            background,
+            filler,
+            housekeeping,
+            tls,
+        })
+    }
+
+    /// Reads the TLS certificate and key again (SIGHUP); on error the old ones stay.
+    pub fn reload_tls(&self) -> std::result::Result<(), ConfigError> {
+        match &self.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -118,6 +181,7 @@ impl Server {
         self.background.abort();
         // Warm sandboxes stay for the next run to adopt.
         self.filler.abort();
+        self.housekeeping.abort();
         self.state.registry.shutdown().await;
         tracing::info!("stopped");
     }
@@ -168,6 +232,17 @@ async fn local_backend(config: &Config) -> Result<Arc<dyn SandboxBackend>> {
         .await
         .map_err(|e| Error::Internal(format!("starting the local backend: {e}")))??;
     Ok(Arc::new(backend))
+}
+
+/// Deletes expired login sessions and audit rows past `audit.retention`.
+async fn housekeeping(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.auth.housekeeping().await;
+        state.audit.prune(state.config.audit.retention.0).await;
+    }
 }
 
 /// Batches `last_active` writes and ends idle or expired sessions.

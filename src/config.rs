@@ -11,6 +11,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod auth;
+
+pub use auth::{is_dns_label, AddrRange, AuditConfig, AuthConfig, AuthMode, TlsConfig, TokenEntry};
+
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -40,6 +44,8 @@ pub struct Config {
     pub pool: PoolConfig,
     pub kubernetes: KubernetesConfig,
     pub files: FilesConfig,
+    pub tls: TlsConfig,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +56,12 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     pub shutdown_timeout: HumanDuration,
     pub ping_interval: HumanDuration,
+    /// CSP `frame-ancestors` sources: who may embed kterm in a frame; empty: nobody.
+    pub frame_ancestors: Vec<String>,
+    /// Largest accepted request body (JSON); larger is 413.
+    pub max_request_body: ByteSize,
+    /// Largest accepted request line plus headers; larger is 431.
+    pub max_request_headers: ByteSize,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +72,9 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             shutdown_timeout: HumanDuration::secs(10),
             ping_interval: HumanDuration::secs(20),
+            frame_ancestors: vec!["'self'".into()],
+            max_request_body: ByteSize(64 * 1024),
+            max_request_headers: ByteSize(16 * 1024),
         }
     }
 }
@@ -129,51 +144,6 @@ impl Default for BackendConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    None,
-    Token,
-    Local,
-    Proxy,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    pub mode: AuthMode,
-    pub allow_none_remote: bool,
-    pub tokens: Vec<TokenEntry>,
-    pub admins: Vec<String>,
-    /// In mode `none`, the name every request acts as.
-    pub none_user: String,
-    /// Lifetime of the `kterm_session` cookie.
-    pub cookie_ttl: HumanDuration,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            mode: AuthMode::None,
-            allow_none_remote: false,
-            tokens: Vec::new(),
-            admins: Vec::new(),
-            none_user: "anonymous".into(),
-            cookie_ttl: HumanDuration::secs(12 * 3600),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenEntry {
-    pub user: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_sha256: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum AttachPolicy {
     /// The newest attach wins; the older client gets `detached` and close 4000.
     Takeover,
@@ -185,6 +155,10 @@ pub enum AttachPolicy {
 #[serde(deny_unknown_fields, default)]
 pub struct SessionsConfig {
     pub max_per_user: u32,
+    /// Sandboxes alive at once, over all users (429 beyond).
+    pub max_sandboxes: u32,
+    /// Session creations per user per minute (429 with Retry-After beyond).
+    pub create_per_minute: u32,
     pub idle_timeout: HumanDuration,
     pub max_lifetime: HumanDuration,
     pub scrollback: ByteSize,
@@ -200,6 +174,8 @@ impl Default for SessionsConfig {
     fn default() -> Self {
         SessionsConfig {
             max_per_user: 3,
+            max_sandboxes: 100,
+            create_per_minute: 20,
             idle_timeout: HumanDuration::secs(30 * 60),
             max_lifetime: HumanDuration::secs(8 * 3600),
             scrollback: ByteSize(256 * 1024),
@@ -418,54 +394,10 @@ impl Config {
         if self.state.path.as_os_str().is_empty() {
             return Err(ConfigError::key("state.path", "must not be empty"));
         }
-        match self.auth.mode {
-            AuthMode::None if !listen.ip().is_loopback() && !self.auth.allow_none_remote => {
-                return Err(ConfigError::key(
-                    "auth.mode",
-                    format!(
-                        "\"none\" lets anyone who reaches {listen} run a shell; listen on loopback, \
-                         choose another auth mode, or set auth.allow_none_remote = true"
-                    ),
-                ));
-            }
-            AuthMode::Token if self.auth.tokens.is_empty() => {
-                return Err(ConfigError::key(
-                    "auth.tokens",
-                    "mode \"token\" needs at least one token",
-                ));
-            }
-            AuthMode::Local | AuthMode::Proxy => {
-                return Err(ConfigError::key(
-                    "auth.mode",
-                    format!("{:?} is not available in this version yet", self.auth.mode),
-                ));
-            }
-            _ => {}
-        }
-        for (i, entry) in self.auth.tokens.iter().enumerate() {
-            let key = format!("auth.tokens[{i}]");
-            if entry.user.is_empty() {
-                return Err(ConfigError::key(&key, "`user` must not be empty"));
-            }
-            match (&entry.token, &entry.token_sha256) {
-                (Some(t), None) if t.len() >= 16 => {}
-                (Some(_), None) => {
-                    return Err(ConfigError::key(&key, "`token` must be at least 16 characters"))
-                }
-                (None, Some(h)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {}
-                (None, Some(_)) => {
-                    return Err(ConfigError::key(&key, "`token_sha256` must be 64 hex digits"))
-                }
-                _ => {
-                    return Err(ConfigError::key(
-                        &key,
-                        "set exactly one of `token` or `token_sha256`",
-                    ))
-                }
-            }
-        }
-        if self.auth.none_user.is_empty() {
-            return Err(ConfigError::key("auth.none_user", "must not be empty"));
+        self.auth.validate(listen)?;
+        self.validate_limits()?;
+        if self.tls.cert.as_os_str().is_empty() != self.tls.key.as_os_str().is_empty() {
+            return Err(ConfigError::key("tls.cert", "set both tls.cert and tls.key, or neither"));
         }
         if self.sessions.max_per_user == 0 {
             return Err(ConfigError::key("sessions.max_per_user", "must be at least 1"));
@@ -573,6 +505,36 @@ impl Config {
                     format!("the value of {key:?} has a NUL byte"),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        for source in &self.server.frame_ancestors {
+            let valid = !source.is_empty()
+                && !source
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == ';' || c == ',');
+            if !valid {
+                return Err(ConfigError::key(
+                    "server.frame_ancestors",
+                    format!(
+                        "{source:?} is not a CSP source such as 'self' or https://dash.example.com"
+                    ),
+                ));
+            }
+        }
+        if self.server.max_request_body.0 < 1024 {
+            return Err(ConfigError::key("server.max_request_body", "must be at least 1k"));
+        }
+        if self.server.max_request_headers.0 < 1024 {
+            return Err(ConfigError::key("server.max_request_headers", "must be at least 1k"));
+        }
+        if self.sessions.max_sandboxes == 0 {
+            return Err(ConfigError::key("sessions.max_sandboxes", "must be at least 1"));
+        }
+        if self.sessions.create_per_minute == 0 {
+            return Err(ConfigError::key("sessions.create_per_minute", "must be at least 1"));
         }
         Ok(())
     }

@@ -33,6 +33,12 @@ pub enum Error {
     /// A per-user or global limit was reached (429).
     #[error("{0}")]
     LimitReached(String),
+    /// A rate limit was reached (429 with `Retry-After`).
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: std::time::Duration },
+    /// The request line and headers are over their limit (431).
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// The sandbox backend cannot serve now (503).
     #[error("backend unavailable: {0}")]
     BackendUnavailable(String),
@@ -72,7 +78,8 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
-            Error::LimitReached(_) => "limit_reached",
+            Error::LimitReached(_) | Error::RateLimited { .. } => "limit_reached",
+            Error::HeadersTooLarge(_) => "too_large",
             Error::BackendUnavailable(_) | Error::SandboxGone(_) => "backend_unavailable",
             Error::Store(_) | Error::Io { .. } | Error::Internal(_) => "internal",
         }
@@ -88,7 +95,8 @@ impl ResponseError for Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::LimitReached(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::LimitReached(_) | Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::BackendUnavailable(_) | Error::SandboxGone(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(_) | Error::Io { .. } | Error::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -108,7 +116,12 @@ impl ResponseError for Error {
             }
             other => other.to_string(),
         };
-        HttpResponse::build(status)
-            .json(json!({"error": {"code": self.code(), "message": message}}))
+        let mut response = HttpResponse::build(status);
+        if let Error::RateLimited { retry_after, .. } = self {
+            // Whole seconds, rounded up: a client that waits this long gets through.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.max(1)));
+        }
+        response.json(json!({"error": {"code": self.code(), "message": message}}))
     }
 }

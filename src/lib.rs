@@ -1,14 +1,17 @@
 //! kterm: a self-hosted web terminal with real sandboxes.
 //!
-//! Dependencies point one way: `http` -> `files` -> `session` -> `sandbox` + `store`.
-//! `sandbox` knows nothing of HTTP; only `store` sees SQL. `app` wires them together;
-//! `main.rs` is the CLI.
+//! Dependencies point one way: `http` -> `auth`, `files`, `pool` -> `session` -> `sandbox` +
+//! `store`; `audit` and `limits` are used by all of them above `store`. `sandbox` knows
+//! nothing of HTTP; only `store` sees SQL. `app` wires them together; `main.rs` is the CLI.
 
 pub mod app;
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod files;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod pool;
 pub mod sandbox;

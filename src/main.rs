@@ -1,10 +1,13 @@
-//! The `kterm` command line: serve, check the config, print the version.
+//! The `kterm` command line: serve, check the config, manage local users, print the version.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kterm::config::{Config, ConfigError, LogFormat, Overrides};
+use kterm::auth::users;
+use kterm::config::{AuthMode, Config, ConfigError, LogFormat, Overrides};
+use kterm::error::Error;
+use kterm::store::Store;
 
 #[derive(Parser)]
 #[command(name = "kterm", version, about = "A self-hosted web terminal with real sandboxes")]
@@ -16,7 +19,7 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
     /// The SQLite state file (state.path).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH")]
     state: Option<PathBuf>,
     /// Log format (log.format).
     #[arg(long, value_enum, value_name = "FORMAT")]
@@ -34,6 +37,9 @@ enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Manage the local users of auth mode "local" (in the state file).
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 #[derive(Subcommand)]
@@ -51,6 +57,20 @@ enum ImageCommand {
         #[arg(long)]
         print: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from standard input (asked twice on a terminal).
+    Add { name: String },
+    /// Set a user's password (standard input, as for add); their logins end.
+    Passwd { name: String },
+    /// Disable a user; their logins end at once.
+    Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
+    /// List the users.
+    List,
 }
 
 fn main() -> ExitCode {
@@ -74,7 +94,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(ConfigError(message)) = kterm::app::preflight(&config) {
+        eprintln!("kterm: bad configuration: {message}");
+        return ExitCode::from(2);
+    }
     match cli.command {
+        Some(Command::User(command)) => user_command(&config, command),
         Some(Command::CheckConfig) => {
             print!("{}", config.to_toml_masked());
             eprintln!("kterm: configuration is valid");
@@ -157,19 +182,117 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let server = kterm::Server::start(config).await?;
-        wait_for_signal().await?;
+        wait_for_signal(&server).await?;
         server.shutdown().await;
         anyhow::Ok(())
     })
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
+/// Waits for SIGTERM or SIGINT; SIGHUP meanwhile reloads the TLS certificate.
+async fn wait_for_signal(server: &kterm::Server) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        let stop = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => {
+                match server.reload_tls() {
+                    Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate and key"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: kept the old TLS certificate"),
+                }
+                continue;
+            }
+        };
+        tracing::info!("{stop} received");
+        return Ok(());
+    }
+}
+
+/// `kterm user ...`: exit 2 for bad arguments (name, password), 1 for anything else.
+fn user_command(config: &Config, command: UserCommand) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting a runtime", e))
+        .and_then(|runtime| runtime.block_on(run_user_command(config, command)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kterm: {e}");
+            ExitCode::from(if matches!(e, Error::BadRequest(_)) { 2 } else { 1 })
+        }
+    }
+}
+
+async fn run_user_command(config: &Config, command: UserCommand) -> Result<(), Error> {
+    if config.auth.mode != AuthMode::Local {
+        eprintln!("kterm: note: auth.mode is not \"local\"; these users log in only in that mode");
+    }
+    let store = Store::open(&config.state.path)?;
+    match command {
+        UserCommand::Add { name } => {
+            users::validate_name(&name)?;
+            users::add(&store, &name, &read_password(&name)?).await?;
+            eprintln!("kterm: added user {name}");
+        }
+        UserCommand::Passwd { name } => {
+            users::passwd(&store, &name, &read_password(&name)?).await?;
+            eprintln!("kterm: changed the password of {name}");
+        }
+        UserCommand::Disable { name } => {
+            users::set_disabled(&store, &name, true).await?;
+            eprintln!("kterm: disabled {name}");
+        }
+        UserCommand::Enable { name } => {
+            users::set_disabled(&store, &name, false).await?;
+            eprintln!("kterm: enabled {name}");
+        }
+        UserCommand::List => {
+            println!("{:<32} {:<9} {:<25} LAST LOGIN", "NAME", "STATE", "CREATED");
+            for user in users::list(&store).await? {
+                let state = if user.disabled { "disabled" } else { "enabled" };
+                let last = user.last_login.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<32} {state:<9} {:<25} {last}",
+                    user.name,
+                    user.created_at.to_rfc3339()
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// A password from standard input: asked twice without echo on a terminal, else the first line.
+fn read_password(name: &str) -> Result<String, Error> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let read_line = || -> Result<String, Error> {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).map_err(|e| Error::io("reading the password", e))?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_string())
+    };
+    if !stdin.is_terminal() {
+        return read_line();
+    }
+    let ask = |prompt: &str| -> Result<String, Error> {
+        use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+        eprint!("{prompt}");
+        let saved = tcgetattr(&stdin).map_err(|e| Error::io("reading the terminal", e.into()))?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
+        let line = read_line();
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+        eprintln!();
+        line
+    };
+    let first = ask(&format!("Password for {name}: "))?;
+    if ask("Again: ")? != first {
+        return Err(Error::BadRequest("the passwords differ".into()));
+    }
+    Ok(first)
 }

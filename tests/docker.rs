@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::docker::{self, Cleanup};
 use common::{eventually, TestServer};
-use kterm::session::CreateSession;
+use kterm::session::{Caller, CreateSession};
 use serde_json::json;
 
 async fn docker_server(cleanup: &Cleanup, adjust: impl FnOnce(&mut kterm::Config)) -> TestServer {
@@ -111,7 +111,10 @@ async fn fork_bombs_and_memory_hogs_stop_inside_the_sandbox_only() {
     let server =
         docker_server(&cleanup, |c| c.docker.memory = kterm::config::ByteSize(64 << 20)).await;
     let registry = server.server.as_ref().unwrap().state().registry.clone();
-    let bystander = registry.create("bob", CreateSession::default()).await.expect("bob's session");
+    let bystander = registry
+        .create(&Caller::user("bob"), CreateSession::default())
+        .await
+        .expect("bob's session");
     let victim = server.create(json!({})).await;
 
     // A fork loop hits the pids limit (64): forks fail inside, nothing else notices.
@@ -163,9 +166,7 @@ async fn fork_bombs_and_memory_hogs_stop_inside_the_sandbox_only() {
     assert!(exit_code == Some(137) || out.contains("survived-"), "exit {exit_code:?}: {out}");
     let oom = docker::inspect(victim["sandbox_id"].as_str().unwrap(), "{{.State.Running}}");
     assert_eq!(oom, "true", "the sandbox itself keeps running");
-    let bob = registry
-        .live(&kterm::session::Caller { user: "bob".into(), admin: false }, &bystander.id)
-        .unwrap();
+    let bob = registry.live(&kterm::session::Caller::user("bob"), &bystander.id).unwrap();
     assert!(!bob.has_exited());
     let mut bob_term = server.attach(&bystander.id).await;
     bob_term.send("echo bob-$((1+1))\n").await;
@@ -189,8 +190,10 @@ async fn users_never_share_a_container_even_under_concurrent_creates() {
             let registry = registry.clone();
             tasks.push(tokio::spawn(async move {
                 let user = format!("user{i}");
-                let record =
-                    registry.create(&user, CreateSession::default()).await.expect("create");
+                let record = registry
+                    .create(&Caller::user(&user), CreateSession::default())
+                    .await
+                    .expect("create");
                 (user, record.sandbox_id)
             }));
         }

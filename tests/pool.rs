@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::docker::{self, Cleanup};
 use common::{eventually, TestServer};
 use kterm::config::HumanDuration;
-use kterm::session::CreateSession;
+use kterm::session::{Caller, CreateSession};
 use serde_json::{json, Value};
 
 async fn pool_server(
@@ -100,7 +100,7 @@ async fn twenty_users_at_once_with_a_pool_of_five_share_nothing() {
         .map(|i| {
             let registry = registry.clone();
             tokio::spawn(async move {
-                registry.create(&format!("u{i}"), CreateSession::default()).await
+                registry.create(&Caller::user(&format!("u{i}")), CreateSession::default()).await
             })
         })
         .collect();
@@ -195,7 +195,10 @@ async fn the_target_rises_under_a_burst_and_falls_back_when_idle() {
     assert_eq!(pool_status(&server).await["target"], 1);
     let registry = server.state().registry.clone();
     for i in 0..3 {
-        registry.create(&format!("burst{i}"), CreateSession::default()).await.expect("create");
+        registry
+            .create(&Caller::user(&format!("burst{i}")), CreateSession::default())
+            .await
+            .expect("create");
     }
     let status = pool_status(&server).await;
     assert_eq!(status["target"], 4, "three claims in the window raise the target: {status}");

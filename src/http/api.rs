@@ -6,9 +6,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::{client_address, record_denial};
 use crate::app::AppState;
+use crate::audit::{Action, Event, Outcome};
 use crate::error::{Error, Result};
-use crate::session::{Caller, CreateSession, DEFAULT_NAMESPACE};
+use crate::session::{Caller, CreateSession};
 use crate::store::SessionRecord;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -45,7 +47,7 @@ pub fn session_json(
 }
 
 /// `ws://host[/base]` as the client reached us, or as `server.public_url` says.
-fn websocket_base(req: &HttpRequest, state: &AppState) -> String {
+pub(super) fn websocket_base(req: &HttpRequest, state: &AppState) -> String {
     let public = state.config.server.public_url.trim_end_matches('/');
     if let Some(rest) = public.strip_prefix("https://") {
         return format!("wss://{rest}");
@@ -71,10 +73,42 @@ async fn create_session(
         serde_json::from_slice(&body)
             .map_err(|e| Error::BadRequest(format!("invalid session request: {e}")))?
     };
-    let record = state.registry.create(&caller.user, request).await?;
+    let record = match create_limited(&state, &caller, request).await {
+        Ok(record) => record,
+        Err(e) => {
+            if matches!(e, Error::Forbidden(_) | Error::LimitReached(_) | Error::RateLimited { .. })
+            {
+                record_denial(&state, &req, Some(&caller.user), None, &e).await;
+            }
+            return Err(e);
+        }
+    };
+    let event = Event::new(Action::SessionCreate, Outcome::Ok)
+        .user(&caller.user)
+        .client(client_address(&req, &state))
+        .session(&record.id)
+        .detail(format!("namespace={} sandbox={}", record.namespace, record.sandbox_id));
+    state.audit.record(event).await;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/sessions/{}", record.id)))
         .json(session_json(&req, &state, &record)))
+}
+
+/// Creation under the per-user rate limit (`sessions.create_per_minute`).
+async fn create_limited(
+    state: &AppState,
+    caller: &Caller,
+    request: CreateSession,
+) -> Result<SessionRecord> {
+    state.session_rate.hit(&caller.user).map_err(|retry_after| Error::RateLimited {
+        message: format!(
+            "user {} creates sessions too fast; the limit is {} a minute \
+             (sessions.create_per_minute)",
+            caller.user, state.config.sessions.create_per_minute
+        ),
+        retry_after,
+    })?;
+    state.registry.create(caller, request).await
 }
 
 #[derive(Deserialize)]
@@ -139,7 +173,8 @@ async fn me(caller: Caller) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "user": caller.user,
         "admin": caller.admin,
-        "namespaces": [DEFAULT_NAMESPACE],
+        "groups": caller.groups,
+        "namespaces": caller.namespaces,
     }))
 }
 

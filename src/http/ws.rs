@@ -1,5 +1,6 @@
 //! The terminal WebSocket: the bridge between one client connection and a session's
-//! [`Attachment`]. It checks the Origin before upgrading, sends the replay and live output,
+//! [`Attachment`]. It checks the Origin and the credentials (or a single-use ticket) before
+//! upgrading, audits attach and detach, sends the replay and live output,
 //! writes input, keeps the connection alive with pings, and closes with the SPEC's codes.
 
 use std::time::{Duration, Instant};
@@ -10,19 +11,27 @@ use actix_ws::{AggregatedMessage, CloseCode, ProtocolError};
 use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
 
+use super::auth::{authenticate_websocket, client_address, record_denial};
 use super::protocol::{self, ClientMessage, ServerMessage, CLOSE_TAKEN_OVER, MAX_INPUT_FRAME};
+use super::security::check_origin;
 use crate::app::AppState;
+use crate::audit::{Action, Audit, Event, InputRecorder, Outcome};
 use crate::error::{Error, Result};
-use crate::session::{AttachEvent, Attachment, Caller};
+use crate::session::{AttachEvent, Attachment};
 
 pub async fn attach(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
-    caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    check_origin(&req, &state)?;
+    // The Origin first: a ticket presented from a foreign page is not even used up.
+    if let Err(e) = check_origin(&req, &state.config) {
+        tracing::warn!(origin = ?req.headers().get(header::ORIGIN), "refused a WebSocket from a foreign Origin");
+        record_denial(&state, &req, None, Some(&id), &e).await;
+        return Err(e);
+    }
+    let caller = authenticate_websocket(&req, &id).await?;
     let session = state.registry.live(&caller, &id)?;
     let attachment = session.attach(state.registry.config().attach)?;
     let (response, ws, messages) = actix_ws::handle(&req, body)
@@ -31,6 +40,17 @@ pub async fn attach(
         .max_frame_size(MAX_INPUT_FRAME)
         .aggregate_continuations()
         .max_continuation_size(MAX_INPUT_FRAME);
+    let client = client_address(&req, &state);
+    let event = Event::new(Action::Attach, Outcome::Ok)
+        .user(&caller.user)
+        .client(client.clone())
+        .session(&session.info.id);
+    state.audit.record_later(event);
+    let recorder = state
+        .config
+        .audit
+        .record_input
+        .then(|| InputRecorder::new(state.audit.clone(), &caller.user, &session.info.id));
     let bridge = Bridge {
         ws,
         attachment,
@@ -38,43 +58,13 @@ pub async fn attach(
         shutdown: state.shutdown.clone(),
         metrics: state.metrics.clone(),
         pending_input: None,
+        audit: state.audit.clone(),
+        user: caller.user,
+        client,
+        recorder,
     };
     actix_web::rt::spawn(bridge.run(messages));
     Ok(response)
-}
-
-/// SPEC: a present Origin must be the server's own, `public_url`'s, or an allowed one.
-fn check_origin(req: &HttpRequest, state: &AppState) -> Result<()> {
-    let Some(origin) = req.headers().get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let origin = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
-    let info = req.connection_info();
-    let own = format!("{}://{}", info.scheme(), info.host()).to_ascii_lowercase();
-    let server = &state.config.server;
-    let allowed = origin == own
-        || (!server.public_url.is_empty() && origin == origin_of(&server.public_url))
-        || server.allowed_origins.iter().any(|o| origin == origin_of(o));
-    if allowed {
-        Ok(())
-    } else {
-        tracing::warn!(origin, "refused a WebSocket from a foreign Origin");
-        Err(Error::Forbidden(format!(
-            "Origin {origin} is not allowed to open terminals (server.allowed_origins)"
-        )))
-    }
-}
-
-/// `scheme://host[:port]` of a URL, lower-cased.
-fn origin_of(url: &str) -> String {
-    let url = url.to_ascii_lowercase();
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let host = rest.split('/').next().unwrap_or("");
-            format!("{scheme}://{host}")
-        }
-        None => url,
-    }
 }
 
 struct Bridge {
@@ -85,6 +75,11 @@ struct Bridge {
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Input received but not yet queued for the process (the queue was full).
     pending_input: Option<Bytes>,
+    audit: Audit,
+    user: String,
+    client: Option<String>,
+    /// Set when `audit.record_input` is on.
+    recorder: Option<InputRecorder>,
 }
 
 /// How a connection ends.
@@ -103,7 +98,13 @@ impl Bridge {
         let input = self.attachment.session().input().clone();
         let mut undelivered: Vec<Bytes> = self.pending_input.take().into_iter().collect();
         if matches!(ending, Ending::Gone) {
-            undelivered.extend(drain_input(&mut messages).await);
+            let drained = drain_input(&mut messages).await;
+            if let Some(recorder) = &mut self.recorder {
+                for data in &drained {
+                    recorder.push(data).await;
+                }
+            }
+            undelivered.extend(drained);
         }
         if !undelivered.is_empty() {
             actix_web::rt::spawn(async move {
@@ -114,14 +115,25 @@ impl Bridge {
                 }
             });
         }
-        let reason = match ending {
-            Ending::Close(code, text) => Some(protocol::close(code, text)),
-            Ending::Custom(code, text) => Some(protocol::close(CloseCode::Other(code), text)),
-            Ending::Gone => None,
+        if let Some(recorder) = &mut self.recorder {
+            recorder.flush().await;
+        }
+        let (reason, why) = match ending {
+            Ending::Close(code, text) => (Some(protocol::close(code, text)), text),
+            Ending::Custom(code, text) => {
+                (Some(protocol::close(CloseCode::Other(code), text)), text)
+            }
+            Ending::Gone => (None, "client went away"),
         };
         if let Some(reason) = reason {
             let _ = self.ws.close(Some(reason)).await;
         }
+        let event = Event::new(Action::Detach, Outcome::Ok)
+            .user(&self.user)
+            .client(self.client.clone())
+            .session(&self.attachment.session().info.id)
+            .detail(why);
+        self.audit.record(event).await;
     }
 
     async fn send(&mut self, message: ServerMessage<'_>) -> bool {
@@ -205,6 +217,9 @@ impl Bridge {
         match message {
             AggregatedMessage::Binary(data) => {
                 if !data.is_empty() {
+                    if let Some(recorder) = &mut self.recorder {
+                        recorder.push(&data).await;
+                    }
                     session.touch();
                     self.metrics.input_bytes.inc_by(data.len() as u64);
                     // Queue it now if there is room; otherwise hold it, and the client, until

@@ -7,12 +7,14 @@ mod ring;
 mod terminal;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::Utc;
 use serde::Deserialize;
 
+use crate::audit::{Action, Audit, Event, Outcome};
 use crate::config::SessionsConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -38,16 +40,38 @@ pub struct CreateSession {
     pub context: BTreeMap<String, String>,
 }
 
-/// Who is asking: sessions of others are invisible to non-admins.
+/// Who is asking, as authentication found them: sessions of others are invisible to
+/// non-admins, and a session may only be made in one of `namespaces`.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user: String,
     pub admin: bool,
+    pub groups: Vec<String>,
+    /// Namespaces the caller may use; `"*"` is any (the backend may still refuse).
+    pub namespaces: Vec<String>,
 }
 
 impl Caller {
+    /// A plain user who may use any namespace (for tools and tests that act for a user).
+    pub fn user(name: &str) -> Caller {
+        Caller { user: name.into(), admin: false, groups: Vec::new(), namespaces: vec!["*".into()] }
+    }
+
     fn may_see(&self, owner: &str) -> bool {
         self.admin || self.user == owner
+    }
+
+    pub fn may_use(&self, namespace: &str) -> bool {
+        self.namespaces.iter().any(|n| n == "*" || n == namespace)
+    }
+
+    /// The namespace of a session that names none: the default one when allowed, else the
+    /// caller's first.
+    fn default_namespace(&self) -> String {
+        if self.may_use(DEFAULT_NAMESPACE) {
+            return DEFAULT_NAMESPACE.to_string();
+        }
+        self.namespaces.first().cloned().unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
     }
 }
 
@@ -76,6 +100,9 @@ pub struct SessionRegistry {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     live_per_user: Mutex<HashMap<String, u32>>,
     sandboxes: Mutex<HashMap<SandboxKey, Arc<tokio::sync::Mutex<SandboxSlot>>>>,
+    /// Sandboxes this registry made and has not destroyed (bounded by `max_sandboxes`).
+    sandboxes_live: AtomicU32,
+    audit: Audit,
     /// The server's main runtime: sessions' tasks and I/O live there, not on the HTTP worker
     /// that happened to create them (workers stop before sessions do at shutdown).
     runtime: tokio::runtime::Handle,
@@ -90,6 +117,7 @@ impl SessionRegistry {
         metrics: Arc<Metrics>,
         pool: Arc<WarmPool>,
     ) -> Arc<SessionRegistry> {
+        let audit = Audit::new(store.clone());
         Arc::new(SessionRegistry {
             config,
             backend,
@@ -98,6 +126,8 @@ impl SessionRegistry {
             sessions: Mutex::default(),
             live_per_user: Mutex::default(),
             sandboxes: Mutex::default(),
+            sandboxes_live: AtomicU32::new(0),
+            audit,
             runtime: tokio::runtime::Handle::current(),
             pool,
         })
@@ -151,6 +181,7 @@ impl SessionRegistry {
             if sandbox.running && known.contains_key(&sandbox.id) {
                 self.backend.end_stray_processes(&sandbox).await;
                 tracing::info!(sandbox = %sandbox.id, user = %sandbox.user, "adopted sandbox");
+                self.sandboxes_live.fetch_add(1, Ordering::AcqRel);
                 adopted.insert(sandbox.id.clone());
                 let key = (sandbox.user.clone(), sandbox.namespace.clone());
                 let slot = SandboxSlot {
@@ -163,7 +194,9 @@ impl SessionRegistry {
                 Self::lock(&self.sandboxes).insert(key, Arc::new(tokio::sync::Mutex::new(slot)));
             } else {
                 tracing::info!(sandbox = %sandbox.id, "removing an orphaned sandbox of this instance");
-                self.destroy_sandbox(&sandbox.id).await;
+                if let Err(e) = self.backend.destroy_sandbox(&sandbox.id).await {
+                    tracing::warn!(sandbox = %sandbox.id, error = %e, "could not remove an orphan");
+                }
             }
         }
         for id in known.keys().chain(warm_known.iter()).filter(|id| !adopted.contains(*id)) {
@@ -176,15 +209,24 @@ impl SessionRegistry {
         mutex.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Creates a session for `user`: reserves a slot, finds or makes the sandbox, starts the
-    /// shell, and records it.
+    /// Creates a session for `caller` in a namespace they may use: reserves a slot, finds or
+    /// makes the sandbox, starts the shell, and records it.
     pub async fn create(
         self: &Arc<Self>,
-        user: &str,
+        caller: &Caller,
         request: CreateSession,
     ) -> Result<SessionRecord> {
+        let namespace = request.namespace.clone().unwrap_or_else(|| caller.default_namespace());
+        validate_namespace(&namespace)?;
+        if !caller.may_use(&namespace) {
+            return Err(Error::Forbidden(format!(
+                "user {} may not use namespace {namespace}",
+                caller.user
+            )));
+        }
         let registry = self.clone();
-        let user = user.to_string();
+        let user = caller.user.clone();
+        let request = CreateSession { namespace: Some(namespace), ..request };
         self.runtime
             .spawn(async move { registry.create_here(&user, request).await })
             .await
@@ -353,13 +395,16 @@ impl SessionRegistry {
         if let Some(sandbox) = &slot.sandbox {
             return Ok(sandbox.clone());
         }
+        // Counted against sessions.max_sandboxes from here; destroy_sandbox gives it back.
+        self.reserve_sandbox()?;
         if let Some(warm) = self.pool.claim(user, namespace).await {
             slot.sandbox = Some(warm.sandbox.clone());
             slot.spare = warm.stub;
             return Ok(warm.sandbox);
         }
         let spec = SandboxSpec { user: user.into(), namespace: namespace.into() };
-        let sandbox = self.backend.create_sandbox(&spec).await?;
+        let sandbox =
+            self.backend.create_sandbox(&spec).await.inspect_err(|_| self.release_sandbox())?;
         let record = SandboxRecord {
             id: sandbox.id.clone(),
             backend: self.backend.kind().into(),
@@ -429,6 +474,15 @@ impl SessionRegistry {
         }
         self.release_slot(&info.user);
         self.metrics.sessions_active.dec();
+        let detail = match code {
+            Some(code) => format!("reason={reason} exit_code={code}"),
+            None => format!("reason={reason}"),
+        };
+        let event = Event::new(Action::SessionEnd, Outcome::Ok)
+            .user(&info.user)
+            .session(&info.id)
+            .detail(detail);
+        self.audit.record(event).await;
 
         let key = (info.user.clone(), info.namespace.clone());
         let slot = Self::lock(&self.sandboxes).get(&key).cloned();
@@ -458,7 +512,27 @@ impl SessionRegistry {
         });
     }
 
+    /// Counts a sandbox about to be made against `sessions.max_sandboxes`.
+    fn reserve_sandbox(&self) -> Result<()> {
+        let max = self.config.max_sandboxes;
+        self.sandboxes_live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .map(drop)
+            .map_err(|_| {
+                Error::LimitReached(format!(
+                    "the server runs {max} sandboxes, its limit (sessions.max_sandboxes)"
+                ))
+            })
+    }
+
+    fn release_sandbox(&self) {
+        let _ = self
+            .sandboxes_live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
     async fn destroy_sandbox(&self, id: &str) {
+        self.release_sandbox();
         if let Err(e) = self.backend.destroy_sandbox(id).await {
             tracing::warn!(sandbox = id, error = %e, "could not destroy sandbox");
         }

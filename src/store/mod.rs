@@ -5,7 +5,9 @@
 //! tokio's blocking pool through [`Store::run`], never on the async runtime's threads. Nothing
 //! outside this module sees SQL.
 
+mod audit;
 mod records;
+mod users;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -15,7 +17,9 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 
+pub use audit::{AuditFilter, AuditRecord};
 pub use records::{SandboxRecord, SandboxStatus, SessionRecord, SessionStatus};
+pub use users::{LoginSessionRecord, UserRecord};
 
 /// Migrations in order; `user_version` is the number applied. Append, never edit.
 const MIGRATIONS: &[&str] = &[
@@ -48,6 +52,40 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX sessions_by_user ON sessions (user, status);
     CREATE INDEX sandboxes_by_user ON sandboxes (user, status);
+    "#,
+    // 2: local users, login sessions (cookies, kept as SHA-256 of the token), the audit log.
+    r#"
+    CREATE TABLE users (
+        name                TEXT PRIMARY KEY,
+        password_hash       TEXT NOT NULL,
+        disabled            INTEGER NOT NULL DEFAULT 0,
+        created_at          INTEGER NOT NULL,
+        password_changed_at INTEGER NOT NULL,
+        last_login          INTEGER
+    );
+    CREATE TABLE login_sessions (
+        token_hash  TEXT PRIMARY KEY,
+        user        TEXT NOT NULL,
+        method      TEXT NOT NULL,
+        credential  TEXT NOT NULL,
+        groups      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    );
+    CREATE INDEX login_sessions_by_user ON login_sessions (user);
+    CREATE INDEX login_sessions_by_expiry ON login_sessions (expires_at);
+    CREATE TABLE audit (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          INTEGER NOT NULL,
+        action      TEXT NOT NULL,
+        outcome     TEXT NOT NULL,
+        user        TEXT,
+        client      TEXT,
+        session_id  TEXT,
+        detail      TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_at ON audit (at);
+    CREATE INDEX audit_by_user ON audit (user, id);
     "#,
 ];
 

@@ -408,9 +408,10 @@ pub async fn other_users_files_are_out_of_reach(server: &TestServer, own_session
     let state = server.state();
     let registry = &state.registry;
     let config = &state.config.files;
-    let bob_session = registry.create("bob", CreateSession::default()).await.expect("bob").id;
-    let alice = Caller { user: "alice".into(), admin: false };
-    let bob = Caller { user: "bob".into(), admin: false };
+    let bob_session =
+        registry.create(&Caller::user("bob"), CreateSession::default()).await.expect("bob").id;
+    let alice = Caller::user("alice");
+    let bob = Caller::user("bob");
     for session in [&bob_session, &own_session.to_string()] {
         let err = Workspace::open(registry, &alice, session, config).await.err().expect("refused");
         assert!(matches!(err, kterm::error::Error::NotFound(_)), "{err}");

@@ -22,6 +22,16 @@ pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// A header every helper request carries (credentials), if set.
+    pub auth: Option<(String, String)>,
+}
+
+/// A client of a [`TestServer`] that sends one credential header on every request.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub header: Option<(String, String)>,
 }
 
 /// The config every test starts from: loopback, temp state, a plain predictable shell.
@@ -33,6 +43,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.local.root = dir.join("workspaces");
     config.sessions.command = vec!["bash".into(), "--noprofile".into(), "--norc".into()];
     config.sessions.env.insert("PS1".into(), "$ ".into());
+    // Tests that make many sessions quickly are not about the rate limit (tests/limits.rs is).
+    config.sessions.create_per_minute = 1000;
     config
 }
 
@@ -52,7 +64,34 @@ impl TestServer {
         config.validate().expect("test config is valid");
         let server = kterm::Server::start(config).await.expect("server starts");
         let base = format!("http://{}", server.addr());
-        TestServer { server: Some(server), base, http: reqwest::Client::new(), dir }
+        TestServer { server: Some(server), base, http: reqwest::Client::new(), dir, auth: None }
+    }
+
+    /// The running server's state (store, audit, auth).
+    pub fn state(&self) -> &kterm::app::AppState {
+        self.server.as_ref().expect("server running").state()
+    }
+
+    /// A client sending no credentials.
+    pub fn anonymous(&self) -> Client {
+        Client { base: self.base.clone(), http: self.http.clone(), header: None }
+    }
+
+    /// A client sending `name: value` on every request.
+    pub fn with_header(&self, name: &str, value: &str) -> Client {
+        Client { header: Some((name.into(), value.into())), ..self.anonymous() }
+    }
+
+    pub fn bearer(&self, token: &str) -> Client {
+        self.with_header("authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn cookie(&self, value: &str) -> Client {
+        self.with_header("cookie", &format!("kterm_session={value}"))
+    }
+
+    fn client(&self) -> Client {
+        Client { header: self.auth.clone(), ..self.anonymous() }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -65,29 +104,23 @@ impl TestServer {
 
     /// POST /api/v1/sessions; panics unless 201.
     pub async fn create(&self, body: Value) -> Value {
-        let (status, value) = self.post("/api/v1/sessions", body).await;
-        assert_eq!(status, 201, "create failed: {value}");
-        value
+        self.client().create(body).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self.http.post(self.url(path)).json(&body).send().await.expect("POST");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.client().post(path, body).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self.http.get(self.url(path)).send().await.expect("GET");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.client().get(path).await
     }
 
     pub async fn delete(&self, path: &str) -> u16 {
-        self.http.delete(self.url(path)).send().await.expect("DELETE").status().as_u16()
+        self.client().delete(path).await
     }
 
     pub async fn attach(&self, id: &str) -> Terminal {
-        Terminal::connect(&self.ws_url(id), None).await.expect("WebSocket attach")
+        self.client().attach(id).await
     }
 
     /// A metric's value from /metrics.
@@ -112,9 +145,105 @@ impl TestServer {
         let TestServer { dir, .. } = self;
         dir
     }
+}
 
-    pub fn state(&self) -> &kterm::app::AppState {
-        self.server.as_ref().expect("running").state()
+impl Client {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn ws_url(&self, id: &str) -> String {
+        format!("{}/api/v1/sessions/{id}/ws", self.base.replace("http://", "ws://"))
+    }
+
+    /// A request with this client's credential header.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, self.url(path));
+        match &self.header {
+            Some((name, value)) => request.header(name.as_str(), value.as_str()),
+            None => request,
+        }
+    }
+
+    /// POST /api/v1/sessions; panics unless 201.
+    pub async fn create(&self, body: Value) -> Value {
+        let (status, value) = self.post("/api/v1/sessions", body).await;
+        assert_eq!(status, 201, "create failed: {value}");
+        value
+    }
+
+    /// Creates a session and returns its id.
+    pub async fn create_id(&self) -> String {
+        self.create(json!({})).await["id"].as_str().expect("id").to_string()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response =
+            self.request(reqwest::Method::POST, path).json(&body).send().await.expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.request(reqwest::Method::GET, path).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.request(reqwest::Method::DELETE, path).send().await.expect("DELETE").status().as_u16()
+    }
+
+    /// POST /api/v1/auth/login with `body`: the status, the `kterm_session` cookie's value and
+    /// its whole Set-Cookie header.
+    pub async fn login(&self, body: Value) -> (u16, Option<String>, String) {
+        let response = self
+            .request(reqwest::Method::POST, "/api/v1/auth/login")
+            .json(&body)
+            .send()
+            .await
+            .expect("login");
+        let status = response.status().as_u16();
+        let set_cookie = response
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let value = set_cookie
+            .strip_prefix("kterm_session=")
+            .and_then(|rest| rest.split(';').next())
+            .map(str::to_string)
+            .filter(|v| !v.is_empty());
+        (status, value, set_cookie)
+    }
+
+    pub async fn attach(&self, id: &str) -> Terminal {
+        self.connect(&self.ws_url(id), None).await.expect("WebSocket attach")
+    }
+
+    /// Opens a terminal WebSocket at `url` with this client's credentials and `origin`.
+    pub async fn connect(
+        &self,
+        url: &str,
+        origin: Option<&str>,
+    ) -> Result<Terminal, tokio_tungstenite::tungstenite::Error> {
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some((name, value)) = &self.header {
+            headers.push((name, value));
+        }
+        if let Some(origin) = origin {
+            headers.push(("origin", origin));
+        }
+        Terminal::connect_with(url, &headers).await
+    }
+
+    /// The HTTP status a WebSocket request at `url` was refused with before the upgrade.
+    pub async fn ws_refused(&self, url: &str, origin: Option<&str>) -> u16 {
+        match self.connect(url, origin).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+            Err(e) => panic!("expected an HTTP refusal, got {e}"),
+            Ok(t) => panic!("expected a refusal, but attached: {}", t.attached),
+        }
     }
 }
 
@@ -158,9 +287,21 @@ impl Terminal {
         url: &str,
         origin: Option<&str>,
     ) -> Result<Terminal, tokio_tungstenite::tungstenite::Error> {
+        match origin {
+            Some(origin) => Self::connect_with(url, &[("origin", origin)]).await,
+            None => Self::connect_with(url, &[]).await,
+        }
+    }
+
+    /// Connects with extra request headers (credentials, Origin).
+    pub async fn connect_with(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Terminal, tokio_tungstenite::tungstenite::Error> {
         let mut request = url.into_client_request()?;
-        if let Some(origin) = origin {
-            request.headers_mut().insert("Origin", origin.parse().unwrap());
+        for (name, value) in headers {
+            let name: tokio_tungstenite::tungstenite::http::HeaderName = name.parse().unwrap();
+            request.headers_mut().insert(name, value.parse().unwrap());
         }
         let (ws, _) = tokio_tungstenite::connect_async(request).await?;
         let mut terminal = Terminal { ws, attached: Value::Null, output: Vec::new() };
@@ -268,6 +409,21 @@ impl Terminal {
 
 pub fn code(value: CloseCode) -> u16 {
     value.into()
+}
+
+/// Audit rows (newest first) as an admin client sees them, filtered by `action`.
+pub async fn audit_rows(admin: &Client, action: &str) -> Vec<Value> {
+    let (status, body) = admin.get(&format!("/api/v1/audit?limit=1000&action={action}")).await;
+    assert_eq!(status, 200, "{body}");
+    body["events"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until the audit log has a row of `action` for which `matches` holds; returns it.
+pub async fn audited(admin: &Client, action: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    eventually(&format!("an audit row {action}"), || async {
+        audit_rows(admin, action).await.into_iter().find(|row| matches(row))
+    })
+    .await
 }
 
 /// The SPEC's error body.

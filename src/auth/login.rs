@@ -1,0 +1,172 @@
+//! Logging in and out: checking a password or token (throttled per user name and per client
+//! address), and the login sessions behind the `kterm_session` cookie.
+
+use chrono::Utc;
+
+use super::{
+    mode_name, password, secret, throttle_key, Authenticator, LoginSession, Proof, MAX_NAME,
+};
+use crate::audit::{Action, Event, Outcome};
+use crate::config::AuthMode;
+use crate::error::{Error, Result};
+use crate::session::Caller;
+use crate::store::LoginSessionRecord;
+
+impl Authenticator {
+    /// Checks a login's proof (throttled per user name and per client) and starts a login
+    /// session; both outcomes are audited.
+    pub async fn login(&self, proof: Proof, client: Option<String>) -> Result<LoginSession> {
+        let mode = self.config.mode;
+        let (caller, credential, via) = match (mode, proof) {
+            (AuthMode::None | AuthMode::Proxy, Proof::Authenticated(caller)) => {
+                (caller, String::new(), "request identity")
+            }
+            (AuthMode::Local, Proof::Password { username, password }) => (
+                self.check_password(&username, &password, &client).await?,
+                String::new(),
+                "password",
+            ),
+            (AuthMode::Token, Proof::Token(token)) => {
+                let (caller, digest) = self.check_token(&token, &client).await?;
+                (caller, digest, "token")
+            }
+            (AuthMode::Local, _) => {
+                return Err(Error::BadRequest(
+                    "this server logs in with {\"username\", \"password\"}".into(),
+                ))
+            }
+            (AuthMode::Token, _) => {
+                return Err(Error::BadRequest("this server logs in with {\"token\"}".into()))
+            }
+            (_, _) => return Err(Error::Internal("login without an authenticated request".into())),
+        };
+        let token = secret::random_token()?;
+        let now = Utc::now();
+        let ttl = chrono::Duration::from_std(self.config.cookie_ttl.0)
+            .map_err(|e| Error::Internal(format!("auth.cookie_ttl: {e}")))?;
+        let record = LoginSessionRecord {
+            token_hash: secret::sha256_hex(&token),
+            user: caller.user.clone(),
+            method: mode_name(mode).into(),
+            credential,
+            groups: caller.groups.clone(),
+            created_at: now,
+            expires_at: now + ttl,
+            user_enabled: true,
+        };
+        self.store.insert_login_session(&record).await?;
+        let event = Event::new(Action::Login, Outcome::Ok)
+            .user(&caller.user)
+            .client(client)
+            .detail(format!("via {via}"));
+        self.audit.record(event).await;
+        Ok(LoginSession { token, caller, expires_at: record.expires_at })
+    }
+
+    /// Ends the login session of `cookie` (if any).
+    pub async fn logout(
+        &self,
+        cookie: Option<&str>,
+        caller: &Caller,
+        client: Option<String>,
+    ) -> Result<()> {
+        if let Some(cookie) = cookie {
+            self.store.delete_login_session(&secret::sha256_hex(cookie)).await?;
+        }
+        self.audit
+            .record(Event::new(Action::Logout, Outcome::Ok).user(&caller.user).client(client))
+            .await;
+        Ok(())
+    }
+
+    /// Deletes expired login sessions.
+    pub async fn housekeeping(&self) {
+        if let Err(e) = self.store.delete_expired_login_sessions().await {
+            tracing::warn!(error = %e, "could not delete expired login sessions");
+        }
+    }
+
+    async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+        client: &Option<String>,
+    ) -> Result<Caller> {
+        self.throttle(Some(username), client).await?;
+        let user = if username.len() <= MAX_NAME && !username.is_empty() {
+            self.store.get_user(username).await?
+        } else {
+            None
+        };
+        let known = user.as_ref().is_some_and(|u| !u.disabled);
+        let (pw, stored) = (password.to_string(), user.as_ref().map(|u| u.password_hash.clone()));
+        let matches = tokio::task::spawn_blocking(move || match stored {
+            Some(stored) if known && pw.len() <= password::MAX_PASSWORD => {
+                password::verify(&pw, &stored)
+            }
+            _ => {
+                password::verify_nothing(&pw);
+                false
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password check failed: {e}")))?;
+        if !matches {
+            let why = match &user {
+                None => "unknown user",
+                Some(u) if u.disabled => "user disabled",
+                Some(_) => "wrong password",
+            };
+            return Err(self.login_failed(Some(username), client, why).await);
+        }
+        self.failures_per_user.reset(username);
+        self.store.record_login(username).await?;
+        Ok(self.caller(username, Vec::new()))
+    }
+
+    async fn check_token(&self, token: &str, client: &Option<String>) -> Result<(Caller, String)> {
+        self.throttle(None, client).await?;
+        match self.tokens.find(token) {
+            Some((user, digest)) => Ok((self.caller(user, Vec::new()), secret::hex(&digest))),
+            None => Err(self.login_failed(None, client, "invalid token").await),
+        }
+    }
+
+    /// 429 while the user name or the client has had too many failed logins.
+    async fn throttle(&self, username: Option<&str>, client: &Option<String>) -> Result<()> {
+        let client_key = client.clone().unwrap_or_default();
+        let wait = self.failures_per_client.peek(&client_key).and_then(|()| {
+            username.map_or(Ok(()), |u| self.failures_per_user.peek(&throttle_key(u)))
+        });
+        let Err(retry_after) = wait else { return Ok(()) };
+        let mut event = Event::new(Action::Login, Outcome::Denied)
+            .client(client.clone())
+            .detail("too many failed logins; throttled");
+        if let Some(user) = username {
+            event = event.user(user);
+        }
+        self.audit.record(event).await;
+        Err(Error::RateLimited {
+            message: "too many failed logins; try again later".into(),
+            retry_after,
+        })
+    }
+
+    async fn login_failed(
+        &self,
+        username: Option<&str>,
+        client: &Option<String>,
+        why: &str,
+    ) -> Error {
+        let _ = self.failures_per_client.hit(&client.clone().unwrap_or_default());
+        let mut event =
+            Event::new(Action::Login, Outcome::Failed).client(client.clone()).detail(why);
+        if let Some(user) = username {
+            let _ = self.failures_per_user.hit(&throttle_key(user));
+            event = event.user(user);
+        }
+        self.audit.record(event).await;
+        let what = if username.is_some() { "wrong user name or password" } else { "invalid token" };
+        Error::Unauthorized(what.into())
+    }
+}

@@ -1,0 +1,101 @@
+//! What every response and request goes through: security headers, the request-header limit,
+//! and the Origin check shared by the WebSocket and cookie-authenticated writes.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName};
+use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::{web, HttpRequest};
+
+use crate::app::AppState;
+use crate::config::{AuthMode, Config};
+use crate::error::{Error, Result};
+
+/// Sent on every response while mode `none` serves a non-loopback address.
+pub const WARNING_HEADER: &str = "x-kterm-warning";
+
+/// Headers added to every response that does not set them itself.
+pub fn default_headers(config: &Config) -> DefaultHeaders {
+    let ancestors = if config.server.frame_ancestors.is_empty() {
+        "'none'".to_string()
+    } else {
+        config.server.frame_ancestors.join(" ")
+    };
+    let csp = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; \
+         form-action 'self'; frame-ancestors {ancestors}"
+    );
+    let mut headers = DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((header::CONTENT_SECURITY_POLICY, csp))
+        // API answers are per user: never cached (assets set their own Cache-Control).
+        .add((header::CACHE_CONTROL, "no-store"));
+    if anonymous_remote(config) {
+        headers = headers.add((
+            HeaderName::from_static(WARNING_HEADER),
+            "auth.mode is none on a non-loopback address: anyone who reaches this port gets a shell",
+        ));
+    }
+    headers
+}
+
+/// Mode `none` on an address others can reach (allowed only with `auth.allow_none_remote`).
+pub fn anonymous_remote(config: &Config) -> bool {
+    config.auth.mode == AuthMode::None
+        && config.listen_addr().is_ok_and(|addr| !addr.ip().is_loopback())
+}
+
+/// Refuses a request whose request line and headers exceed `server.max_request_headers`.
+pub async fn limit_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> std::result::Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let limit = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(usize::MAX, |s| s.config.server.max_request_headers.0 as usize);
+    let size = req.uri().to_string().len()
+        + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
+    if size > limit {
+        return Err(Error::HeadersTooLarge(format!(
+            "the request line and headers are {size} bytes; the limit is {limit} \
+             (server.max_request_headers)"
+        ))
+        .into());
+    }
+    next.call(req).await
+}
+
+/// SPEC: a present Origin must be the server's own, `public_url`'s, or an allowed one.
+pub fn check_origin(req: &HttpRequest, config: &Config) -> Result<()> {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
+    let info = req.connection_info();
+    let own = format!("{}://{}", info.scheme(), info.host()).to_ascii_lowercase();
+    let server = &config.server;
+    let allowed = origin == own
+        || (!server.public_url.is_empty() && origin == origin_of(&server.public_url))
+        || server.allowed_origins.iter().any(|o| origin == origin_of(o));
+    if allowed {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!(
+            "Origin {origin} is not allowed here (server.allowed_origins)"
+        )))
+    }
+}
+
+/// `scheme://host[:port]` of a URL, lower-cased.
+fn origin_of(url: &str) -> String {
+    let url = url.to_ascii_lowercase();
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split('/').next().unwrap_or("");
+            format!("{scheme}://{host}")
+        }
+        None => url,
+    }
+}
