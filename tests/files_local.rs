@@ -88,3 +88,30 @@ async fn an_ended_session_has_no_files() {
     assert!(status == 404 || status == 409, "{status}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_deletes_reach_the_audit_log() {
+    let server = TestServer::start().await;
+    let id = session(&server).await;
+    let content =
+        format!("{}/api/v1/sessions/{id}/files/content?path=audited%20note.txt", server.base);
+    let put = server.http.put(&content).body("hello").send().await.unwrap();
+    assert_eq!(put.status(), 204);
+    let delete = server
+        .http
+        .delete(format!("{}/api/v1/sessions/{id}/files?path=audited%20note.txt", server.base));
+    assert_eq!(delete.send().await.unwrap().status(), 204);
+    for action in ["file_write", "file_delete"] {
+        let events = common::eventually(&format!("an audit row for {action}"), || async {
+            let (status, body) = server.get(&format!("/api/v1/audit?action={action}")).await;
+            assert_eq!(status, 200, "{body}");
+            let events = body["events"].as_array()?.clone();
+            (!events.is_empty()).then_some(events)
+        })
+        .await;
+        let event = &events[0];
+        assert_eq!(event["session"], id.as_str(), "{event}");
+        assert!(event["detail"].as_str().unwrap().contains("audited note.txt"), "{event}");
+    }
+    server.stop().await;
+}

@@ -7,8 +7,7 @@
 //!   other users get the same 404 as for an unknown session.
 //! - Every path passes [`RelPath`]'s string rules here and is then resolved and checked inside
 //!   the sandbox (see [`scripts`]); nothing outside the workspace is read or written.
-//! - Every write, delete, mkdir and rename is logged on the `kterm::audit` tracing target (the
-//!   hook for the audit log, which this branch does not have yet).
+//! - Every write, delete, mkdir and rename goes to the audit log (see [`Workspace::audited`]).
 
 mod output;
 mod path;
@@ -24,6 +23,7 @@ use output::{check_exit, checked_stream, is_etag, parse_entry, Exit, Stdout};
 pub use path::RelPath;
 use scripts::Op;
 
+use crate::audit::{Action, Audit, Event, Outcome};
 use crate::config::FilesConfig;
 use crate::error::{Error, Result};
 use crate::sandbox::{ByteStream, Sandbox, SandboxBackend};
@@ -75,6 +75,7 @@ pub struct Workspace {
     session_id: String,
     caller: String,
     config: FilesConfig,
+    audit: Option<Audit>,
 }
 
 impl Workspace {
@@ -91,7 +92,14 @@ impl Workspace {
             session_id: session.info.id.clone(),
             caller: caller.user.clone(),
             config: config.clone(),
+            audit: None,
         })
+    }
+
+    /// Records every write and delete in `audit` (the audit log) from now on.
+    pub fn audited(mut self, audit: Audit) -> Workspace {
+        self.audit = Some(audit);
+        self
     }
 
     pub async fn list(&self, raw: &str) -> Result<Vec<Entry>> {
@@ -262,18 +270,26 @@ impl Workspace {
         self.sandbox.workspace.to_string_lossy().into_owned()
     }
 
-    /// The audit hook: one line per change on the `kterm::audit` target.
+    /// One audit row per change (or a log line when no audit log was given).
     fn audit(&self, action: &str, path: &RelPath, detail: &str) {
-        tracing::info!(
-            target: "kterm::audit",
-            user = %self.caller,
-            session = %self.session_id,
-            sandbox = %self.sandbox.id,
-            action = %format!("files.{action}"),
-            path = %path,
-            detail,
-            "file changed"
-        );
+        let kind = if action == "delete" { Action::FileDelete } else { Action::FileWrite };
+        let event = Event::new(kind, Outcome::Ok)
+            .user(self.caller.clone())
+            .session(self.session_id.clone())
+            .detail(format!("{action} {path} {detail}").trim_end().to_string());
+        match &self.audit {
+            Some(audit) => audit.record_later(event),
+            None => tracing::info!(
+                target: "kterm::audit",
+                user = %self.caller,
+                session = %self.session_id,
+                sandbox = %self.sandbox.id,
+                action = %format!("files.{action}"),
+                path = %path,
+                detail,
+                "file changed"
+            ),
+        }
     }
 }
 

@@ -48,7 +48,9 @@ fn on(flag: &Option<String>) -> bool {
 }
 
 async fn open(state: &AppState, caller: &Caller, id: &str) -> Result<Workspace> {
-    Workspace::open(&state.registry, caller, id, &state.config.files).await
+    Workspace::open(&state.registry, caller, id, &state.config.files)
+        .await
+        .map(|w| w.audited(state.audit.clone()))
 }
 
 async fn list(
