@@ -24,7 +24,8 @@ impl Kterm {
         Self::start_with(dir, |config| config.sessions.command = command).await
     }
 
-    /// A server on loopback port 0 with its state in `dir`, after `adjust` has had its say.
+    /// A server on loopback port 0 with its state in `dir` on the local backend, after `adjust`
+    /// has had its say.
     pub async fn start_with(dir: &Path, adjust: impl FnOnce(&mut kterm::Config)) -> Res<Kterm> {
         std::fs::create_dir_all(dir)?;
         let mut config = kterm::Config::default();
@@ -32,6 +33,11 @@ impl Kterm {
         config.state.path = dir.join("kterm.db");
         config.local.root = dir.join("workspaces");
         config.sessions.max_per_user = 2000;
+        // The bench opens sessions far faster than a person: lift the abuse limits.
+        config.sessions.create_per_minute = 1_000_000;
+        config.sessions.max_sandboxes = 100_000;
+        // Not `auto`: the local parts must not turn into Docker runs when an image is there.
+        config.backend.kind = kterm::config::BackendKind::Local;
         adjust(&mut config);
         config.validate().map_err(|e| format!("config: {e}"))?;
         let server =

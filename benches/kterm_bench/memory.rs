@@ -77,8 +77,8 @@ pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> 
     let port = free_port()?;
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
     println!(
-        "4. Server memory: the real binary ({}),\n   sessions.command = [\"sh\"], {n} sessions opened \
-         {} at a time, each with an attached WebSocket kept open.",
+        "4. Server memory: the real binary ({}), local backend,\n   sessions.command = [\"sh\"], \
+         {n} sessions opened {} at a time, each with an attached WebSocket kept open.",
         bin.display(),
         opts.concurrency
     );
@@ -90,6 +90,9 @@ pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> 
         .arg("--state")
         .arg(dir.join("k.db"))
         .env("KTERM_SESSIONS__MAX_PER_USER", "2000")
+        .env("KTERM_SESSIONS__CREATE_PER_MINUTE", "1000000")
+        .env("KTERM_SESSIONS__MAX_SANDBOXES", "100000")
+        .env("KTERM_BACKEND__KIND", "local")
         .env("KTERM_SESSIONS__COMMAND", r#"["sh"]"#)
         .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::null())

@@ -236,7 +236,9 @@ impl ProcessControl for LocalProcess {
         // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
         unsafe { libc::kill(-self.pid, libc::SIGHUP) };
         let mut exited = self.exited.clone();
-        let ended = tokio::time::timeout(Duration::from_secs(2), exited.wait_for(Option::is_some));
+        // A shell that is still starting may ignore the hang-up: do not wait long for it.
+        let ended =
+            tokio::time::timeout(Duration::from_millis(500), exited.wait_for(Option::is_some));
         if ended.await.is_err() {
             // SAFETY: as above.
             unsafe { libc::kill(-self.pid, libc::SIGKILL) };

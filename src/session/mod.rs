@@ -319,7 +319,6 @@ impl SessionRegistry {
             exit_code: None,
             end_reason: None,
         };
-        self.store.insert_session(&record).await?;
 
         let spec = ProcessSpec {
             command: self.config.command.clone(),
@@ -343,16 +342,18 @@ impl SessionRegistry {
             sandbox = self.sandbox_for(&mut slot, user, namespace).await?;
             info.sandbox_id = sandbox.id.clone();
             record.sandbox_id = sandbox.id.clone();
-            self.store.set_session_sandbox(&record.id, &sandbox.id).await?;
             started = self.backend.start_process(&sandbox, &spec).await;
         }
         let process = match started {
             Ok(process) => process,
             Err(e) => {
-                let _ = self
-                    .store
-                    .end_session(&info.id, SessionStatus::Failed, None, &e.to_string())
-                    .await;
+                // Recorded as failed, for the audit trail and GET.
+                if self.store.insert_session(&record).await.is_ok() {
+                    let _ = self
+                        .store
+                        .end_session(&info.id, SessionStatus::Failed, None, &e.to_string())
+                        .await;
+                }
                 if slot.sessions == 0 {
                     slot.sandbox = None;
                     slot.expires_at = None;
@@ -361,6 +362,12 @@ impl SessionRegistry {
                 return Err(e);
             }
         };
+        // One write for a started session; without it the process must not live on.
+        record.status = SessionStatus::Running;
+        if let Err(e) = self.store.insert_session(&record).await {
+            process.control.kill().await;
+            return Err(e);
+        }
         slot.unused_since = None;
         if self.pool.enabled() && slot.spare.is_none() {
             self.start_spare(key.clone(), sandbox.clone());
@@ -379,8 +386,6 @@ impl SessionRegistry {
             let code = pump.await;
             registry.finish(ended, code).await;
         });
-        self.store.set_session_running(&record.id).await?;
-        record.status = SessionStatus::Running;
         tracing::info!(session = %record.id, user, namespace, sandbox = %record.sandbox_id, "session started");
         Ok(record)
     }
@@ -693,11 +698,17 @@ impl SessionRegistry {
 /// Turns a started stub into the session's process: one line on its input, then its size.
 async fn activate(mut stub: TtyProcess, line: Vec<u8>, spec: &ProcessSpec) -> Result<TtyProcess> {
     use tokio::io::AsyncWriteExt;
+    // The stub's terminal is 80x24; a different size is set alongside, not waited for (the
+    // shell follows SIGWINCH).
+    if (spec.cols, spec.rows) != (80, 24) {
+        let control = stub.control.clone();
+        let (cols, rows) = (spec.cols, spec.rows);
+        tokio::spawn(async move { control.resize(cols, rows).await });
+    }
     stub.input.write_all(&line).await.map_err(|e| Error::io("activating a started shell", e))?;
     if let Some(id) = spec.session_id() {
         stub.control.bind_session(&id);
     }
-    let _ = stub.control.resize(spec.cols, spec.rows).await;
     Ok(stub)
 }
 

@@ -147,18 +147,6 @@ impl Store {
         .map(drop)
     }
 
-    pub async fn set_session_running(&self, id: &str) -> Result<()> {
-        let id = id.to_string();
-        self.run(move |c| {
-            c.execute(
-                "UPDATE sessions SET status = 'running' WHERE id = ?1 AND status = 'pending'",
-                [id],
-            )
-        })
-        .await
-        .map(drop)
-    }
-
     /// Records the end of a session; a session already ended keeps its first end.
     pub async fn end_session(
         &self,
@@ -330,15 +318,6 @@ impl Store {
         })
         .await
     }
-
-    pub async fn set_session_sandbox(&self, id: &str, sandbox_id: &str) -> Result<()> {
-        let (id, sandbox_id) = (id.to_string(), sandbox_id.to_string());
-        self.run(move |c| {
-            c.execute("UPDATE sessions SET sandbox_id = ?2 WHERE id = ?1", [id, sandbox_id])
-        })
-        .await
-        .map(drop)
-    }
 }
 
 #[cfg(test)]
@@ -364,7 +343,6 @@ mod tests {
             end_reason: None,
         };
         store.insert_session(&record).await.unwrap();
-        store.set_session_running("s1").await.unwrap();
         store.end_session("s1", SessionStatus::Terminated, Some(3), "exited").await.unwrap();
         store.end_session("s1", SessionStatus::Failed, None, "later").await.unwrap();
         let got = store.get_session("s1").await.unwrap().unwrap();
