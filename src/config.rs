@@ -12,12 +12,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod auth;
+mod backends;
+mod units;
 
 pub use auth::{is_dns_label, AddrRange, AuditConfig, AuthConfig, AuthMode, TlsConfig, TokenEntry};
+pub use backends::{
+    DockerConfig, FilesConfig, KubernetesConfig, LocalConfig, PoolConfig, PullPolicy,
+    DEFAULT_SANDBOX_IMAGE,
+};
+pub use units::{ByteSize, HumanDuration};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// A configuration problem; `main` exits with code 2 on it.
 #[derive(Debug, thiserror::Error)]
@@ -184,147 +191,6 @@ impl Default for SessionsConfig {
             init: String::new(),
             attach: AttachPolicy::Takeover,
             retain_ended: HumanDuration::secs(300),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct LocalConfig {
-    /// Directory holding one working directory per user; empty: `workspaces/` beside the state file.
-    pub root: PathBuf,
-    /// The local backend isolates nothing: serve it on a non-loopback address only when true.
-    pub allow_remote: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PullPolicy {
-    /// Pull when the image is not present.
-    Missing,
-    /// Pull before the first sandbox after start.
-    Always,
-    /// Never pull: a missing image is an error.
-    Never,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DockerConfig {
-    /// Daemon address (`unix:///var/run/docker.sock`, `tcp://…`); empty: `DOCKER_HOST` or the
-    /// local socket.
-    pub host: String,
-    pub image: String,
-    pub pull: PullPolicy,
-    /// `uid:gid` the sandbox runs as (never root).
-    pub user: String,
-    pub memory: ByteSize,
-    pub cpus: f64,
-    pub pids_limit: i64,
-    pub tmp_size: ByteSize,
-    pub home_size: ByteSize,
-    pub workspace_size: ByteSize,
-    /// When set, each user's workspace is the named volume `<prefix><user>` instead of tmpfs.
-    pub workspace_volume_prefix: String,
-    /// `none`, or the name of a Docker network the sandboxes join.
-    pub network: String,
-    /// An OCI runtime such as `runsc` (gVisor); empty: the daemon's default.
-    pub runtime: String,
-    /// Extra labels on every container kterm makes.
-    pub labels: BTreeMap<String, String>,
-}
-
-impl Default for DockerConfig {
-    fn default() -> Self {
-        DockerConfig {
-            host: String::new(),
-            image: DEFAULT_SANDBOX_IMAGE.into(),
-            pull: PullPolicy::Missing,
-            user: "1000:1000".into(),
-            memory: ByteSize(1 << 30),
-            cpus: 1.0,
-            pids_limit: 256,
-            tmp_size: ByteSize(64 << 20),
-            home_size: ByteSize(64 << 20),
-            workspace_size: ByteSize(1 << 30),
-            workspace_volume_prefix: String::new(),
-            network: "none".into(),
-            runtime: String::new(),
-            labels: BTreeMap::new(),
-        }
-    }
-}
-
-/// The image `kterm image build` makes.
-pub const DEFAULT_SANDBOX_IMAGE: &str = "kterm-sandbox:latest";
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PoolConfig {
-    pub min: u32,
-    pub max: u32,
-    /// Claims within this window raise the target above `min` (one per claim, up to `max`);
-    /// with none in it the target falls back to `min`.
-    pub window: HumanDuration,
-    /// How often warm sandboxes and their stubs are checked (and dead ones replaced).
-    pub health_interval: HumanDuration,
-}
-
-impl Default for PoolConfig {
-    fn default() -> Self {
-        PoolConfig {
-            min: 2,
-            max: 10,
-            window: HumanDuration::secs(120),
-            health_interval: HumanDuration::secs(10),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KubernetesConfig {
-    pub kubeconfig: String,
-    pub context: String,
-    pub namespace: String,
-    pub namespaces: Vec<String>,
-    pub image: String,
-    pub image_pull_policy: String,
-    pub authorize_with_sar: bool,
-}
-
-impl Default for KubernetesConfig {
-    fn default() -> Self {
-        KubernetesConfig {
-            kubeconfig: String::new(),
-            context: String::new(),
-            namespace: "kterm".into(),
-            namespaces: Vec::new(),
-            image: String::new(),
-            image_pull_policy: "IfNotPresent".into(),
-            authorize_with_sar: false,
-        }
-    }
-}
-
-/// The files API (browse, read and write a session's workspace).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FilesConfig {
-    /// Larger files are refused (413) by `GET …/files/content`; use the archive to fetch them.
-    pub max_read: ByteSize,
-    /// Larger bodies are refused (413) by `PUT …/files/content`.
-    pub max_write: ByteSize,
-    /// Time limit of one file operation in the sandbox (downloads run as long as they stream).
-    pub timeout: HumanDuration,
-}
-
-impl Default for FilesConfig {
-    fn default() -> Self {
-        FilesConfig {
-            max_read: ByteSize(10 << 20),
-            max_write: ByteSize(10 << 20),
-            timeout: HumanDuration::secs(30),
         }
     }
 }
@@ -630,83 +496,6 @@ fn describe(error: figment::Error) -> String {
         lines.push(line);
     }
     lines.join("\n")
-}
-
-/// A duration written as a string such as `"30m"`, `"8h"` or `"1h 30m"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl HumanDuration {
-    pub const fn secs(s: u64) -> Self {
-        HumanDuration(Duration::from_secs(s))
-    }
-}
-
-impl Serialize for HumanDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(self.0).to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(text.trim()).map(HumanDuration).map_err(|e| {
-            serde::de::Error::custom(format!("{text:?} is not a duration such as \"30m\" ({e})"))
-        })
-    }
-}
-
-/// A size written as `"256k"`, `"512m"`, `"1g"` (binary units) or a plain number of bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl ByteSize {
-    pub fn parse(text: &str) -> Option<ByteSize> {
-        let text = text.trim().to_ascii_lowercase();
-        let text = text.strip_suffix("ib").or_else(|| text.strip_suffix('b')).unwrap_or(&text);
-        let (digits, shift) = match text.chars().last()? {
-            'k' => (&text[..text.len() - 1], 10),
-            'm' => (&text[..text.len() - 1], 20),
-            'g' => (&text[..text.len() - 1], 30),
-            _ => (text, 0),
-        };
-        let n: u64 = digits.trim().parse().ok()?;
-        n.checked_mul(1 << shift).map(ByteSize)
-    }
-}
-
-impl Serialize for ByteSize {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let n = self.0;
-        let text = match n {
-            0 => "0".to_string(),
-            n if n % (1 << 30) == 0 => format!("{}g", n >> 30),
-            n if n % (1 << 20) == 0 => format!("{}m", n >> 20),
-            n if n % (1 << 10) == 0 => format!("{}k", n >> 10),
-            n => n.to_string(),
-        };
-        s.serialize_str(&text)
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Num(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Num(n) => Ok(ByteSize(n)),
-            Raw::Text(t) => ByteSize::parse(&t).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "{t:?} is not a size such as \"256k\" or \"512m\""
-                ))
-            }),
-        }
-    }
 }
 
 #[cfg(test)]
