@@ -4,10 +4,15 @@
 //! sandbox, which is destroyed when the last of them ends.
 
 mod ring;
+mod sandboxes;
 mod terminal;
+mod validate;
+
+use sandboxes::activate;
+use validate::{validate_context, validate_namespace};
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,15 +24,13 @@ use crate::config::SessionsConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::pool::WarmPool;
-use crate::sandbox::{ProcessSpec, Sandbox, SandboxBackend, SandboxSpec, TtyProcess};
-use crate::store::{SandboxRecord, SandboxStatus, SessionRecord, SessionStatus, Store};
+use crate::sandbox::{ProcessSpec, Sandbox, SandboxBackend, TtyProcess};
+use crate::store::{SessionRecord, SessionStatus, Store};
 
 pub use ring::ScrollbackRing;
 pub use terminal::{AttachEvent, Attachment, Session, SessionInfo};
 
 pub const DEFAULT_NAMESPACE: &str = "default";
-const MAX_CONTEXT_ENTRIES: usize = 32;
-const MAX_CONTEXT_VALUE: usize = 1024;
 
 /// The body of `POST /api/v1/sessions`.
 #[derive(Debug, Default, Deserialize)]
@@ -135,74 +138,6 @@ impl SessionRegistry {
 
     pub fn config(&self) -> &SessionsConfig {
         &self.config
-    }
-
-    /// Reconciles with what a previous run left: sessions whose processes did not survive are
-    /// recorded as ended; sandboxes of this instance that the store knows are adopted (their
-    /// users' files are there), the others are removed. Only this instance's sandboxes are
-    /// ever listed.
-    pub async fn recover(&self) -> Result<()> {
-        if !self.backend.processes_survive_restart() {
-            let ended = self.store.end_live_sessions("server_restart").await?;
-            if ended > 0 {
-                tracing::info!(sessions = ended, "ended the sessions of the previous run");
-            }
-        }
-        // Bound sandboxes are their users'; warm ones are the pool's to adopt.
-        let records = self.store.live_sandboxes(self.backend.kind()).await?;
-        let warm_known: std::collections::HashSet<String> = records
-            .iter()
-            .filter(|r| r.status == SandboxStatus::Warm)
-            .map(|r| r.id.clone())
-            .collect();
-        let known: std::collections::HashMap<String, SandboxRecord> = records
-            .into_iter()
-            .filter(|r| r.status == SandboxStatus::Running)
-            .map(|r| (r.id.clone(), r))
-            .collect();
-        let existing = match self.backend.list_sandboxes().await {
-            Ok(existing) => existing,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list sandboxes now; adoption skipped");
-                return Ok(());
-            }
-        };
-        let mut adopted = std::collections::HashSet::new();
-        for mut sandbox in existing {
-            if let Some(user) = known.get(&sandbox.id).and_then(|r| r.user.clone()) {
-                // The store says whose it is (a claimed warm sandbox's labels say "warm").
-                sandbox.user = user;
-            }
-            if sandbox.running && warm_known.contains(&sandbox.id) && self.pool.enabled() {
-                adopted.insert(sandbox.id.clone());
-                self.pool.adopt(sandbox).await;
-                continue;
-            }
-            if sandbox.running && known.contains_key(&sandbox.id) {
-                self.backend.end_stray_processes(&sandbox).await;
-                tracing::info!(sandbox = %sandbox.id, user = %sandbox.user, "adopted sandbox");
-                self.sandboxes_live.fetch_add(1, Ordering::AcqRel);
-                adopted.insert(sandbox.id.clone());
-                let key = (sandbox.user.clone(), sandbox.namespace.clone());
-                let slot = SandboxSlot {
-                    sandbox: Some(sandbox),
-                    sessions: 0,
-                    unused_since: Some(std::time::Instant::now()),
-                    spare: None,
-                    expires_at: None,
-                };
-                Self::lock(&self.sandboxes).insert(key, Arc::new(tokio::sync::Mutex::new(slot)));
-            } else {
-                tracing::info!(sandbox = %sandbox.id, "removing an orphaned sandbox of this instance");
-                if let Err(e) = self.backend.destroy_sandbox(&sandbox.id).await {
-                    tracing::warn!(sandbox = %sandbox.id, error = %e, "could not remove an orphan");
-                }
-            }
-        }
-        for id in known.keys().chain(warm_known.iter()).filter(|id| !adopted.contains(*id)) {
-            self.store.end_sandbox(id).await?;
-        }
-        Ok(())
     }
 
     fn lock<'a, T>(mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
@@ -390,65 +325,6 @@ impl SessionRegistry {
         Ok(record)
     }
 
-    /// The slot's sandbox, made (and recorded) if there is none.
-    async fn sandbox_for(
-        &self,
-        slot: &mut SandboxSlot,
-        user: &str,
-        namespace: &str,
-    ) -> Result<Sandbox> {
-        if let Some(sandbox) = &slot.sandbox {
-            return Ok(sandbox.clone());
-        }
-        // Counted against sessions.max_sandboxes from here; destroy_sandbox gives it back.
-        self.reserve_sandbox()?;
-        if let Some(warm) = self.pool.claim(user, namespace).await {
-            slot.sandbox = Some(warm.sandbox.clone());
-            slot.spare = warm.stub;
-            return Ok(warm.sandbox);
-        }
-        let spec = SandboxSpec { user: user.into(), namespace: namespace.into() };
-        let sandbox =
-            self.backend.create_sandbox(&spec).await.inspect_err(|_| self.release_sandbox())?;
-        let record = SandboxRecord {
-            id: sandbox.id.clone(),
-            backend: self.backend.kind().into(),
-            user: Some(user.into()),
-            namespace: namespace.into(),
-            status: SandboxStatus::Running,
-            created_at: Utc::now(),
-            expires_at: None,
-        };
-        if let Err(e) = self.store.insert_sandbox(&record).await {
-            self.destroy_sandbox(&sandbox.id).await;
-            return Err(e);
-        }
-        slot.sandbox = Some(sandbox.clone());
-        Ok(sandbox)
-    }
-
-    /// Starts, in the background, a stub for the user's next tab in `sandbox`.
-    fn start_spare(self: &Arc<Self>, key: SandboxKey, sandbox: Sandbox) {
-        let registry = self.clone();
-        self.runtime.spawn(async move {
-            let stub = match registry.backend.start_stub(&sandbox).await {
-                Ok(stub) => stub,
-                Err(e) => {
-                    tracing::debug!(sandbox = %sandbox.id, error = %e, "no spare shell");
-                    return;
-                }
-            };
-            let slot = Self::lock(&registry.sandboxes).get(&key).cloned();
-            if let Some(slot) = slot {
-                let mut slot = slot.lock().await;
-                let same = slot.sandbox.as_ref().is_some_and(|s| s.id == sandbox.id);
-                if same && slot.spare.is_none() {
-                    slot.spare = Some(stub);
-                }
-            }
-        });
-    }
-
     /// The environment of a session's shell: fixed variables, then the context.
     fn session_env(&self, info: &SessionInfo) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> =
@@ -515,35 +391,6 @@ impl SessionRegistry {
             tokio::time::sleep(retain).await;
             Self::lock(&registry.sessions).remove(&id);
         });
-    }
-
-    /// Counts a sandbox about to be made against `sessions.max_sandboxes`.
-    fn reserve_sandbox(&self) -> Result<()> {
-        let max = self.config.max_sandboxes;
-        self.sandboxes_live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .map(drop)
-            .map_err(|_| {
-                Error::LimitReached(format!(
-                    "the server runs {max} sandboxes, its limit (sessions.max_sandboxes)"
-                ))
-            })
-    }
-
-    fn release_sandbox(&self) {
-        let _ = self
-            .sandboxes_live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-    }
-
-    async fn destroy_sandbox(&self, id: &str) {
-        self.release_sandbox();
-        if let Err(e) = self.backend.destroy_sandbox(id).await {
-            tracing::warn!(sandbox = id, error = %e, "could not destroy sandbox");
-        }
-        if let Err(e) = self.store.end_sandbox(id).await {
-            tracing::warn!(sandbox = id, error = %e, "could not record the end of a sandbox");
-        }
     }
 
     /// The live (or recently ended) session `id`, if `caller` may see it.
@@ -669,118 +516,7 @@ impl SessionRegistry {
         &self.backend
     }
 
-    /// The live session `id` and its sandbox, if `caller` may see it (for the files API).
-    /// An ended session is 409; a sandbox that went away is 503.
-    pub async fn sandbox_of(&self, caller: &Caller, id: &str) -> Result<(Arc<Session>, Sandbox)> {
-        let session = self.live(caller, id)?;
-        if session.has_exited() {
-            return Err(Error::Conflict(format!("session {id} has ended")));
-        }
-        let key = (session.info.user.clone(), session.info.namespace.clone());
-        let slot = Self::lock(&self.sandboxes).get(&key).cloned();
-        let sandbox = match slot {
-            Some(slot) => slot.lock().await.sandbox.clone(),
-            None => None,
-        };
-        match sandbox {
-            Some(sandbox) if sandbox.id == session.info.sandbox_id && sandbox.running => {
-                Ok((session, sandbox))
-            }
-            _ => Err(Error::SandboxGone(format!("the sandbox of session {id} is gone"))),
-        }
-    }
-
     pub fn pool(&self) -> &Arc<WarmPool> {
         &self.pool
-    }
-}
-
-/// Turns a started stub into the session's process: one line on its input, then its size.
-async fn activate(mut stub: TtyProcess, line: Vec<u8>, spec: &ProcessSpec) -> Result<TtyProcess> {
-    use tokio::io::AsyncWriteExt;
-    // The stub's terminal is 80x24; a different size is set alongside, not waited for (the
-    // shell follows SIGWINCH).
-    if (spec.cols, spec.rows) != (80, 24) {
-        let control = stub.control.clone();
-        let (cols, rows) = (spec.cols, spec.rows);
-        tokio::spawn(async move { control.resize(cols, rows).await });
-    }
-    stub.input.write_all(&line).await.map_err(|e| Error::io("activating a started shell", e))?;
-    if let Some(id) = spec.session_id() {
-        stub.control.bind_session(&id);
-    }
-    Ok(stub)
-}
-
-fn validate_namespace(namespace: &str) -> Result<()> {
-    let valid = !namespace.is_empty()
-        && namespace.len() <= 63
-        && namespace.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !namespace.starts_with('-')
-        && !namespace.ends_with('-');
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::BadRequest(format!(
-            "namespace {namespace:?} is not a DNS label (lowercase letters, digits, '-', at most 63)"
-        )))
-    }
-}
-
-/// SPEC: keys `[a-z][a-z0-9_]{0,63}`, values at most 1 KiB, at most 32 entries.
-fn validate_context(context: &BTreeMap<String, String>) -> Result<()> {
-    if context.len() > MAX_CONTEXT_ENTRIES {
-        return Err(Error::BadRequest(format!(
-            "context has {} entries; at most {MAX_CONTEXT_ENTRIES} are allowed",
-            context.len()
-        )));
-    }
-    for (key, value) in context {
-        let mut chars = key.chars();
-        let valid_key = key.len() <= 64
-            && chars.next().is_some_and(|c| c.is_ascii_lowercase())
-            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !valid_key {
-            return Err(Error::BadRequest(format!(
-                "context key {key:?} must match [a-z][a-z0-9_]{{0,63}}"
-            )));
-        }
-        if value.len() > MAX_CONTEXT_VALUE {
-            return Err(Error::BadRequest(format!(
-                "context value of {key:?} is {} bytes; at most {MAX_CONTEXT_VALUE} are allowed",
-                value.len()
-            )));
-        }
-        if value.contains('\0') {
-            return Err(Error::BadRequest(format!("context value of {key:?} contains a NUL byte")));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn context_rules_follow_the_spec() {
-        let ok = BTreeMap::from([("run_id".to_string(), "x".repeat(1024))]);
-        assert!(validate_context(&ok).is_ok());
-        for bad_key in ["Run", "1a", "a-b", "", &"a".repeat(65)] {
-            let bad = BTreeMap::from([(bad_key.to_string(), "v".to_string())]);
-            assert!(validate_context(&bad).is_err(), "{bad_key:?} accepted");
-        }
-        let long = BTreeMap::from([("k".to_string(), "x".repeat(1025))]);
-        assert!(validate_context(&long).is_err());
-        let many: BTreeMap<_, _> = (0..33).map(|i| (format!("k{i}"), String::new())).collect();
-        assert!(validate_context(&many).is_err());
-    }
-
-    #[test]
-    fn namespaces_are_dns_labels() {
-        assert!(validate_namespace("team-a").is_ok());
-        assert!(validate_namespace("Team").is_err());
-        assert!(validate_namespace("../x").is_err());
-        assert!(validate_namespace("").is_err());
     }
 }
