@@ -78,17 +78,8 @@ fn bad_configuration_exits_2_naming_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_websockets_with_1001_records_the_end_and_exits_0() {
     let mut server = RealServer::start("[sessions]\ncommand = [\"sh\"]\n");
-    let http = reqwest::Client::new();
     let base = server.base.clone();
-    let session: Value = http
-        .post(format!("{base}/api/v1/sessions"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session = server.create_session(json!({})).await;
     let id = session["id"].as_str().unwrap().to_string();
     let url = format!("{}/api/v1/sessions/{id}/ws", base.replace("http://", "ws://"));
     let mut term = Terminal::connect(&url, None).await.unwrap();

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Event, RealServer};
-use serde_json::{json, Value};
+use serde_json::json;
 
 async fn metric(http: &reqwest::Client, base: &str, name: &str) -> f64 {
     let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
@@ -42,15 +42,7 @@ async fn a_client_that_stops_reading_leaves_memory_bounded() {
     let base = server.base.clone();
     let before = server.rss_kib();
 
-    let session: Value = http
-        .post(format!("{base}/api/v1/sessions"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session = server.create_session(json!({})).await;
     let id = session["id"].as_str().unwrap();
     let url = format!("{}/api/v1/sessions/{id}/ws", base.replace("http://", "ws://"));
     let mut term = common::Terminal::connect(&url, None).await.unwrap();

@@ -11,18 +11,7 @@ use crate::{Res, STALL};
 /// What the local backend gives a shell (its base env plus the session variables that matter),
 /// so that the raw baseline runs the same programs in the same surroundings.
 pub fn raw_env() -> Vec<(String, String)> {
-    let mut env = Vec::new();
-    for key in ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ"] {
-        if let Ok(value) = std::env::var(key) {
-            env.push((key.to_string(), value));
-        }
-    }
-    if !env.iter().any(|(k, _)| k == "PATH") {
-        env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
-    }
-    if !env.iter().any(|(k, _)| k == "LANG") {
-        env.push(("LANG".into(), "C.UTF-8".into()));
-    }
+    let mut env = kterm::sandbox::local::base_env();
     env.push(("TERM".into(), "xterm-256color".into()));
     env.push(("COLORTERM".into(), "truecolor".into()));
     env

@@ -49,7 +49,7 @@ impl LocalBackend {
 
 /// The host environment a local shell starts from: enough to be a normal login, nothing of
 /// kterm's own configuration.
-fn base_env() -> Vec<(String, String)> {
+pub fn base_env() -> Vec<(String, String)> {
     let mut env = Vec::new();
     for key in ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ"] {
         if let Ok(value) = std::env::var(key) {

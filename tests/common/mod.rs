@@ -478,6 +478,18 @@ impl RealServer {
         self.child.id() as i32
     }
 
+    /// POST /api/v1/sessions with `body`; panics unless it answers a session.
+    pub async fn create_session(&self, body: Value) -> Value {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v1/sessions", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /api/v1/sessions");
+        assert_eq!(response.status(), 201);
+        response.json().await.expect("a session")
+    }
+
     /// Resident memory of the server process, in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status =
