@@ -174,8 +174,14 @@ impl Server {
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
         self.shutdown_tx.send_replace(true);
-        // Let the bridges send their close frames before the server drops connections.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Let the bridges queue their close frames (each detaches when it has) before the
+        // server stops; the graceful stop then flushes them.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.state.metrics.clients_attached.get() > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         self.handle.stop(true).await;
         let _ = self.served.await;
         self.background.abort();
