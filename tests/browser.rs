@@ -1,0 +1,199 @@
+//! The web UI in a real browser: Debian's chromium driven by playwright-core from Node. Each test
+//! starts its own in-process server (local backend, its own temporary state) with the config its
+//! scenario needs, then runs `node tests/browser/run.mjs <scenario> <base_url> <screenshot>`,
+//! which exits 0 when every step of the scenario held. The scenarios themselves live in
+//! `tests/browser/scenarios/`; this file only owns the servers and the Node process.
+//!
+//! Skipped with a printed reason when chromium or `assets/node_modules/playwright-core` is missing,
+//! unless `KTERM_REQUIRE_BROWSER=1` (CI), where that is a failure. Screenshots land in
+//! `<target dir>/browser-screenshots/<scenario>.png`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::TestServer;
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use kterm::config::AuthMode;
+
+/// One browser at a time: CI machines have two cores, and chromium wants both.
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A scenario that runs longer than this has hung; Node is killed and the test fails.
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(90);
+
+const LOGIN_USER: &str = "alice";
+const LOGIN_PASSWORD: &str = "browser-pass-1";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("KTERM_CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from)
+}
+
+/// `true` when chromium and playwright-core are there; panics instead of skipping under
+/// KTERM_REQUIRE_BROWSER=1.
+fn browser_available() -> bool {
+    let playwright = repo().join("assets/node_modules/playwright-core/package.json");
+    let missing = if !chromium().is_file() {
+        format!(
+            "no chromium at {} (apt-get install chromium, or set KTERM_CHROMIUM)",
+            chromium().display()
+        )
+    } else if !playwright.is_file() {
+        "no assets/node_modules/playwright-core (run `npm ci --prefix assets`)".to_string()
+    } else {
+        return true;
+    };
+    if std::env::var("KTERM_REQUIRE_BROWSER").as_deref() == Ok("1") {
+        panic!("KTERM_REQUIRE_BROWSER=1 but {missing}");
+    }
+    eprintln!("SKIPPED: {missing}; set KTERM_REQUIRE_BROWSER=1 to fail instead");
+    false
+}
+
+/// `<target dir>/browser-screenshots/<scenario>.png`; CARGO_TARGET_TMPDIR is `<target dir>/tmp`.
+fn screenshot_path(scenario: &str) -> PathBuf {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap_or(Path::new("target"));
+    let dir = target.join("browser-screenshots");
+    let _ = std::fs::create_dir_all(&dir);
+    dir.join(format!("{scenario}.png"))
+}
+
+/// Runs one scenario against `server` and fails the test, with Node's output, unless it passes.
+/// `env` reaches the scenario (e.g. the credentials it logs in with).
+async fn run_scenario(scenario: &str, server: &TestServer, env: &[(&str, &str)]) {
+    let screenshot = screenshot_path(scenario);
+    let mut node = tokio::process::Command::new("node");
+    node.arg(repo().join("tests/browser/run.mjs"))
+        .arg(scenario)
+        .arg(&server.base)
+        .arg(&screenshot)
+        .env("KTERM_CHROMIUM", chromium())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = node.spawn().expect("run node (is Node.js installed?)");
+    let output = match tokio::time::timeout(SCENARIO_TIMEOUT, child.wait_with_output()).await {
+        Ok(output) => output.expect("wait for node"),
+        // Dropping the future drops the child, which kill_on_drop kills.
+        Err(_) => panic!("scenario {scenario} did not finish within {SCENARIO_TIMEOUT:?}"),
+    };
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    println!("--- node stdout ({scenario}) ---\n{}", text(&output.stdout));
+    println!("--- node stderr ({scenario}) ---\n{}", text(&output.stderr));
+    println!("screenshot: {}", screenshot.display());
+    assert!(
+        output.status.success(),
+        "browser scenario {scenario} failed ({}):\n{}{}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+/// Starts a server with the test config and `toml` merged over it, as a config file would be.
+/// Keys are checked at run time, so a scenario can name keys a build of the server lacks yet.
+async fn start_with_toml(toml: &str) -> TestServer {
+    TestServer::start_with(|config| {
+        let base = std::mem::take(config);
+        *config = Figment::from(Serialized::defaults(base))
+            .merge(Toml::string(toml))
+            .extract()
+            .unwrap_or_else(|e| panic!("this scenario's config does not load: {e}"));
+    })
+    .await
+}
+
+/// Takes the browser lock and checks the browser is there; `None` means skip.
+async fn browser() -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    let guard = BROWSER.lock().await;
+    browser_available().then_some(guard)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn type_and_read_back() {
+    let Some(_browser) = browser().await else { return };
+    let server = TestServer::start().await;
+    run_scenario("echo", &server, &[]).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_resize_reaches_the_pty() {
+    let Some(_browser) = browser().await else { return };
+    let server = TestServer::start().await;
+    run_scenario("resize", &server, &[]).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tabs_survive_a_reload() {
+    let Some(_browser) = browser().await else { return };
+    let server = TestServer::start().await;
+    run_scenario("tabs", &server, &[]).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_tree_and_editor() {
+    let Some(_browser) = browser().await else { return };
+    let server = TestServer::start().await;
+    run_scenario("files", &server, &[]).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contextual_launch() {
+    let Some(_browser) = browser().await else { return };
+    let server = TestServer::start().await;
+    run_scenario("context", &server, &[]).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_after_a_cut_connection() {
+    let Some(_browser) = browser().await else { return };
+    let server = TestServer::start().await;
+    run_scenario("reconnect", &server, &[]).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_and_logout() {
+    let Some(_browser) = browser().await else { return };
+    let server = TestServer::start_with(|c| c.auth.mode = AuthMode::Local).await;
+    kterm::auth::users::add(&server.state().store, LOGIN_USER, LOGIN_PASSWORD)
+        .await
+        .expect("user added");
+    let env = [("KTERM_TEST_USER", LOGIN_USER), ("KTERM_TEST_PASSWORD", LOGIN_PASSWORD)];
+    run_scenario("login", &server, &env).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn banner_before_max_lifetime() {
+    let Some(_browser) = browser().await else { return };
+    let server =
+        start_with_toml("[sessions]\nmax_lifetime = \"30s\"\nwarn_before = \"25s\"\n").await;
+    run_scenario("banner_lifetime", &server, &[]).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn banner_before_idle_timeout_and_keep_alive() {
+    let Some(_browser) = browser().await else { return };
+    let server = start_with_toml(
+        "[sessions]\nidle_when_attached = true\nidle_timeout = \"8s\"\nwarn_before = \"6s\"\n",
+    )
+    .await;
+    run_scenario("banner_idle", &server, &[]).await;
+    server.stop().await;
+}

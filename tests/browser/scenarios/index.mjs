@@ -1,0 +1,20 @@
+// The scenarios by the name tests/browser.rs passes to run.mjs.
+
+import { bannerIdle, bannerLifetime } from './banner.mjs';
+import { files } from './files.mjs';
+import { login } from './login.mjs';
+import { reconnect } from './reconnect.mjs';
+import { tabsScenario } from './tabs.mjs';
+import { context, echo, resize } from './terminal.mjs';
+
+export const SCENARIOS = {
+  echo,
+  resize,
+  tabs: tabsScenario,
+  files,
+  context,
+  reconnect,
+  login,
+  banner_lifetime: bannerLifetime,
+  banner_idle: bannerIdle,
+};
