@@ -5,6 +5,8 @@
  * launch parameters survive the detour). The session cookie is HttpOnly: this
  * script never sees it. Relative URLs only; no inline script (CSP).
  */
+import './login.css';
+
 (function () {
   'use strict';
 

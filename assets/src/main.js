@@ -1,0 +1,388 @@
+// kterm's page: tabs of terminals, the workspace tree and editor, the connection state, the
+// lifecycle banner, and the user. Tabs and panel sizes are remembered in localStorage, so a
+// reload re-attaches every tab to its session (the server replays its recent output).
+
+import '@xterm/xterm/css/xterm.css';
+import './style.css';
+import { ApiError, api, describe, sessionUrl, toLogin } from './api.js';
+import { confirm, ask } from './dialog.js';
+import { EditorPane } from './editor.js';
+import { FileTree } from './files.js';
+import { Banner } from './banner.js';
+import { Layout } from './layout.js';
+import { load, save } from './storage.js';
+import { TerminalTab } from './terminal.js';
+import { applyPageTheme, initialTheme } from './theme.js';
+
+const $ = (id) => document.getElementById(id);
+const FONT_MIN = 8;
+const FONT_MAX = 32;
+
+const prefs = load('prefs', { theme: null, fontSize: 14, copyOnSelect: true });
+prefs.theme = initialTheme(prefs.theme);
+applyPageTheme(prefs.theme);
+
+const tabs = [];
+let active = -1;
+let me = null;
+
+const tabHost = {
+  prefs: () => prefs,
+  changed: (tab) => {
+    renderTabs();
+    if (tab === tabs[active]) renderState();
+    persist();
+  },
+  warning: () => banner.update(tabs),
+  shortcut: (event) => shortcut(event),
+  replace: (tab) => createSession({ namespace: tab.namespace || undefined, context: tab.context }),
+  login: () => toLogin(),
+};
+
+const layout = new Layout(() => tabs[active]?.scheduleFit());
+const banner = new Banner((tab) => tab.keepAlive(), () => banner.update(tabs));
+const files = new FileTree({
+  session: () => liveSession(),
+  open: (path) => editor.open(path),
+  closed: (path) => editor.closed(path),
+});
+const editor = new EditorPane({
+  session: () => liveSession(),
+  theme: () => prefs.theme,
+  layout: () => layout.apply(),
+});
+
+/** The active tab's session while it runs: the files API works through it. */
+function liveSession() {
+  const tab = tabs[active];
+  return tab && tab.state !== 'ended' ? tab.session : null;
+}
+
+// --- tabs ----------------------------------------------------------------------------------
+
+function persist() {
+  save('tabs', {
+    tabs: tabs.map((t) => ({ session: t.session, title: t.title, custom: t.customTitle })),
+    active,
+  });
+}
+
+function renderTabs() {
+  const bar = $('tabs');
+  const buttons = tabs.map((tab, i) => {
+    const el = document.createElement('div');
+    el.className = `tab${i === active ? ' active' : ''}`;
+    el.dataset.session = tab.session;
+    el.dataset.state = tab.state;
+    el.setAttribute('role', 'tab');
+    el.setAttribute('aria-selected', String(i === active));
+    el.title = `${tab.title} (${tab.status})${i < 9 ? `  Alt+${i + 1}` : ''}`;
+    const dot = document.createElement('span');
+    dot.className = 'tab-dot';
+    const title = document.createElement('span');
+    title.className = 'tab-title';
+    title.textContent = tab.title;
+    title.addEventListener('dblclick', () => renameTab(tab));
+    const close = document.createElement('button');
+    close.type = 'button';
+    close.className = 'tab-close icon';
+    close.textContent = '×';
+    close.title = 'Close (Alt+W)';
+    close.setAttribute('aria-label', `close ${tab.title}`);
+    close.addEventListener('click', (event) => {
+      event.stopPropagation();
+      closeTab(tab);
+    });
+    el.append(dot, title, close);
+    el.addEventListener('click', () => activate(tabs.indexOf(tab)));
+    el.addEventListener('auxclick', (event) => event.button === 1 && closeTab(tab));
+    return el;
+  });
+  bar.replaceChildren(...buttons);
+}
+
+function renderState() {
+  const tab = tabs[active];
+  const state = $('conn-state');
+  state.dataset.state = tab ? tab.state : 'idle';
+  $('conn-text').textContent = tab ? tab.status : 'no terminal';
+  const action = $('conn-action');
+  action.hidden = !tab?.action;
+  action.textContent = tab?.action?.label ?? '';
+  const context = $('context');
+  const items = Object.entries(tab?.context ?? {}).map(([k, v]) => `${k}=${v}`);
+  if (tab?.namespace && tab.namespace !== 'default') items.unshift(`namespace=${tab.namespace}`);
+  context.replaceChildren(...items.map((text) => {
+    const item = document.createElement('span');
+    item.className = 'context-item';
+    item.textContent = text;
+    return item;
+  }));
+  context.title = items.join('\n');
+  context.hidden = items.length === 0;
+  document.title = tab ? `${tab.title} · kterm` : 'kterm';
+}
+
+function activate(index) {
+  if (index < 0 || index >= tabs.length) return;
+  tabs[active]?.hide();
+  active = index;
+  tabs[active].show();
+  $('empty')?.remove();
+  renderTabs();
+  renderState();
+  persist();
+  files.showFor(tabs[active].namespace || 'default');
+}
+
+function addTab(record) {
+  const tab = new TerminalTab(record, tabHost);
+  tabs.push(tab);
+  $('terminals').append(tab.pane);
+  tab.connect();
+  return tab;
+}
+
+async function createSession(launch = {}) {
+  const size = tabs[active]?.term;
+  const body = { cols: size?.cols ?? 120, rows: size?.rows ?? 32 };
+  if (launch.namespace) body.namespace = launch.namespace;
+  if (launch.context && Object.keys(launch.context).length) body.context = launch.context;
+  return api('POST', 'api/v1/sessions', body);
+}
+
+async function newTab(launch = {}) {
+  let session;
+  try {
+    session = await createSession(launch);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return toLogin();
+    showProblem(`A new terminal could not be opened: ${describe(err)}`);
+    return;
+  }
+  addTab({
+    session: session.id,
+    title: `shell ${tabs.length + 1}`,
+    context: session.context,
+    namespace: session.namespace,
+  });
+  activate(tabs.length - 1);
+}
+
+async function closeTab(tab) {
+  if (tab.state !== 'ended'
+    && !(await confirm(`End "${tab.title}"? Its shell and everything running in it stop.`, 'End session'))) {
+    return;
+  }
+  if (tab.state !== 'ended') {
+    try {
+      await api('DELETE', sessionUrl(tab.session));
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 404)) {
+        showProblem(`The session could not be ended: ${describe(err)}`);
+        return;
+      }
+    }
+  }
+  const index = tabs.indexOf(tab);
+  if (index < 0) return;
+  tabs.splice(index, 1);
+  tab.dispose();
+  if (index < active || active >= tabs.length) active -= 1;
+  if (tabs.length === 0) {
+    active = -1;
+    showEmpty();
+  } else {
+    tabs[active].show();
+  }
+  banner.update(tabs);
+  renderTabs();
+  renderState();
+  persist();
+}
+
+async function renameTab(tab) {
+  const title = await ask('Rename the tab', { value: tab.title, ok: 'Rename' });
+  if (title === null) return;
+  tab.title = title.trim() || tab.title;
+  tab.customTitle = Boolean(title.trim());
+  tabHost.changed(tab);
+}
+
+function showEmpty() {
+  const empty = document.createElement('div');
+  empty.id = 'empty';
+  const text = document.createElement('p');
+  text.textContent = 'No terminal is open.';
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.textContent = 'New terminal';
+  button.addEventListener('click', () => newTab());
+  empty.append(text, button);
+  $('terminals').append(empty);
+  files.showFor(null);
+}
+
+function showProblem(text) {
+  const state = $('conn-state');
+  state.dataset.state = 'error';
+  $('conn-text').textContent = text;
+}
+
+// --- keys ----------------------------------------------------------------------------------
+
+/** The page's shortcuts; true when the key was one (the terminal then ignores it). */
+function shortcut(event) {
+  const alt = event.altKey && !event.ctrlKey && !event.metaKey;
+  const mod = (event.ctrlKey || event.metaKey) && !event.altKey;
+  const key = event.key.toLowerCase();
+  let done = true;
+  if (alt && key === 't') newTab();
+  else if (alt && key === 'w' && tabs[active]) closeTab(tabs[active]);
+  else if (alt && /^[1-9]$/.test(event.key)) activate(Math.min(Number(event.key), tabs.length) - 1);
+  else if ((alt || event.ctrlKey) && event.key === 'PageDown') activate((active + 1) % tabs.length);
+  else if ((alt || event.ctrlKey) && event.key === 'PageUp') activate((active - 1 + tabs.length) % tabs.length);
+  else if (alt && key === 'b') layout.toggleFiles();
+  else if (mod && (event.key === '=' || event.key === '+')) setFont(prefs.fontSize + 1);
+  else if (mod && event.key === '-') setFont(prefs.fontSize - 1);
+  else if (mod && event.key === '0') setFont(14);
+  else done = false;
+  if (done) event.preventDefault();
+  return done;
+}
+
+document.addEventListener('keydown', (event) => {
+  // Keys typed into the terminal went through its own handler already.
+  if (event.target.closest?.('.xterm, dialog')) return;
+  shortcut(event);
+});
+
+// --- preferences ---------------------------------------------------------------------------
+
+function setFont(size) {
+  prefs.fontSize = Math.max(FONT_MIN, Math.min(FONT_MAX, size));
+  savePrefs();
+}
+
+function savePrefs() {
+  applyPageTheme(prefs.theme);
+  for (const tab of tabs) tab.applyPrefs(prefs);
+  editor.setTheme(prefs.theme);
+  save('prefs', prefs);
+}
+
+// --- start ---------------------------------------------------------------------------------
+
+/** `?namespace=NS&ctx.KEY=VALUE`: a new tab with that namespace and context (SPEC.md). */
+function takeLaunchParameters() {
+  const url = new URL(window.location.href);
+  const launch = { context: {} };
+  for (const [key, value] of [...url.searchParams]) {
+    if (key === 'namespace') launch.namespace = value;
+    else if (key.startsWith('ctx.') && key.length > 4) launch.context[key.slice(4)] = value;
+    else continue;
+    url.searchParams.delete(key);
+  }
+  if (!launch.namespace && !Object.keys(launch.context).length) return null;
+  // A reload re-attaches the launched tab instead of launching another one.
+  window.history.replaceState(null, '', url.pathname + url.search + url.hash);
+  return launch;
+}
+
+async function showUser() {
+  $('user-name').textContent = me.user;
+  $('user-name').title = me.admin ? `${me.user} (admin)` : me.user;
+  try {
+    const login = await api('GET', 'api/v1/auth/login');
+    $('logout').hidden = !(login.fields?.length);
+  } catch {
+    // Without it the page just has no logout button.
+  }
+}
+
+async function start() {
+  try {
+    me = await api('GET', 'api/v1/me');
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return toLogin();
+    showProblem(`kterm cannot be reached: ${describe(err)}`);
+    setTimeout(start, 3000);
+    return;
+  }
+  showUser();
+  const launch = takeLaunchParameters();
+  const saved = load('tabs', { tabs: [], active: 0 });
+  let live = [];
+  try {
+    live = (await api('GET', 'api/v1/sessions')).sessions
+      .filter((s) => s.user === me.user && (s.status === 'running' || s.status === 'pending'));
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return toLogin();
+  }
+  const byId = new Map(live.map((s) => [s.id, s]));
+  // The tabs this browser had, while their sessions run; a new browser gets the user's
+  // running sessions instead of new ones (which would soon reach sessions.max_per_user).
+  let records = saved.tabs.filter((t) => byId.has(t.session));
+  if (saved.tabs.length === 0) records = live.map((s, i) => ({ session: s.id, title: `shell ${i + 1}` }));
+  for (const record of records) {
+    const session = byId.get(record.session);
+    addTab({ ...record, context: session.context, namespace: session.namespace });
+  }
+  if (launch) {
+    await newTab(launch);
+  } else if (tabs.length === 0) {
+    await newTab();
+  } else {
+    activate(Math.min(Math.max(saved.active, 0), tabs.length - 1));
+  }
+}
+
+$('new-tab').addEventListener('click', () => newTab());
+$('conn-action').addEventListener('click', () => tabs[active]?.action?.run());
+$('font-smaller').addEventListener('click', () => setFont(prefs.fontSize - 1));
+$('font-larger').addEventListener('click', () => setFont(prefs.fontSize + 1));
+$('theme-toggle').addEventListener('click', () => {
+  prefs.theme = prefs.theme === 'dark' ? 'light' : 'dark';
+  savePrefs();
+});
+$('toggle-files').addEventListener('click', () => layout.toggleFiles());
+$('logout').addEventListener('click', async () => {
+  try {
+    await api('POST', 'api/v1/auth/logout');
+  } finally {
+    window.location.assign('login.html');
+  }
+});
+window.addEventListener('online', () => {
+  for (const tab of tabs) if (tab.state === 'reconnecting') tab.retryNow();
+});
+
+// Drag and drop anywhere uploads into the workspace.
+let dragDepth = 0;
+window.addEventListener('dragenter', (event) => {
+  if (!event.dataTransfer?.types.includes('Files')) return;
+  dragDepth += 1;
+  $('drop-hint').hidden = false;
+});
+window.addEventListener('dragleave', () => {
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (dragDepth === 0) $('drop-hint').hidden = true;
+});
+window.addEventListener('dragover', (event) => event.preventDefault());
+window.addEventListener('drop', (event) => {
+  event.preventDefault();
+  dragDepth = 0;
+  $('drop-hint').hidden = true;
+  if (event.dataTransfer?.files.length) files.upload(event.dataTransfer.files);
+});
+
+// A handle for people debugging in the console, and for the browser tests.
+window.kterm = {
+  tabs: () => tabs.map((t) => ({ session: t.session, title: t.title, state: t.state, renderer: t.renderer })),
+  active: () => active,
+  text: (i = active) => tabs[i]?.text() ?? '',
+  editorText: () => editor.text(),
+};
+
+layout.apply();
+start();
