@@ -50,7 +50,9 @@ export async function launch() {
 export function logPageProblems(page, label = 'page') {
   page.on('pageerror', (e) => console.log(`[${label}] uncaught: ${e.message}`));
   page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') {
+    // Software WebGL's performance notes are noise.
+    const noise = m.text().includes('GL Driver Message');
+    if ((m.type() === 'error' || m.type() === 'warning') && !noise) {
       console.log(`[${label}] console.${m.type()}: ${m.text()}`);
     }
   });
@@ -144,6 +146,11 @@ export async function termText(page, tab) {
   return page.evaluate((i) => window.kterm.text(i), tab);
 }
 
+/** The session id of the active tab. */
+export async function activeSession(page) {
+  return page.evaluate(() => window.kterm.tabs()[window.kterm.active()].session);
+}
+
 /** Lines of `text` equal to `line`. */
 export function countLines(text, line) {
   return text.split('\n').filter((l) => l === line).length;
@@ -175,7 +182,8 @@ export async function focusTerminal(page) {
   try {
     await term.click({ timeout: WAIT });
   } catch (e) {
-    throw new Error(`cannot click the active terminal (.xterm:visible): ${e.message.split('\n')[0]}` +
+    const why = e.message.split('\n')[0];
+    throw new Error(`cannot click the active terminal (.xterm:visible): ${why}` +
       (await describePage(page)));
   }
   await waitFor(page, 'keyboard focus inside the terminal',

@@ -26,6 +26,9 @@ const page = context.pages()[0] ?? await context.newPage();
 logPageProblems(page);
 // A scenario may replace `t.page` (e.g. a second page); the screenshot is of the current one.
 const t = { base: base.replace(/\/$/, ''), screenshot, context, page, log, cleanups: [] };
+/** An extra screenshot mid-scenario, `<scenario>-<suffix>.png` (best effort). */
+t.snap = (suffix) => t.page.screenshot({ path: screenshot.replace(/\.png$/, `-${suffix}.png`) })
+  .catch((e) => log(`(no screenshot ${suffix}: ${e.message.split('\n')[0]})`));
 
 let failure = null;
 try {

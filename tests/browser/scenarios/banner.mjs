@@ -3,7 +3,8 @@
 // `{"type":"keep_alive"}`, which pushes the idle deadline back.
 
 import {
-  api, check, elapse, openTerminal, runAndWait, waitFor, waitHidden, waitState, waitVisible,
+  activeSession, api, check, elapse, openTerminal, runAndWait, waitFor, waitHidden, waitState,
+  waitVisible,
 } from '../lib.mjs';
 
 async function waitBanner(page, reason, timeout) {
@@ -15,8 +16,8 @@ async function waitBanner(page, reason, timeout) {
 }
 
 async function sessionStatus(page) {
-  const [tab] = await page.evaluate(() => window.kterm.tabs());
-  const { status, body } = await api(page, 'GET', `/api/v1/sessions/${tab.session}`);
+  const session = await activeSession(page);
+  const { status, body } = await api(page, 'GET', `/api/v1/sessions/${session}`);
   check(status === 200, `GET the session: ${status} ${JSON.stringify(body)}`);
   return body.status;
 }
@@ -27,7 +28,7 @@ export async function bannerLifetime(t) {
   await openTerminal(page, `${t.base}/`);
   await waitBanner(page, 'max_lifetime', 20_000);
   log(`banner: ${(await page.locator('#banner').textContent()).trim()}`);
-  await page.screenshot({ path: t.screenshot.replace(/\.png$/, '-shown.png') }).catch(() => {});
+  await t.snap('shown');
   await page.locator('#banner-dismiss').click();
   await waitHidden(page, '#banner', '#banner after dismiss');
   await waitState(page, 'connected');
@@ -45,6 +46,7 @@ export async function bannerIdle(t) {
   await waitBanner(page, 'idle_timeout', 15_000);
   const shown = Date.now();
   log('idle banner shown');
+  await t.snap('shown');
   await page.locator('#banner-keepalive').click();
   await waitHidden(page, '#banner', '#banner after keep-alive');
   log('keep-alive clicked; banner hidden');
@@ -64,11 +66,12 @@ export async function bannerIdle(t) {
     if (pressed) presses += 1;
     await elapse(200);
   }
-  log(`${presses} keep-alive press(es); ${((Date.now() - shown) / 1000).toFixed(1)}s after the banner`);
+  const after = ((Date.now() - shown) / 1000).toFixed(1);
+  log(`${presses} keep-alive press(es); ${after}s after the banner`);
   const state = await page.locator('#conn-state').getAttribute('data-state');
   check(state === 'connected', `still connected after the original deadline, got ${state}`);
   const status = await sessionStatus(page);
-  check(status === 'running', `the session is still running after the original deadline: ${status}`);
+  check(status === 'running', `the session still runs after the original deadline: ${status}`);
   await runAndWait(page, 'echo kept-$((3+4))', 'kept-7');
 
   // Left alone, the banner comes back and the session ends.

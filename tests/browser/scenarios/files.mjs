@@ -3,7 +3,8 @@
 // underneath is not overwritten silently.
 
 import {
-  api, check, openTerminal, run, runAndWait, waitFor, waitForLine, waitHidden, waitVisible,
+  activeSession, api, check, openTerminal, run, runAndWait, waitFor, waitForLine, waitHidden,
+  waitVisible,
 } from '../lib.mjs';
 
 const item = (path, type) => `.tree-item[data-path="${path}"][data-type="${type}"]`;
@@ -22,7 +23,8 @@ const editorText = (page) => page.evaluate(() => window.kterm.editorText());
 
 async function waitDirty(page, dirty) {
   await waitFor(page, `#editor-title[data-dirty=${dirty}]`,
-    (d) => document.querySelector('#editor-title')?.getAttribute('data-dirty') === String(d), dirty);
+    (d) => document.querySelector('#editor-title')?.getAttribute('data-dirty') === String(d),
+    dirty);
 }
 
 export async function files(t) {
@@ -31,7 +33,8 @@ export async function files(t) {
   await waitVisible(page, '#files', 'the file sidebar #files (open by default on a wide window)');
 
   await runAndWait(page,
-    "mkdir -p sub && printf 'first line\\n' > notes.txt && echo inner > sub/inner.txt && echo made-$((1+1))",
+    "mkdir -p sub && printf 'first line\\n' > notes.txt && echo inner > sub/inner.txt" +
+      ' && echo made-$((1+1))',
     'made-2');
   await waitForItem(page, 'notes.txt', 'file');
   await waitForItem(page, 'sub', 'dir');
@@ -76,20 +79,19 @@ export async function files(t) {
   await page.locator(item('notes.txt', 'file')).click();
   await waitFor(page, 'the editor to reopen notes.txt',
     () => window.kterm.editorText() === 'first line\nsecond line!');
-  const put = await page.evaluate(async () => {
-    const [tab] = window.kterm.tabs();
-    const res = await fetch(`/api/v1/sessions/${tab.session}/files/content?path=notes.txt`,
+  const session = await activeSession(page);
+  const put = await page.evaluate(async (session) => {
+    const res = await fetch(`/api/v1/sessions/${session}/files/content?path=notes.txt`,
       { method: 'PUT', body: 'changed underneath\n' });
     return res.status;
-  });
+  }, session);
   check(put === 204, `PUT notes.txt from outside: ${put}`);
   await page.locator('#editor .cm-content').click();
   await page.keyboard.press('Control+End');
   await page.keyboard.type(' edited');
   await page.keyboard.press('Control+S');
   await waitVisible(page, '#editor-conflict', 'the conflict bar #editor-conflict');
-  const [tab] = await page.evaluate(() => window.kterm.tabs());
-  const now = await api(page, 'GET', `/api/v1/sessions/${tab.session}/files/content?path=notes.txt`);
+  const now = await api(page, 'GET', `/api/v1/sessions/${session}/files/content?path=notes.txt`);
   check(now.body === 'changed underneath\n',
     `the change underneath was not overwritten: ${JSON.stringify(now.body)}`);
   log('a change underneath shows the conflict bar and is kept');

@@ -34,6 +34,7 @@ export async function login(t) {
   await page.goto(`${t.base}/`);
   await waitForLoginForm(page, 'a visit without a cookie');
   log(`sent to ${page.url()}`);
+  await t.snap('form');
 
   const refused = await submit(page, user, `${password}-wrong`);
   check(refused === 401, `a wrong password is refused with 401, got ${refused}`);

@@ -21,6 +21,7 @@ export async function reconnect(t) {
   log(`cut ${cut} sockets; refusing new connections`);
   await waitState(page, 'reconnecting');
   log('the page shows reconnecting');
+  await t.snap('reconnecting');
 
   proxy.release();
   await waitState(page, 'connected', 30_000);

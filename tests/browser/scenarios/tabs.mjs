@@ -45,7 +45,8 @@ export async function tabsScenario(t) {
   await waitForPrompt(page, 1);
   const second = (await tabs(page))[1];
   check(second.session !== first.session, `the new tab has its own session: ${second.session}`);
-  await waitVisible(page, `#tabs .tab.active[data-session="${second.session}"]`, 'the new tab, active');
+  await waitVisible(page, `#tabs .tab.active[data-session="${second.session}"]`,
+    'the new tab, active');
   log(`two tabs: ${first.session} ${second.session}`);
 
   await runAndWait(page, 'echo tab-two-$((2+2))', 'tab-two-4', { tab: 1 });

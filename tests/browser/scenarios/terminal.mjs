@@ -2,8 +2,8 @@
 // contextual launch (`?ctx.KEY=VALUE&namespace=NS` in the page URL).
 
 import {
-  api, check, countLines, elapse, openTerminal, run, runAndWait, termText, waitFor, waitHidden,
-  waitVisible,
+  activeSession, api, check, countLines, elapse, openTerminal, run, runAndWait, termText, waitFor,
+  waitHidden, waitVisible,
 } from '../lib.mjs';
 
 /** Open the page, type `echo hello`, read `hello` back from the terminal buffer. */
@@ -93,8 +93,8 @@ export async function context(t) {
   log(`#context: ${await page.locator('#context').textContent()}`);
 
   await runAndWait(page, 'echo "ctx=$KTERM_CTX_RUN_ID"', 'ctx=r-42');
-  const [tab] = await page.evaluate(() => window.kterm.tabs());
-  const { status, body } = await api(page, 'GET', `/api/v1/sessions/${tab.session}`);
+  const session = await activeSession(page);
+  const { status, body } = await api(page, 'GET', `/api/v1/sessions/${session}`);
   check(status === 200, `GET the session: ${status} ${JSON.stringify(body)}`);
   check(body.namespace === 'team-a', `the session's namespace is team-a: ${JSON.stringify(body)}`);
   check(body.context?.run_id === 'r-42', `the session's context: ${JSON.stringify(body)}`);
