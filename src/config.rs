@@ -71,6 +71,20 @@ pub struct ServerConfig {
     pub max_request_headers: ByteSize,
 }
 
+impl ServerConfig {
+    /// The path of `public_url` without a trailing slash (`/tools/kterm`), or `""` when kterm
+    /// is served at the root: every route is also served under it.
+    pub fn base_path(&self) -> &str {
+        let Some((_, rest)) = self.public_url.split_once("://") else {
+            return "";
+        };
+        match rest.find('/') {
+            Some(i) => rest[i..].trim_end_matches('/'),
+            None => "",
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -251,6 +265,12 @@ impl Config {
                 return Err(ConfigError::key(
                     "server.public_url",
                     format!("{url:?} must start with http:// or https://"),
+                ));
+            }
+            if url.contains(['?', '#']) || self.server.base_path().contains("//") {
+                return Err(ConfigError::key(
+                    "server.public_url",
+                    format!("{url:?} must be a URL such as https://dash.example.com/kterm, without a query, fragment or empty path segment"),
                 ));
             }
         }
@@ -533,6 +553,7 @@ mod tests {
             assert_eq!(config.sessions.idle_timeout.0, Duration::from_secs(1800));
             assert_eq!(config.sessions.warn_before.0, Duration::from_secs(300));
             assert!(!config.sessions.idle_when_attached);
+            assert_eq!(config.server.base_path(), "");
             Ok(())
         });
     }
@@ -587,6 +608,27 @@ mod tests {
             assert!(config.sessions.idle_when_attached);
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_base_path_is_public_urls_path() {
+        let mut config = Config::default();
+        for (url, base) in [
+            ("", ""),
+            ("https://dash.example.com", ""),
+            ("https://dash.example.com/", ""),
+            ("https://dash.example.com/tools/kterm", "/tools/kterm"),
+            ("http://dash.example.com:8443/tools/kterm/", "/tools/kterm"),
+        ] {
+            config.server.public_url = url.into();
+            assert_eq!(config.server.base_path(), base, "{url}");
+            assert!(config.validate().is_ok(), "{url}");
+        }
+        for url in ["https://dash.example.com/kterm?x=1", "https://dash.example.com//kterm"] {
+            config.server.public_url = url.into();
+            let err = config.validate().unwrap_err();
+            assert!(err.0.contains("server.public_url"), "{err}");
+        }
     }
 
     #[test]
