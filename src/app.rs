@@ -252,8 +252,16 @@ async fn housekeeping(state: web::Data<AppState>) {
 }
 
 /// Batches `last_active` writes and ends idle or expired sessions.
+///
+/// Warnings do not wait for this tick (each attachment has its own timer), but the end should
+/// follow the warned time closely: the period is a quarter of the shortest of the timeouts and
+/// `warn_before`, between 100ms and 5s.
 async fn background_tasks(registry: Arc<SessionRegistry>) {
-    let shortest = registry.config().idle_timeout.0.min(registry.config().max_lifetime.0);
+    let config = registry.config();
+    let mut shortest = config.idle_timeout.0.min(config.max_lifetime.0);
+    if !config.warn_before.0.is_zero() {
+        shortest = shortest.min(config.warn_before.0);
+    }
     let period = (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -71,6 +71,20 @@ pub struct ServerConfig {
     pub max_request_headers: ByteSize,
 }
 
+impl ServerConfig {
+    /// The path of `public_url` without a trailing slash (`/tools/kterm`), or `""` when kterm
+    /// is served at the root: every route is also served under it.
+    pub fn base_path(&self) -> &str {
+        let Some((_, rest)) = self.public_url.split_once("://") else {
+            return "";
+        };
+        match rest.find('/') {
+            Some(i) => rest[i..].trim_end_matches('/'),
+            None => "",
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -168,6 +182,12 @@ pub struct SessionsConfig {
     pub create_per_minute: u32,
     pub idle_timeout: HumanDuration,
     pub max_lifetime: HumanDuration,
+    /// Attached clients are warned this long before an idle timeout or the maximum lifetime
+    /// ends their session; 0s: no warnings.
+    pub warn_before: HumanDuration,
+    /// An attached client that sends no input (while the shell prints nothing) for
+    /// `idle_timeout` counts as idle too; off, attached sessions never idle out.
+    pub idle_when_attached: bool,
     pub scrollback: ByteSize,
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
@@ -185,6 +205,8 @@ impl Default for SessionsConfig {
             create_per_minute: 20,
             idle_timeout: HumanDuration::secs(30 * 60),
             max_lifetime: HumanDuration::secs(8 * 3600),
+            warn_before: HumanDuration::secs(5 * 60),
+            idle_when_attached: false,
             scrollback: ByteSize(256 * 1024),
             command: Vec::new(),
             env: BTreeMap::new(),
@@ -245,6 +267,12 @@ impl Config {
                     format!("{url:?} must start with http:// or https://"),
                 ));
             }
+            if url.contains(['?', '#']) || self.server.base_path().contains("//") {
+                return Err(ConfigError::key(
+                    "server.public_url",
+                    format!("{url:?} must be a URL such as https://dash.example.com/kterm, without a query, fragment or empty path segment"),
+                ));
+            }
         }
         for origin in &self.server.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
@@ -275,6 +303,18 @@ impl Config {
             return Err(ConfigError::key(
                 "sessions.idle_timeout",
                 "idle_timeout and max_lifetime must be longer than 0s",
+            ));
+        }
+        let sessions = &self.sessions;
+        if sessions.idle_when_attached && sessions.warn_before.0 >= sessions.idle_timeout.0 {
+            return Err(ConfigError::key(
+                "sessions.warn_before",
+                format!(
+                    "{} must be shorter than sessions.idle_timeout ({}) when \
+                     sessions.idle_when_attached = true, or every keystroke would warn again",
+                    humantime::format_duration(sessions.warn_before.0),
+                    humantime::format_duration(sessions.idle_timeout.0)
+                ),
             ));
         }
         if self.sessions.command.first().is_some_and(|c| c.is_empty()) {
@@ -511,6 +551,9 @@ mod tests {
             assert_eq!(config.server.listen, "127.0.0.1:8080");
             assert_eq!(config.sessions.scrollback, ByteSize(256 * 1024));
             assert_eq!(config.sessions.idle_timeout.0, Duration::from_secs(1800));
+            assert_eq!(config.sessions.warn_before.0, Duration::from_secs(300));
+            assert!(!config.sessions.idle_when_attached);
+            assert_eq!(config.server.base_path(), "");
             Ok(())
         });
     }
@@ -550,6 +593,42 @@ mod tests {
             assert!(err.0.contains("auth.mode"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn warnings_of_attached_idleness_must_fit_in_the_idle_timeout() {
+        Jail::expect_with(|jail| {
+            let toml = "[sessions]\nidle_timeout = \"2m\"\nidle_when_attached = true\n";
+            jail.create_file("k.toml", toml)?;
+            let err = Config::load(Some(Path::new("k.toml")), &Overrides::default()).unwrap_err();
+            assert!(err.0.contains("sessions.warn_before"), "{err}");
+            jail.create_file("k.toml", &format!("{toml}warn_before = \"30s\"\n"))?;
+            let config = Config::load(Some(Path::new("k.toml")), &Overrides::default())
+                .map_err(|e| e.to_string())?;
+            assert!(config.sessions.idle_when_attached);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_base_path_is_public_urls_path() {
+        let mut config = Config::default();
+        for (url, base) in [
+            ("", ""),
+            ("https://dash.example.com", ""),
+            ("https://dash.example.com/", ""),
+            ("https://dash.example.com/tools/kterm", "/tools/kterm"),
+            ("http://dash.example.com:8443/tools/kterm/", "/tools/kterm"),
+        ] {
+            config.server.public_url = url.into();
+            assert_eq!(config.server.base_path(), base, "{url}");
+            assert!(config.validate().is_ok(), "{url}");
+        }
+        for url in ["https://dash.example.com/kterm?x=1", "https://dash.example.com//kterm"] {
+            config.server.public_url = url.into();
+            let err = config.validate().unwrap_err();
+            assert!(err.0.contains("server.public_url"), "{err}");
+        }
     }
 
     #[test]

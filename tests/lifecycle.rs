@@ -2,8 +2,12 @@
 
 mod common;
 
-use common::{error_code, eventually, TestServer};
-use serde_json::json;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::{error_code, eventually, Event, TestServer};
+use kterm::config::HumanDuration;
+use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_attach_type_resize_detach_reattach_exit_delete() {
@@ -209,6 +213,12 @@ async fn max_lifetime_bounds_the_sandbox_not_just_each_session() {
         first["expires_at"], second["expires_at"],
         "a new tab does not extend the sandbox's life"
     );
+    // The lifetime is shorter than sessions.warn_before: the warning comes right away.
+    let warning = term.next_control().await;
+    assert_eq!(
+        (warning["type"].as_str(), warning["reason"].as_str()),
+        (Some("warning"), Some("max_lifetime"))
+    );
     let exit = term.next_control().await;
     assert_eq!(
         (exit["type"].as_str(), exit["reason"].as_str()),
@@ -221,5 +231,133 @@ async fn max_lifetime_bounds_the_sandbox_not_just_each_session() {
     })
     .await;
     assert_eq!(record["end_reason"], "max_lifetime");
+    server.stop().await;
+}
+
+fn millis(ms: u64) -> HumanDuration {
+    HumanDuration(Duration::from_millis(ms))
+}
+
+fn time(value: &Value) -> DateTime<Utc> {
+    let text = value.as_str().unwrap_or_else(|| panic!("not a time: {value}"));
+    DateTime::parse_from_rfc3339(text).expect("RFC 3339").with_timezone(&Utc)
+}
+
+/// Asserts `message` is a warning for `reason` in the protocol's shape; returns its `at`.
+fn expect_warning(message: &Value, reason: &str) -> DateTime<Utc> {
+    assert_eq!(message["type"], "warning", "{message}");
+    assert_eq!(message["reason"], reason, "{message}");
+    let at = message["at"].as_str().expect("at");
+    assert!(at.ends_with('Z') && at.len() == "2024-01-01T00:00:00.000Z".len(), "{at}");
+    assert!(message["in_secs"].is_u64(), "{message}");
+    time(&message["at"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attached_client_is_warned_before_the_max_lifetime_ends_its_session() {
+    let server = TestServer::start_with(|c| {
+        c.sessions.max_lifetime = millis(4000);
+        c.sessions.warn_before = millis(3000);
+    })
+    .await;
+    let session = server.create(json!({})).await;
+    let expires_at = time(&session["expires_at"]);
+    let mut term = server.attach(session["id"].as_str().unwrap()).await;
+
+    let warning = term.next_control().await;
+    let received = Utc::now();
+    let at = expect_warning(&warning, "max_lifetime");
+    assert_eq!(warning["at"], session["expires_at"], "the warning names the session's end");
+    assert_eq!(at, expires_at);
+    // Not before the window opens (the same clock, give or take the formatting's millisecond).
+    assert!(
+        received >= expires_at - chrono::Duration::milliseconds(3001),
+        "{received} {expires_at}"
+    );
+    assert!(warning["in_secs"].as_u64().unwrap() <= 3, "{warning}");
+
+    // A page that attaches inside the window hears of it right after the replay.
+    term.send("echo before-reload\n").await;
+    term.read_until("before-reload").await;
+    let mut term = server.attach(session["id"].as_str().unwrap()).await;
+    assert!(term.replay_bytes() > 0);
+    let warning = term.next_control().await;
+    assert_eq!(term.output.len(), term.replay_bytes(), "the warning follows the whole replay");
+    assert_eq!(expect_warning(&warning, "max_lifetime"), expires_at);
+
+    let exit = term.next_control().await;
+    assert_eq!(
+        (exit["type"].as_str(), exit["reason"].as_str()),
+        (Some("exit"), Some("max_lifetime"))
+    );
+    assert_eq!(term.closed().await, Some(1000));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_holds_an_attached_session_that_would_idle_out() {
+    let server = TestServer::start_with(|c| {
+        c.sessions.idle_when_attached = true;
+        c.sessions.idle_timeout = millis(3000);
+        c.sessions.warn_before = millis(2000);
+    })
+    .await;
+    let id = server.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let mut term = server.attach(&id).await;
+
+    let first = expect_warning(&term.next_control().await, "idle_timeout");
+    term.send_control(json!({"type": "keep_alive"})).await;
+
+    // Past the deadline first announced, the session still runs.
+    let past = (first - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(500);
+    tokio::time::sleep(past).await;
+    let (_, got) = server.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(got["status"], "running", "{got}");
+
+    // The keep-alive moved the deadline, so its approach is announced again; a quiet client
+    // then loses the session.
+    let second = expect_warning(&term.next_control().await, "idle_timeout");
+    assert!(second > first, "{second} after {first}");
+    let exit = term.next_control().await;
+    assert_eq!(
+        (exit["type"].as_str(), exit["reason"].as_str()),
+        (Some("exit"), Some("idle_timeout"))
+    );
+    assert_eq!(term.closed().await, Some(1000));
+    let (_, got) = server.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(got["end_reason"], "idle_timeout");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_quiet_attached_session_is_neither_warned_nor_ended_as_idle() {
+    let server = TestServer::start_with(|c| {
+        c.sessions.idle_timeout = millis(1000);
+        c.sessions.warn_before = millis(800);
+    })
+    .await;
+    let id = server.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let mut term = server.attach(&id).await;
+    term.send("echo ready\n").await;
+    term.read_until("ready").await;
+
+    // Well past the idle timeout, nothing has been said to the client.
+    match tokio::time::timeout(Duration::from_millis(2500), async {
+        loop {
+            match term.next().await {
+                Event::Output(_) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    {
+        Err(_) => {}
+        Ok(event) => panic!("a quiet attached session got {event:?}"),
+    }
+    let (_, got) = server.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(got["status"], "running", "{got}");
+    term.send("echo still-here\n").await;
+    term.read_until("still-here").await;
     server.stop().await;
 }

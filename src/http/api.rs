@@ -90,7 +90,10 @@ async fn create_session(
         .detail(format!("namespace={} sandbox={}", record.namespace, record.sandbox_id));
     state.audit.record(event).await;
     Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/api/v1/sessions/{}", record.id)))
+        .insert_header((
+            header::LOCATION,
+            format!("{}/api/v1/sessions/{}", state.config.server.base_path(), record.id),
+        ))
         .json(session_json(&req, &state, &record)))
 }
 

@@ -124,11 +124,10 @@ fn session_cookie(
     let secure = state.config.tls.enabled()
         || public.starts_with("https://")
         || req.connection_info().scheme() == "https";
-    let path = public
-        .split_once("://")
-        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].trim_end_matches('/').to_string()))
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "/".to_string());
+    let path = match state.config.server.base_path() {
+        "" => "/".to_string(),
+        base => base.to_string(),
+    };
     Cookie::build(COOKIE_NAME, value)
         .path(path)
         .http_only(true)

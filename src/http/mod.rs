@@ -1,10 +1,12 @@
 //! The HTTP face of kterm: one actix-web app serving the UI, the REST API, the terminal
-//! WebSocket, health and metrics on one port. Nothing here knows a sandbox engine.
+//! WebSocket, health and metrics on one port (at the root and under `server.public_url`'s path).
+//! Nothing here knows a sandbox engine.
 
 mod admin;
 pub mod api;
 mod assets;
 mod auth;
+mod base_path;
 mod files;
 mod login;
 pub mod protocol;
@@ -41,6 +43,7 @@ pub fn server(
             )
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(web::PathConfig::default().error_handler(path_error))
+            .wrap(from_fn(base_path::strip_base_path))
             .wrap(from_fn(security::limit_headers))
             .wrap(security::default_headers(&state.config))
             .wrap(

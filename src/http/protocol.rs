@@ -4,6 +4,8 @@
 use actix_ws::CloseCode;
 use serde::{Deserialize, Serialize};
 
+use crate::session::Warning;
+
 /// Input frames larger than this close the connection with 1009.
 pub const MAX_INPUT_FRAME: usize = 1 << 20;
 
@@ -13,7 +15,12 @@ pub const CLOSE_TAKEN_OVER: u16 = 4000;
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
-    Resize { cols: u16, rows: u16 },
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
+    /// The user is there: restarts the idle clock like input does, sends nothing to the shell.
+    KeepAlive,
 }
 
 #[derive(Debug, Serialize)]
@@ -32,6 +39,20 @@ pub enum ServerMessage<'a> {
     Detached { reason: &'a str },
     /// A message the server could not act on; the connection stays open.
     Error { code: &'a str, message: String },
+    /// kterm will end the session at `at` (RFC 3339, UTC, milliseconds), `in_secs` from now,
+    /// for `reason` (`idle_timeout`: unless the client sends input or a keep-alive first;
+    /// `max_lifetime`). Sent once per deadline, `sessions.warn_before` ahead.
+    Warning { reason: &'a str, at: String, in_secs: u64 },
+}
+
+impl ServerMessage<'_> {
+    pub fn warning(warning: &Warning) -> ServerMessage<'static> {
+        ServerMessage::Warning {
+            reason: warning.deadline.reason(),
+            at: warning.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            in_secs: warning.in_secs,
+        }
+    }
 }
 
 impl ServerMessage<'_> {

@@ -1,7 +1,8 @@
 //! The terminal WebSocket: the bridge between one client connection and a session's
 //! [`Attachment`]. It checks the Origin and the credentials (or a single-use ticket) before
 //! upgrading, audits attach and detach, sends the replay and live output,
-//! writes input, keeps the connection alive with pings, and closes with the SPEC's codes.
+//! writes input, relays warnings of the session's coming end (and keep-alives against an idle
+//! one), keeps the connection alive with pings, and closes with the SPEC's codes.
 
 use std::time::{Duration, Instant};
 
@@ -172,6 +173,11 @@ impl Bridge {
                         self.send(ServerMessage::Detached { reason: "taken_over" }).await;
                         return Ending::Custom(CLOSE_TAKEN_OVER, "taken over");
                     }
+                    AttachEvent::Warning(warning) => {
+                        if !self.send(ServerMessage::warning(&warning)).await {
+                            return Ending::Gone;
+                        }
+                    }
                 },
                 // Input waits for room in the queue; meanwhile we read no more from the client
                 // (backpressure) but keep sending output.
@@ -220,7 +226,7 @@ impl Bridge {
                     if let Some(recorder) = &mut self.recorder {
                         recorder.push(&data).await;
                     }
-                    session.touch();
+                    session.note_input();
                     self.metrics.input_bytes.inc_by(data.len() as u64);
                     // Queue it now if there is room; otherwise hold it, and the client, until
                     // there is.
@@ -236,6 +242,10 @@ impl Bridge {
                             code: "bad_resize",
                             message: e.to_string(),
                         })
+                    }
+                    Ok(ClientMessage::KeepAlive) => {
+                        session.note_input();
+                        None
                     }
                     Err(e) => Some(ServerMessage::Error {
                         code: "bad_message",

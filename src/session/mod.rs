@@ -3,6 +3,7 @@
 //! step. It owns the per-user sandbox bookkeeping: a user's sessions in one namespace share one
 //! sandbox, which is destroyed when the last of them ends.
 
+mod deadlines;
 mod ring;
 mod sandboxes;
 mod terminal;
@@ -14,7 +15,7 @@ use validate::{validate_context, validate_namespace};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::Deserialize;
@@ -27,6 +28,7 @@ use crate::pool::WarmPool;
 use crate::sandbox::{ProcessSpec, Sandbox, SandboxBackend, TtyProcess};
 use crate::store::{SessionRecord, SessionStatus, Store};
 
+pub use deadlines::{Deadline, Lifecycle, Warning};
 pub use ring::ScrollbackRing;
 pub use terminal::{AttachEvent, Attachment, Session, SessionInfo};
 
@@ -310,8 +312,13 @@ impl SessionRegistry {
         slot.sessions += 1;
         drop(slot);
 
-        let (session, pump) =
-            Session::start(info, process, self.config.scrollback.0 as usize, self.metrics.clone());
+        let (session, pump) = Session::start(
+            info,
+            process,
+            self.config.scrollback.0 as usize,
+            Lifecycle::from_config(&self.config),
+            self.metrics.clone(),
+        );
         Self::lock(&self.sessions).insert(session.info.id.clone(), session.clone());
         self.metrics.sessions_created.inc();
         self.metrics.sessions_active.inc();
@@ -475,9 +482,9 @@ impl SessionRegistry {
         let idle = self.config.idle_timeout.0;
         for session in self.live_sessions() {
             let reason = if now >= session.info.expires_at {
-                Some("max_lifetime")
-            } else if session.idle_since().is_some_and(|since| since.elapsed() >= idle) {
-                Some("idle_timeout")
+                Some(Deadline::MaxLifetime.reason())
+            } else if session.idle_deadline().is_some_and(|d| Instant::now() >= d) {
+                Some(Deadline::IdleTimeout.reason())
             } else {
                 None
             };

@@ -9,6 +9,8 @@
 //! - At most one attachment is current. A client reads the ring from the offset where its
 //!   replay began, so replay and live output are one contiguous stream: no byte is lost or
 //!   repeated between them.
+//! - An attachment announces each upcoming end of the session (see [`super::deadlines`]) once,
+//!   never in the middle of the replay.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -22,6 +24,7 @@ use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Notify};
 
+use super::deadlines::{self, Announced, Due, Lifecycle, Warning};
 use super::ring::ScrollbackRing;
 use crate::config::AttachPolicy;
 use crate::error::{Error, Result};
@@ -62,6 +65,9 @@ pub struct Session {
     /// Set once the registry has recorded the end of the session.
     recorded: watch::Sender<bool>,
     metrics: Arc<Metrics>,
+    lifecycle: Lifecycle,
+    /// `info.expires_at` on the monotonic clock.
+    expires: Instant,
 }
 
 struct State {
@@ -77,6 +83,8 @@ struct State {
     ending: Option<String>,
     last_output: Instant,
     last_detach: Instant,
+    /// The last attach, input or keep-alive of a client.
+    last_input: Instant,
 }
 
 /// What an attached client receives next.
@@ -85,6 +93,8 @@ pub enum AttachEvent {
     Output(Bytes),
     Exit(Option<i32>),
     TakenOver,
+    /// kterm will end the session soon unless (for an idle timeout) the client is active.
+    Warning(Warning),
 }
 
 impl Session {
@@ -94,10 +104,14 @@ impl Session {
         info: SessionInfo,
         process: TtyProcess,
         scrollback: usize,
+        lifecycle: Lifecycle,
         metrics: Arc<Metrics>,
     ) -> (Arc<Session>, impl std::future::Future<Output = Option<i32>> + Send) {
         let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
         let now = Instant::now();
+        let lifetime_left = (info.expires_at - Utc::now()).to_std().unwrap_or_default();
+        // Past any real deadline if the addition overflows: such a session never expires.
+        let expires = now.checked_add(lifetime_left).unwrap_or(now + Duration::from_secs(1 << 40));
         let session = Arc::new(Session {
             state: Mutex::new(State {
                 ring: ScrollbackRing::new(scrollback),
@@ -108,6 +122,7 @@ impl Session {
                 ending: None,
                 last_output: now,
                 last_detach: now,
+                last_input: now,
             }),
             changed: watch::Sender::new(()),
             room: Notify::new(),
@@ -117,6 +132,8 @@ impl Session {
             touched: AtomicBool::new(false),
             recorded: watch::Sender::new(false),
             metrics,
+            lifecycle,
+            expires,
             info,
         });
         tokio::spawn(write_input(process.input, input_rx));
@@ -254,6 +271,7 @@ impl Session {
             state.next_generation += 1;
             state.attached = Some(generation);
             state.reader_offset = state.ring.start();
+            state.last_input = Instant::now();
             (generation, state.ring.end(), state.ring.end() - state.ring.start())
         };
         let changes = self.changed.subscribe();
@@ -263,7 +281,14 @@ impl Session {
         self.metrics.attaches.inc();
         self.metrics.clients_attached.inc();
         self.touch();
-        Ok(Attachment { session: self.clone(), generation, replay_end, replay_bytes, changes })
+        Ok(Attachment {
+            session: self.clone(),
+            generation,
+            replay_end,
+            replay_bytes,
+            changes,
+            announced: Announced::default(),
+        })
     }
 
     pub fn is_attached(&self) -> bool {
@@ -318,12 +343,28 @@ impl Session {
         let _ = recorded.wait_for(|done| *done).await;
     }
 
-    /// Since when nobody is attached and the process printed nothing; `None` while attached.
-    pub fn idle_since(&self) -> Option<Instant> {
-        let state = self.state();
-        match state.attached {
-            Some(_) => None,
-            None => Some(state.last_output.max(state.last_detach)),
+    /// When the session times out as idle unless something happens; `None` while a client is
+    /// attached, unless `sessions.idle_when_attached`.
+    pub fn idle_deadline(&self) -> Option<Instant> {
+        self.idle_deadline_of(&self.state())
+    }
+
+    fn idle_deadline_of(&self, state: &State) -> Option<Instant> {
+        let since = match state.attached {
+            Some(_) if !self.lifecycle.idle_when_attached => return None,
+            Some(_) => state.last_output.max(state.last_input),
+            None => state.last_output.max(state.last_detach),
+        };
+        since.checked_add(self.lifecycle.idle_timeout)
+    }
+
+    /// Records input or a keep-alive from the attached client: activity that restarts the idle
+    /// clock (and moves the deadline an attachment may have warned of).
+    pub fn note_input(&self) {
+        self.touch();
+        self.state().last_input = Instant::now();
+        if self.lifecycle.idle_when_attached {
+            self.changed.send_replace(());
         }
     }
 
@@ -388,6 +429,7 @@ pub struct Attachment {
     replay_end: u64,
     replay_bytes: u64,
     changes: watch::Receiver<()>,
+    announced: Announced,
 }
 
 impl Attachment {
@@ -400,16 +442,27 @@ impl Attachment {
         &self.session
     }
 
-    /// The next thing to send to the client. Cancel-safe: nothing is taken from the session
-    /// unless this returns it.
+    /// The next thing to send to the client: the replay, then a due warning, then live output
+    /// or the end. Cancel-safe: nothing is taken from the session unless this returns it.
     pub async fn next(&mut self) -> AttachEvent {
         loop {
-            {
+            let wake = {
                 let mut state = self.session.state();
                 if state.attached != Some(self.generation) {
                     return AttachEvent::TakenOver;
                 }
                 let offset = state.reader_offset.max(state.ring.start());
+                let replayed = offset >= self.replay_end;
+                let wake = match self.due_warning(&state, replayed) {
+                    Due::Now(deadline, when) => {
+                        drop(state);
+                        self.announced.record(deadline, when);
+                        let expires_at = self.session.info.expires_at;
+                        return AttachEvent::Warning(Warning::new(deadline, when, expires_at));
+                    }
+                    Due::At(when) => Some(when),
+                    Due::Never => None,
+                };
                 if offset < state.ring.end() {
                     // Replay and live output never share a frame.
                     let limit = if offset < self.replay_end {
@@ -427,11 +480,39 @@ impl Attachment {
                 if let Some(code) = state.exit {
                     return AttachEvent::Exit(code);
                 }
-            }
-            if self.changes.changed().await.is_err() {
-                return AttachEvent::Exit(None);
+                wake
+            };
+            let warning_window = async {
+                match wake {
+                    Some(when) => tokio::time::sleep_until(when.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = self.changes.changed() => {
+                    if changed.is_err() {
+                        return AttachEvent::Exit(None);
+                    }
+                }
+                _ = warning_window => {}
             }
         }
+    }
+
+    /// Whether a warning is due; none during the replay or once the session is ending.
+    fn due_warning(&self, state: &State, replayed: bool) -> Due {
+        if !replayed || state.exit.is_some() || state.ending.is_some() {
+            return Due::Never;
+        }
+        let session = &self.session;
+        let idle = session.idle_deadline_of(state);
+        deadlines::next_warning(
+            &session.lifecycle,
+            idle,
+            session.expires,
+            &self.announced,
+            Instant::now(),
+        )
     }
 }
 

@@ -369,7 +369,8 @@ impl Terminal {
             assert!(Instant::now() < deadline, "timed out waiting for {needle:?}");
             match self.next().await {
                 Event::Output(data) => self.output.extend(data),
-                Event::Control(value) if value["type"] == "error" => {}
+                Event::Control(value) if value["type"] == "error" || value["type"] == "warning" => {
+                }
                 other => panic!(
                     "waiting for {needle:?}, got {other:?}; output so far: {:?}",
                     String::from_utf8_lossy(&self.output)
