@@ -179,7 +179,6 @@ async fn login_and_logout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs server-ui (sessions.warn_before, idle_when_attached)"]
 async fn banner_before_max_lifetime() {
     let Some(_browser) = browser().await else { return };
     let server =
@@ -189,7 +188,6 @@ async fn banner_before_max_lifetime() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs server-ui (sessions.warn_before, idle_when_attached)"]
 async fn banner_before_idle_timeout_and_keep_alive() {
     let Some(_browser) = browser().await else { return };
     let server = start_with_toml(

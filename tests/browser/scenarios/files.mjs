@@ -9,14 +9,10 @@ import {
 
 const item = (path, type) => `.tree-item[data-path="${path}"][data-type="${type}"]`;
 
-/** Waits for a tree item, pressing #files-refresh once if it does not show by itself. */
-async function waitForItem(page, path, type) {
-  try {
-    await page.locator(item(path, type)).first().waitFor({ state: 'visible', timeout: 3_000 });
-  } catch {
-    await page.locator('#files-refresh').click();
-    await waitVisible(page, item(path, type), `the tree item ${path} (${type})`);
-  }
+/** Presses #files-refresh (the tree does not watch the disk) and waits for a tree item. */
+async function refreshUntil(page, path, type) {
+  await page.locator('#files-refresh').click();
+  await waitVisible(page, item(path, type), `the tree item ${path} (${type}) after a refresh`);
 }
 
 const editorText = (page) => page.evaluate(() => window.kterm.editorText());
@@ -25,6 +21,45 @@ async function waitDirty(page, dirty) {
   await waitFor(page, `#editor-title[data-dirty=${dirty}]`,
     (d) => document.querySelector('#editor-title')?.getAttribute('data-dirty') === String(d),
     dirty);
+}
+
+/** Answers the in-page dialog's text question with `text`. */
+async function answerWith(page, text) {
+  await waitVisible(page, '#dialog-input', 'the dialog asking for a name (#dialog-input)');
+  await page.locator('#dialog-input').fill(text);
+  await page.locator('#dialog-ok').click();
+  await waitHidden(page, '#dialog', '#dialog to close');
+}
+
+/** The sidebar's own buttons: hide and show it, a new folder, a new file edited and saved. */
+async function sidebarButtons(t) {
+  const { page, log } = t;
+  await page.locator('#toggle-files').click();
+  await waitHidden(page, '#files', '#files after #toggle-files');
+  await page.locator('#toggle-files').click();
+  await waitVisible(page, '#files', '#files after #toggle-files again');
+
+  await page.locator('#files-new-dir').click();
+  await answerWith(page, 'ui-dir');
+  await waitVisible(page, item('ui-dir', 'dir'), 'the folder made with #files-new-dir');
+  await runAndWait(page, 'test -d ui-dir && echo dir-made-$((2+2))', 'dir-made-4');
+
+  // A new file goes to the folder opened last (ui-dir), and opens in the editor.
+  await page.locator('#files-new-file').click();
+  await answerWith(page, 'fresh.txt');
+  await waitVisible(page, item('ui-dir/fresh.txt', 'file'), 'the file made with #files-new-file');
+  await waitFor(page, 'the new file open and empty in the editor',
+    (path) => document.querySelector('#editor-title')?.getAttribute('data-path') === path &&
+      window.kterm.editorText() === '', 'ui-dir/fresh.txt');
+  await page.locator('#editor .cm-content').click();
+  await page.keyboard.type('typed in the editor');
+  await waitDirty(page, true);
+  await page.keyboard.press('Control+S');
+  await waitDirty(page, false);
+  await page.locator('#editor-close').click();
+  await waitHidden(page, '#editor', 'the editor to close');
+  await runAndWait(page, 'cat ui-dir/fresh.txt; echo', 'typed in the editor');
+  log('new folder and new file from the sidebar');
 }
 
 export async function files(t) {
@@ -36,9 +71,10 @@ export async function files(t) {
     "mkdir -p sub && printf 'first line\\n' > notes.txt && echo inner > sub/inner.txt" +
       ' && echo made-$((1+1))',
     'made-2');
-  await waitForItem(page, 'notes.txt', 'file');
-  await waitForItem(page, 'sub', 'dir');
+  await refreshUntil(page, 'notes.txt', 'file');
+  await waitVisible(page, item('sub', 'dir'), 'the tree item sub (dir)');
   log('notes.txt and sub/ are in the tree');
+  await sidebarButtons(t);
 
   await page.locator(item('sub', 'dir')).click();
   await waitVisible(page, item('sub/inner.txt', 'file'), 'sub/inner.txt after expanding sub');
