@@ -61,7 +61,8 @@ async fn precompressed_variants_follow_accept_encoding() {
     let plain_etag = plain.headers()["etag"].clone();
     let plain = plain.bytes().await.unwrap();
 
-    for (accept, encoding) in [("gzip, deflate, br", "br"), ("gzip", "gzip"), ("br;q=0, gzip", "gzip")]
+    for (accept, encoding) in
+        [("gzip, deflate, br", "br"), ("gzip", "gzip"), ("br;q=0, gzip", "gzip")]
     {
         let response = server
             .http
