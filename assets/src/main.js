@@ -188,17 +188,17 @@ async function closeTab(tab) {
   if (index < 0) return;
   tabs.splice(index, 1);
   tab.dispose();
-  if (index < active || active >= tabs.length) active -= 1;
-  if (tabs.length === 0) {
-    active = -1;
-    showEmpty();
-  } else {
-    tabs[active].show();
-  }
+  const next = index < active || active >= tabs.length ? active - 1 : active;
+  active = -1;
   banner.update(tabs);
-  renderTabs();
-  renderState();
-  persist();
+  if (tabs.length === 0) {
+    showEmpty();
+    renderTabs();
+    renderState();
+    persist();
+  } else {
+    activate(next);
+  }
 }
 
 async function renameTab(tab) {
@@ -246,6 +246,7 @@ function shortcut(event) {
   else if (mod && (event.key === '=' || event.key === '+')) setFont(prefs.fontSize + 1);
   else if (mod && event.key === '-') setFont(prefs.fontSize - 1);
   else if (mod && event.key === '0') setFont(14);
+  else if (mod && key === 's' && editor.isOpen) editor.save();
   else done = false;
   if (done) event.preventDefault();
   return done;
@@ -253,7 +254,8 @@ function shortcut(event) {
 
 document.addEventListener('keydown', (event) => {
   // Keys typed into the terminal went through its own handler already.
-  if (event.target.closest?.('.xterm, dialog')) return;
+  // Keys the editor handled (its Ctrl+S) are done too.
+  if (event.defaultPrevented || event.target.closest?.('.xterm, dialog')) return;
   shortcut(event);
 });
 

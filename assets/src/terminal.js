@@ -275,6 +275,7 @@ export class TerminalTab {
   ended(text) {
     this.dropSocket();
     this.warnings.clear();
+    this.host.warning(this, null);
     this.term.write(`\r\n\x1b[2m[${text}]\x1b[0m\r\n`);
     this.setState('ended', text, { label: 'New session', run: () => this.restart() });
   }

@@ -1,16 +1,14 @@
 //! One terminal session: its process, the output pump into the scrollback ring, the input
-//! writer, and attachments.
+//! writer, and the session's activity and idle clock. Clients attach through
+//! [`super::attachment`].
 //!
 //! Invariants:
 //! - Output is read from the process only by the pump, and only while there is room: when a
 //!   client is attached, the bytes it has not yet taken are never overwritten, so a client that
 //!   stops reading makes the pump stop reading the PTY (the process then blocks on its own
 //!   output) instead of growing memory. With no client attached the ring keeps the newest bytes.
-//! - At most one attachment is current. A client reads the ring from the offset where its
-//!   replay began, so replay and live output are one contiguous stream: no byte is lost or
-//!   repeated between them.
-//! - An attachment announces each upcoming end of the session (see [`super::deadlines`]) once,
-//!   never in the middle of the replay.
+//! - Once kterm is ending the session, an attached client no longer holds the pump back, so the
+//!   process's last output is drained.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -24,16 +22,15 @@ use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::deadlines::{self, Announced, Due, Lifecycle, Warning};
+use super::deadlines::Lifecycle;
 use super::ring::ScrollbackRing;
-use crate::config::AttachPolicy;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::sandbox::{ProcessControl, TtyProcess};
 use crate::store::{SessionRecord, SessionStatus};
 
 /// The largest output frame a client is sent.
-const MAX_FRAME: usize = 64 * 1024;
+pub(super) const MAX_FRAME: usize = 64 * 1024;
 /// The first read of a batch; output beyond it is taken in the same batch if it is ready.
 const IDLE_READ: usize = 1024;
 /// Input frames queued for the process before the client is made to wait.
@@ -55,46 +52,38 @@ pub struct Session {
     pub info: SessionInfo,
     state: Mutex<State>,
     /// Bumped whenever output is appended, the attachment changes, or the process ends.
-    changed: watch::Sender<()>,
+    pub(super) changed: watch::Sender<()>,
     /// Signalled when the attached client took bytes (or detached): the pump may read again.
-    room: Notify,
+    pub(super) room: Notify,
     input: mpsc::Sender<Bytes>,
     control: Arc<dyn ProcessControl>,
     last_active_ms: AtomicI64,
     touched: AtomicBool,
     /// Set once the registry has recorded the end of the session.
     recorded: watch::Sender<bool>,
-    metrics: Arc<Metrics>,
-    lifecycle: Lifecycle,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) lifecycle: Lifecycle,
     /// `info.expires_at` on the monotonic clock.
-    expires: Instant,
+    pub(super) expires: Instant,
 }
 
-struct State {
-    ring: ScrollbackRing,
+/// What changes over a session's life, behind one lock; [`super::attachment`] reads and moves
+/// the attachment's part of it.
+pub(super) struct State {
+    pub(super) ring: ScrollbackRing,
     /// Generation of the current attachment, if any.
-    attached: Option<u64>,
+    pub(super) attached: Option<u64>,
     /// Offset of the next byte the current attachment will take.
-    reader_offset: u64,
-    next_generation: u64,
+    pub(super) reader_offset: u64,
+    pub(super) next_generation: u64,
     /// `Some(code)` once the process has ended and all of its output is in the ring.
-    exit: Option<Option<i32>>,
+    pub(super) exit: Option<Option<i32>>,
     /// Why the session is being ended by kterm (deleted, idle, expired, shutdown).
-    ending: Option<String>,
+    pub(super) ending: Option<String>,
     last_output: Instant,
-    last_detach: Instant,
+    pub(super) last_detach: Instant,
     /// The last attach, input or keep-alive of a client.
-    last_input: Instant,
-}
-
-/// What an attached client receives next.
-#[derive(Debug)]
-pub enum AttachEvent {
-    Output(Bytes),
-    Exit(Option<i32>),
-    TakenOver,
-    /// kterm will end the session soon unless (for an idle timeout) the client is active.
-    Warning(Warning),
+    pub(super) last_input: Instant,
 }
 
 impl Session {
@@ -141,7 +130,7 @@ impl Session {
         (session, pump)
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -256,41 +245,6 @@ impl Session {
         self.changed.send_replace(());
     }
 
-    /// Attaches a client. Under [`AttachPolicy::Takeover`] an attached client is detached;
-    /// under [`AttachPolicy::Reject`] it makes this a conflict.
-    pub fn attach(self: &Arc<Self>, policy: AttachPolicy) -> Result<Attachment> {
-        let (generation, replay_end, replay_bytes) = {
-            let mut state = self.state();
-            if policy == AttachPolicy::Reject && state.attached.is_some() {
-                return Err(Error::Conflict(format!(
-                    "session {} is attached elsewhere (sessions.attach = \"reject\")",
-                    self.info.id
-                )));
-            }
-            let generation = state.next_generation;
-            state.next_generation += 1;
-            state.attached = Some(generation);
-            state.reader_offset = state.ring.start();
-            state.last_input = Instant::now();
-            (generation, state.ring.end(), state.ring.end() - state.ring.start())
-        };
-        let changes = self.changed.subscribe();
-        // Wake a previous attachment (so it learns of the takeover) and the pump.
-        self.changed.send_replace(());
-        self.room.notify_one();
-        self.metrics.attaches.inc();
-        self.metrics.clients_attached.inc();
-        self.touch();
-        Ok(Attachment {
-            session: self.clone(),
-            generation,
-            replay_end,
-            replay_bytes,
-            changes,
-            announced: Announced::default(),
-        })
-    }
-
     pub fn is_attached(&self) -> bool {
         self.state().attached.is_some()
     }
@@ -349,7 +303,7 @@ impl Session {
         self.idle_deadline_of(&self.state())
     }
 
-    fn idle_deadline_of(&self, state: &State) -> Option<Instant> {
+    pub(super) fn idle_deadline_of(&self, state: &State) -> Option<Instant> {
         let since = match state.attached {
             Some(_) if !self.lifecycle.idle_when_attached => return None,
             Some(_) => state.last_output.max(state.last_input),
@@ -419,113 +373,5 @@ async fn write_input(mut input: Pin<Box<dyn AsyncWrite + Send>>, mut queue: mpsc
         if input.write_all(&data).await.is_err() {
             break;
         }
-    }
-}
-
-/// A client's claim on a session's output. Dropping it detaches (if still current).
-pub struct Attachment {
-    session: Arc<Session>,
-    generation: u64,
-    replay_end: u64,
-    replay_bytes: u64,
-    changes: watch::Receiver<()>,
-    announced: Announced,
-}
-
-impl Attachment {
-    /// How many bytes of scrollback come before live output.
-    pub fn replay_bytes(&self) -> u64 {
-        self.replay_bytes
-    }
-
-    pub fn session(&self) -> &Arc<Session> {
-        &self.session
-    }
-
-    /// The next thing to send to the client: the replay, then a due warning, then live output
-    /// or the end. Cancel-safe: nothing is taken from the session unless this returns it.
-    pub async fn next(&mut self) -> AttachEvent {
-        loop {
-            let wake = {
-                let mut state = self.session.state();
-                if state.attached != Some(self.generation) {
-                    return AttachEvent::TakenOver;
-                }
-                let offset = state.reader_offset.max(state.ring.start());
-                let replayed = offset >= self.replay_end;
-                let wake = match self.due_warning(&state, replayed) {
-                    Due::Now(deadline, when) => {
-                        drop(state);
-                        self.announced.record(deadline, when);
-                        let expires_at = self.session.info.expires_at;
-                        return AttachEvent::Warning(Warning::new(deadline, when, expires_at));
-                    }
-                    Due::At(when) => Some(when),
-                    Due::Never => None,
-                };
-                if offset < state.ring.end() {
-                    // Replay and live output never share a frame.
-                    let limit = if offset < self.replay_end {
-                        (self.replay_end - offset) as usize
-                    } else {
-                        MAX_FRAME
-                    };
-                    let data = state.ring.read(offset, limit.min(MAX_FRAME));
-                    state.reader_offset = offset + data.len() as u64;
-                    drop(state);
-                    self.session.room.notify_one();
-                    self.session.metrics.output_bytes.inc_by(data.len() as u64);
-                    return AttachEvent::Output(data);
-                }
-                if let Some(code) = state.exit {
-                    return AttachEvent::Exit(code);
-                }
-                wake
-            };
-            let warning_window = async {
-                match wake {
-                    Some(when) => tokio::time::sleep_until(when.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                changed = self.changes.changed() => {
-                    if changed.is_err() {
-                        return AttachEvent::Exit(None);
-                    }
-                }
-                _ = warning_window => {}
-            }
-        }
-    }
-
-    /// Whether a warning is due; none during the replay or once the session is ending.
-    fn due_warning(&self, state: &State, replayed: bool) -> Due {
-        if !replayed || state.exit.is_some() || state.ending.is_some() {
-            return Due::Never;
-        }
-        let session = &self.session;
-        let idle = session.idle_deadline_of(state);
-        deadlines::next_warning(
-            &session.lifecycle,
-            idle,
-            session.expires,
-            &self.announced,
-            Instant::now(),
-        )
-    }
-}
-
-impl Drop for Attachment {
-    fn drop(&mut self) {
-        {
-            let mut state = self.session.state();
-            if state.attached == Some(self.generation) {
-                state.attached = None;
-                state.last_detach = Instant::now();
-            }
-        }
-        self.session.room.notify_one();
-        self.session.metrics.clients_attached.dec();
     }
 }

@@ -1,0 +1,180 @@
+//! A client's attachment to a session: taking the session over (or being refused), reading
+//! the replay and then live output from the scrollback ring, announcing upcoming ends of the
+//! session, and detaching on drop.
+//!
+//! Invariants:
+//! - At most one attachment is current: each attach takes a new generation, and an attachment
+//!   whose generation is no longer the session's learns that it was taken over.
+//! - A client reads the ring from the offset where its replay began, so replay and live output
+//!   are one contiguous stream: no byte is lost or repeated between them. Replay and live output
+//!   never share a frame.
+//! - Taking bytes (or detaching) wakes the pump, which waits while the current attachment's
+//!   unread bytes fill the ring (see [`super::terminal`]).
+//! - An attachment announces each upcoming end of the session (see [`super::deadlines`]) once,
+//!   never in the middle of the replay.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::deadlines::{self, Announced, Due, Warning};
+use super::terminal::{Session, State, MAX_FRAME};
+use crate::config::AttachPolicy;
+use crate::error::{Error, Result};
+
+/// What an attached client receives next.
+#[derive(Debug)]
+pub enum AttachEvent {
+    Output(Bytes),
+    Exit(Option<i32>),
+    TakenOver,
+    /// kterm will end the session soon unless (for an idle timeout) the client is active.
+    Warning(Warning),
+}
+
+impl Session {
+    /// Attaches a client. Under [`AttachPolicy::Takeover`] an attached client is detached;
+    /// under [`AttachPolicy::Reject`] it makes this a conflict.
+    pub fn attach(self: &Arc<Self>, policy: AttachPolicy) -> Result<Attachment> {
+        let (generation, replay_end, replay_bytes) = {
+            let mut state = self.state();
+            if policy == AttachPolicy::Reject && state.attached.is_some() {
+                return Err(Error::Conflict(format!(
+                    "session {} is attached elsewhere (sessions.attach = \"reject\")",
+                    self.info.id
+                )));
+            }
+            let generation = state.next_generation;
+            state.next_generation += 1;
+            state.attached = Some(generation);
+            state.reader_offset = state.ring.start();
+            state.last_input = Instant::now();
+            (generation, state.ring.end(), state.ring.end() - state.ring.start())
+        };
+        let changes = self.changed.subscribe();
+        // Wake a previous attachment (so it learns of the takeover) and the pump.
+        self.changed.send_replace(());
+        self.room.notify_one();
+        self.metrics.attaches.inc();
+        self.metrics.clients_attached.inc();
+        self.touch();
+        Ok(Attachment {
+            session: self.clone(),
+            generation,
+            replay_end,
+            replay_bytes,
+            changes,
+            announced: Announced::default(),
+        })
+    }
+}
+
+/// A client's claim on a session's output. Dropping it detaches (if still current).
+pub struct Attachment {
+    session: Arc<Session>,
+    generation: u64,
+    replay_end: u64,
+    replay_bytes: u64,
+    changes: watch::Receiver<()>,
+    announced: Announced,
+}
+
+impl Attachment {
+    /// How many bytes of scrollback come before live output.
+    pub fn replay_bytes(&self) -> u64 {
+        self.replay_bytes
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// The next thing to send to the client: the replay, then a due warning, then live output
+    /// or the end. Cancel-safe: nothing is taken from the session unless this returns it.
+    pub async fn next(&mut self) -> AttachEvent {
+        loop {
+            let wake = {
+                let mut state = self.session.state();
+                if state.attached != Some(self.generation) {
+                    return AttachEvent::TakenOver;
+                }
+                let offset = state.reader_offset.max(state.ring.start());
+                let replayed = offset >= self.replay_end;
+                let wake = match self.due_warning(&state, replayed) {
+                    Due::Now(deadline, when) => {
+                        drop(state);
+                        self.announced.record(deadline, when);
+                        let expires_at = self.session.info.expires_at;
+                        return AttachEvent::Warning(Warning::new(deadline, when, expires_at));
+                    }
+                    Due::At(when) => Some(when),
+                    Due::Never => None,
+                };
+                if offset < state.ring.end() {
+                    // Replay and live output never share a frame.
+                    let limit = if offset < self.replay_end {
+                        (self.replay_end - offset) as usize
+                    } else {
+                        MAX_FRAME
+                    };
+                    let data = state.ring.read(offset, limit.min(MAX_FRAME));
+                    state.reader_offset = offset + data.len() as u64;
+                    drop(state);
+                    self.session.room.notify_one();
+                    self.session.metrics.output_bytes.inc_by(data.len() as u64);
+                    return AttachEvent::Output(data);
+                }
+                if let Some(code) = state.exit {
+                    return AttachEvent::Exit(code);
+                }
+                wake
+            };
+            let warning_window = async {
+                match wake {
+                    Some(when) => tokio::time::sleep_until(when.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = self.changes.changed() => {
+                    if changed.is_err() {
+                        return AttachEvent::Exit(None);
+                    }
+                }
+                _ = warning_window => {}
+            }
+        }
+    }
+
+    /// Whether a warning is due; none during the replay or once the session is ending.
+    fn due_warning(&self, state: &State, replayed: bool) -> Due {
+        if !replayed || state.exit.is_some() || state.ending.is_some() {
+            return Due::Never;
+        }
+        let session = &self.session;
+        let idle = session.idle_deadline_of(state);
+        deadlines::next_warning(
+            &session.lifecycle,
+            idle,
+            session.expires,
+            &self.announced,
+            Instant::now(),
+        )
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        {
+            let mut state = self.session.state();
+            if state.attached == Some(self.generation) {
+                state.attached = None;
+                state.last_detach = Instant::now();
+            }
+        }
+        self.session.room.notify_one();
+        self.session.metrics.clients_attached.dec();
+    }
+}
