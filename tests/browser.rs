@@ -159,6 +159,16 @@ async fn contextual_launch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_reverse_proxy_path() {
+    let Some(_browser) = browser().await else { return };
+    let server =
+        TestServer::start_with(|c| c.server.public_url = "http://proxy.example/tools/kterm".into())
+            .await;
+    run_scenario("base_path", &server, &[]).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_after_a_cut_connection() {
     let Some(_browser) = browser().await else { return };
     let server = TestServer::start().await;

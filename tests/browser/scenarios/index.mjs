@@ -5,7 +5,7 @@ import { files } from './files.mjs';
 import { login } from './login.mjs';
 import { reconnect } from './reconnect.mjs';
 import { tabsScenario } from './tabs.mjs';
-import { context, echo, resize } from './terminal.mjs';
+import { basePath, context, echo, resize } from './terminal.mjs';
 
 export const SCENARIOS = {
   echo,
@@ -13,6 +13,7 @@ export const SCENARIOS = {
   tabs: tabsScenario,
   files,
   context,
+  base_path: basePath,
   reconnect,
   login,
   banner_lifetime: bannerLifetime,

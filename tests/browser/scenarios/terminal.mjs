@@ -3,7 +3,7 @@
 
 import {
   activeSession, api, check, countLines, elapse, openTerminal, run, runAndWait, termText, waitFor,
-  waitHidden, waitVisible,
+  waitHidden, waitState, waitVisible,
 } from '../lib.mjs';
 
 /** Open the page, type `echo hello`, read `hello` back from the terminal buffer. */
@@ -99,4 +99,33 @@ export async function context(t) {
   check(body.namespace === 'team-a', `the session's namespace is team-a: ${JSON.stringify(body)}`);
   check(body.context?.run_id === 'r-42', `the session's context: ${JSON.stringify(body)}`);
   log('KTERM_CTX_RUN_ID and the namespace reached the session');
+}
+
+/**
+ * kterm behind a proxy at /tools/kterm (server.public_url has that path): the page under the
+ * prefix works, and every request it makes stays under the prefix (its URLs are relative).
+ */
+export async function basePath(t) {
+  const { page, log } = t;
+  const origin = new URL(t.base).origin;
+  const outside = [];
+  page.on('request', (request) => {
+    const url = new URL(request.url());
+    if (url.origin === origin && !url.pathname.startsWith('/tools/kterm/')) {
+      outside.push(`${request.method()} ${url.pathname}`);
+    }
+  });
+  page.on('websocket', (ws) => {
+    const url = new URL(ws.url());
+    if (!url.pathname.startsWith('/tools/kterm/')) outside.push(`WebSocket ${url.pathname}`);
+  });
+  await openTerminal(page, `${t.base}/tools/kterm/`);
+  await runAndWait(page, 'echo under-prefix-$((6+6))', 'under-prefix-12');
+  await waitVisible(page, '#files', 'the file sidebar');
+  await page.reload();
+  await waitState(page, 'connected');
+  await waitFor(page, 'the output again after a reload',
+    () => window.kterm.text().split('\n').includes('under-prefix-12'));
+  check(outside.length === 0, `requests outside the prefix: ${outside.join(', ')}`);
+  log('the page works under /tools/kterm/ and stays there');
 }
