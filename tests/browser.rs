@@ -177,6 +177,14 @@ async fn reconnect_after_a_cut_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_window_takes_the_session_over() {
+    let Some(_browser) = browser().await else { return };
+    let server = TestServer::start().await;
+    run_scenario("takeover", &server, &[]).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_and_logout() {
     let Some(_browser) = browser().await else { return };
     let server = TestServer::start_with(|c| c.auth.mode = AuthMode::Local).await;

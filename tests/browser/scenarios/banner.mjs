@@ -77,5 +77,6 @@ export async function bannerIdle(t) {
   // Left alone, the banner comes back and the session ends.
   await waitBanner(page, 'idle_timeout', 15_000);
   await waitState(page, 'ended', 20_000);
-  log('left alone, the session ended');
+  await waitHidden(page, '#banner', '#banner once the session has ended');
+  log('left alone, the session ended; the banner went with it');
 }

@@ -5,6 +5,7 @@ import { files } from './files.mjs';
 import { login } from './login.mjs';
 import { reconnect } from './reconnect.mjs';
 import { tabsScenario } from './tabs.mjs';
+import { takeover } from './takeover.mjs';
 import { basePath, context, echo, resize } from './terminal.mjs';
 
 export const SCENARIOS = {
@@ -15,6 +16,7 @@ export const SCENARIOS = {
   context,
   base_path: basePath,
   reconnect,
+  takeover,
   login,
   banner_lifetime: bannerLifetime,
   banner_idle: bannerIdle,
