@@ -79,12 +79,20 @@ async fn run_scenario(scenario: &str, server: &TestServer, env: &[(&str, &str)])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so a hung scenario's chromium goes down with it.
+        .process_group(0)
         .kill_on_drop(true);
     let child = node.spawn().expect("run node (is Node.js installed?)");
+    let group = child.id().map(|pid| pid as i32);
     let output = match tokio::time::timeout(SCENARIO_TIMEOUT, child.wait_with_output()).await {
         Ok(output) => output.expect("wait for node"),
-        // Dropping the future drops the child, which kill_on_drop kills.
-        Err(_) => panic!("scenario {scenario} did not finish within {SCENARIO_TIMEOUT:?}"),
+        Err(_) => {
+            if let Some(group) = group {
+                // SAFETY: kill(2) on the process group of the child this test started.
+                unsafe { libc::kill(-group, libc::SIGKILL) };
+            }
+            panic!("scenario {scenario} did not finish within {SCENARIO_TIMEOUT:?}; killed it")
+        }
     };
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     println!("--- node stdout ({scenario}) ---\n{}", text(&output.stdout));
