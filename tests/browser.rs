@@ -45,6 +45,12 @@ fn browser_available() -> bool {
             "no chromium at {} (apt-get install chromium, or set KTERM_CHROMIUM)",
             chromium().display()
         )
+    } else if !std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        "no Node.js (`node` is not on PATH)".to_string()
     } else if !playwright.is_file() {
         "no assets/node_modules/playwright-core (run `npm ci --prefix assets`)".to_string()
     } else {
