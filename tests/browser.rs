@@ -4,9 +4,9 @@
 //! which exits 0 when every step of the scenario held. The scenarios themselves live in
 //! `tests/browser/scenarios/`; this file only owns the servers and the Node process.
 //!
-//! Skipped with a printed reason when chromium or `assets/node_modules/playwright-core` is missing,
-//! unless `KTERM_REQUIRE_BROWSER=1` (CI), where that is a failure. Screenshots land in
-//! `<target dir>/browser-screenshots/<scenario>.png`.
+//! Skipped with a printed reason when chromium, Node.js or `assets/node_modules/playwright-core`
+//! is missing, unless `KTERM_REQUIRE_BROWSER=1` (CI), where that is a failure. Screenshots land
+//! in `<target dir>/browser-screenshots/<scenario>.png`.
 
 mod common;
 
@@ -15,9 +15,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::TestServer;
-use figment::providers::{Format, Serialized, Toml};
-use figment::Figment;
-use kterm::config::AuthMode;
+use kterm::config::{AuthMode, HumanDuration};
 
 /// One browser at a time: CI machines have two cores, and chromium wants both.
 static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -113,19 +111,6 @@ async fn run_scenario(scenario: &str, server: &TestServer, env: &[(&str, &str)])
     );
 }
 
-/// Starts a server with the test config and `toml` merged over it, as a config file would be.
-/// Keys are checked at run time, so a scenario can name keys a build of the server lacks yet.
-async fn start_with_toml(toml: &str) -> TestServer {
-    TestServer::start_with(|config| {
-        let base = std::mem::take(config);
-        *config = Figment::from(Serialized::defaults(base))
-            .merge(Toml::string(toml))
-            .extract()
-            .unwrap_or_else(|e| panic!("this scenario's config does not load: {e}"));
-    })
-    .await
-}
-
 /// Takes the browser lock and checks the browser is there; `None` means skip.
 async fn browser() -> Option<tokio::sync::MutexGuard<'static, ()>> {
     let guard = BROWSER.lock().await;
@@ -213,8 +198,11 @@ async fn login_and_logout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn banner_before_max_lifetime() {
     let Some(_browser) = browser().await else { return };
-    let server =
-        start_with_toml("[sessions]\nmax_lifetime = \"30s\"\nwarn_before = \"25s\"\n").await;
+    let server = TestServer::start_with(|c| {
+        c.sessions.max_lifetime = HumanDuration::secs(30);
+        c.sessions.warn_before = HumanDuration::secs(25);
+    })
+    .await;
     run_scenario("banner_lifetime", &server, &[]).await;
     server.stop().await;
 }
@@ -222,9 +210,11 @@ async fn banner_before_max_lifetime() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn banner_before_idle_timeout_and_keep_alive() {
     let Some(_browser) = browser().await else { return };
-    let server = start_with_toml(
-        "[sessions]\nidle_when_attached = true\nidle_timeout = \"8s\"\nwarn_before = \"6s\"\n",
-    )
+    let server = TestServer::start_with(|c| {
+        c.sessions.idle_when_attached = true;
+        c.sessions.idle_timeout = HumanDuration::secs(8);
+        c.sessions.warn_before = HumanDuration::secs(6);
+    })
     .await;
     run_scenario("banner_idle", &server, &[]).await;
     server.stop().await;
