@@ -5,7 +5,7 @@
 
 import { startProxy } from '../proxy.mjs';
 import {
-  check, countLines, openTerminal, runAndWait, termText, waitState,
+  check, countLines, openTerminal, runAndWait, termText, waitFor, waitState,
 } from '../lib.mjs';
 
 export async function reconnect(t) {
@@ -39,4 +39,21 @@ export async function reconnect(t) {
   }
   check(countLines(text, 'before-cut-21') === 1, `still once:\n${text}`);
   log('typing works once per keystroke after the reconnect');
+
+  // A second cut, this time with the server reachable at once: the page may pass through
+  // `reconnecting` too fast to poll, so the states it went through are recorded.
+  await page.evaluate(() => {
+    const conn = document.querySelector('#conn-state');
+    window.connStates = [];
+    new MutationObserver(() => window.connStates.push(conn.getAttribute('data-state')))
+      .observe(conn, { attributes: true, attributeFilter: ['data-state'] });
+  });
+  check(proxy.cut() > 0, 'connections to cut the second time');
+  await waitFor(page, 'reconnecting, then connected again after the second cut',
+    () => window.connStates.includes('reconnecting') &&
+      document.querySelector('#conn-state').getAttribute('data-state') === 'connected');
+  text = await runAndWait(page, 'echo $((6*7))', '42');
+  check(countLines(text, '42') === 3 && countLines(text, 'before-cut-21') === 1,
+    `after the second reconnect, every line still shows once:\n${text}`);
+  log(`second cut: states ${JSON.stringify(await page.evaluate(() => window.connStates))}`);
 }
