@@ -27,6 +27,9 @@ use super::{
 use crate::config::{DockerConfig, PullPolicy};
 use crate::error::{Error, Result};
 
+/// How long a pre-started shell may take to turn its echo off and say so.
+const STUB_START_TIMEOUT: Duration = Duration::from_secs(20);
+
 pub const LABEL_MANAGED: &str = "kterm.io/managed";
 pub const LABEL_INSTANCE: &str = "kterm.io/instance";
 pub const LABEL_USER: &str = "kterm.io/user";
@@ -330,7 +333,9 @@ impl SandboxBackend for DockerBackend {
             ("HOME".to_string(), "/home/user".to_string()),
             ("TERM".to_string(), "xterm-256color".to_string()),
         ];
-        self.exec_tty(sandbox, argv, env, None, 80, 24).await
+        let mut process = self.exec_tty(sandbox, argv, env, None, 80, 24).await?;
+        stub::wait_ready(&mut process, STUB_START_TIMEOUT).await?;
+        Ok(process)
     }
 
     fn activation(&self, spec: &ProcessSpec) -> Vec<u8> {

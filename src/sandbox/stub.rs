@@ -8,12 +8,52 @@
 //! inside single quotes: no value is ever parsed by the shell, so no context value can run a
 //! command, and newlines cannot end the line early.
 
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use super::TtyProcess;
+use crate::error::{Error, Result};
+
 /// What the stub runs: terminal in non-canonical mode without echo (so a long line is not cut
-/// at the TTY's 4 KiB line limit and is not shown), read one line, restore, evaluate it.
+/// at the TTY's 4 KiB line limit and is not shown), say so with [`READY`], read one line,
+/// restore, evaluate it.
 pub const STUB_SCRIPT: &str = r#"s=$(stty -g 2>/dev/null); stty -echo -icanon 2>/dev/null
+echo kterm-stub-ready
 IFS= read -r line || exit 0
 [ -n "$s" ] && stty "$s" 2>/dev/null
 eval "$line""#;
+
+/// What the stub prints once echo is off. Until then the TTY would echo an activation line
+/// (context values included) into the session's output, so a stub counts as started only
+/// after [`wait_ready`] has read this, and nothing before it reaches a session.
+pub const READY: &[u8] = b"kterm-stub-ready\r\n";
+
+/// Reads a fresh stub's output up to and including [`READY`].
+pub async fn wait_ready(process: &mut TtyProcess, timeout: Duration) -> Result<()> {
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 256];
+    let read = async {
+        while !seen.ends_with(READY) {
+            let n = process.output.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            }
+            seen.extend_from_slice(&chunk[..n]);
+            if seen.len() > 4096 {
+                return Err(std::io::Error::other("no ready line in its first 4 KiB"));
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::Internal(format!("a pre-started shell did not start: {e}"))),
+        Err(_) => {
+            Err(Error::Internal(format!("a pre-started shell did not start within {timeout:?}")))
+        }
+    }
+}
 
 /// The line that turns a stub into the session's process: exports `env`, changes to `workdir`
 /// and `exec`s `argv`.

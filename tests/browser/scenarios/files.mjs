@@ -132,3 +132,31 @@ export async function files(t) {
     `the change underneath was not overwritten: ${JSON.stringify(now.body)}`);
   log('a change underneath shows the conflict bar and is kept');
 }
+
+// Upload: through the button's file input, and by dropping a file on the page. Both land in the
+// folder opened last (here the root, after a refresh resets nothing: notes.txt was opened last).
+export async function uploadScenario(t) {
+  const { page, log } = t;
+  const session = await activeSession(page);
+  await page.locator('#files-upload').setInputFiles({
+    name: 'picked.txt', mimeType: 'text/plain', buffer: Buffer.from('picked by the button\n'),
+  });
+  await waitVisible(page, '.tree-item[data-path="picked.txt"][data-type="file"]', 'picked.txt in the tree');
+  let got = await api(page, 'GET', `/api/v1/sessions/${session}/files/content?path=picked.txt`);
+  check(got.body === 'picked by the button\n', `picked.txt holds what was uploaded: ${JSON.stringify(got.body)}`);
+  log('uploaded with the button');
+
+  await page.evaluate(() => {
+    const data = new DataTransfer();
+    data.items.add(new File(['dropped on the page\n'], 'dropped.txt', { type: 'text/plain' }));
+    const target = document.querySelector('#terminals');
+    for (const type of ['dragenter', 'dragover', 'drop']) {
+      target.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: data }));
+    }
+  });
+  await waitVisible(page, '.tree-item[data-path="dropped.txt"][data-type="file"]', 'dropped.txt in the tree');
+  got = await api(page, 'GET', `/api/v1/sessions/${session}/files/content?path=dropped.txt`);
+  check(got.body === 'dropped on the page\n', `dropped.txt holds what was dropped: ${JSON.stringify(got.body)}`);
+  check(await page.locator('#drop-hint').isHidden(), 'the drop hint is gone after the drop');
+  log('uploaded by drag and drop');
+}

@@ -1,7 +1,7 @@
 // The scenarios by the name tests/browser.rs passes to run.mjs.
 
 import { bannerIdle, bannerLifetime } from './banner.mjs';
-import { files } from './files.mjs';
+import { files, uploadScenario } from './files.mjs';
 import { login } from './login.mjs';
 import { reconnect } from './reconnect.mjs';
 import { tabsScenario } from './tabs.mjs';
@@ -12,7 +12,10 @@ export const SCENARIOS = {
   echo,
   resize,
   tabs: tabsScenario,
-  files,
+  files: async (t) => {
+    await files(t);
+    await uploadScenario(t);
+  },
   context,
   base_path: basePath,
   reconnect,
