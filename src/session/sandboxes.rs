@@ -198,14 +198,18 @@ pub(super) async fn activate(
     spec: &ProcessSpec,
 ) -> Result<TtyProcess> {
     use tokio::io::AsyncWriteExt;
-    // The stub's terminal is 80x24; a different size is set alongside, not waited for (the
-    // shell follows SIGWINCH).
-    if (spec.cols, spec.rows) != (80, 24) {
-        let control = stub.control.clone();
-        let (cols, rows) = (spec.cols, spec.rows);
-        tokio::spawn(async move { control.resize(cols, rows).await });
-    }
-    stub.input.write_all(&line).await.map_err(|e| Error::io("activating a started shell", e))?;
+    // The stub's terminal is 80x24; a different size is set alongside the line, and both are
+    // done before the session is handed out, so its first command already sees its size.
+    let control = stub.control.clone();
+    let resize = async {
+        if (spec.cols, spec.rows) != (80, 24) {
+            if let Err(e) = control.resize(spec.cols, spec.rows).await {
+                tracing::warn!(error = %e, "could not size a started shell's terminal");
+            }
+        }
+    };
+    let (written, ()) = tokio::join!(stub.input.write_all(&line), resize);
+    written.map_err(|e| Error::io("activating a started shell", e))?;
     if let Some(id) = spec.session_id() {
         stub.control.bind_session(&id);
     }
