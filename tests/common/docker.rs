@@ -83,8 +83,17 @@ impl Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let names = self.containers();
-        if !names.is_empty() {
+        // A create the server sent just before it stopped (the pool filler's) can still land
+        // after a first sweep: sweep until a look half a second later finds nothing.
+        for _ in 0..10 {
+            let names = self.containers();
+            if names.is_empty() {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                if self.containers().is_empty() {
+                    break;
+                }
+                continue;
+            }
             let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&names).output();
         }
         // Workspace volumes kterm made for this test carry its labels too.
