@@ -309,7 +309,7 @@ async fn keep_alive_holds_an_attached_session_that_would_idle_out() {
     term.send_control(json!({"type": "keep_alive"})).await;
 
     // Past the deadline first announced, the session still runs.
-    let past = (first - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(500);
+    let past = (first - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(200);
     tokio::time::sleep(past).await;
     let (_, got) = server.get(&format!("/api/v1/sessions/{id}")).await;
     assert_eq!(got["status"], "running", "{got}");

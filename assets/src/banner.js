@@ -31,7 +31,7 @@ export class Banner {
       if (tab.state === 'ended') continue;
       for (const warning of tab.warnings.values()) {
         const key = `${tab.session}:${warning.reason}:${warning.at}`;
-        if (!this.dismissed.has(key)) warnings.push({ tab, key, reason: warning.reason, at: Date.parse(warning.at) });
+        if (!this.dismissed.has(key)) warnings.push({ tab, key, reason: warning.reason, at: warning.deadline });
       }
     }
     warnings.sort((a, b) => a.at - b.at);

@@ -49,7 +49,10 @@ export function createEditor({ parent, doc, path, theme, onChange, onSave }) {
       path = newPath;
       view.setState(EditorState.create({ doc: newDoc, extensions: extensions() }));
     },
-    setTheme: (name) => view.dispatch({ effects: themeSlot.reconfigure(themeFor(name)) }),
+    setTheme(name) {
+      theme = name;
+      view.dispatch({ effects: themeSlot.reconfigure(themeFor(name)) });
+    },
     focus: () => view.focus(),
   };
 }

@@ -162,6 +162,9 @@ export class FileTree {
     await this.fill(children, path, depth + 1);
   }
 
+  // Each action takes the session's files URL when it starts: switching tabs while its dialog
+  // is open does not send it to another sandbox.
+
   async run(what, action) {
     try {
       await action();
@@ -175,37 +178,45 @@ export class FileTree {
   }
 
   async newFile() {
+    const base = this.base();
+    if (!base) return;
     const name = await ask(`New file in /${this.target}`, { ok: 'Create' });
     if (!name) return;
     const path = join(this.target, name);
     const done = await this.run(`Cannot create ${path}`, () =>
-      request('PUT', `${this.base()}/content?${query(path)}`, {
+      request('PUT', `${base}/content?${query(path)}`, {
         body: '', json: false, headers: { 'If-None-Match': '*' },
       }));
     if (done) this.host.open(path);
   }
 
   async newFolder() {
+    const base = this.base();
+    if (!base) return;
     const name = await ask(`New folder in /${this.target}`, { ok: 'Create' });
     if (!name) return;
     const path = join(this.target, name);
-    await this.run(`Cannot create ${path}`, () => api('POST', `${this.base()}/mkdir?${query(path)}&parents=1`));
+    await this.run(`Cannot create ${path}`, () => api('POST', `${base}/mkdir?${query(path)}&parents=1`));
     this.expanded.add(path);
     this.target = path;
     await this.refresh();
   }
 
   async rename(path) {
+    const base = this.base();
+    if (!base) return;
     const to = await ask(`Rename /${path} to`, { value: path, ok: 'Rename' });
     if (!to || to === path) return;
-    await this.run(`Cannot rename ${path}`, () => api('POST', `${this.base()}/rename`, { from: path, to }));
+    await this.run(`Cannot rename ${path}`, () => api('POST', `${base}/rename`, { from: path, to }));
   }
 
   async remove(path, type) {
+    const base = this.base();
+    if (!base) return;
     const what = type === 'dir' ? 'folder and everything in it' : 'file';
     if (!(await confirm(`Delete the ${what} /${path}?`, 'Delete'))) return;
     const recursive = type === 'dir' ? '&recursive=1' : '';
-    const done = await this.run(`Cannot delete ${path}`, () => api('DELETE', `${this.base()}?${query(path)}${recursive}`));
+    const done = await this.run(`Cannot delete ${path}`, () => api('DELETE', `${base}?${query(path)}${recursive}`));
     if (done) this.host.closed(path);
   }
 
@@ -223,12 +234,13 @@ export class FileTree {
 
   /** Uploads browser files into the target folder; an existing file is replaced. */
   async upload(files) {
-    if (!this.base() || !files?.length) return;
+    const base = this.base();
+    if (!base || !files?.length) return;
     for (const file of files) {
       const path = join(this.target, file.name);
       this.say(`Uploading ${path}…`);
       try {
-        await request('PUT', `${this.base()}/content?${query(path)}`, { body: file, json: false });
+        await request('PUT', `${base}/content?${query(path)}`, { body: file, json: false });
       } catch (err) {
         const why = err instanceof ApiError && err.status === 413 ? 'the file is too large' : describe(err);
         this.say(`Cannot upload ${path}: ${why}`);

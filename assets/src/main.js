@@ -34,7 +34,7 @@ const tabHost = {
     persist();
   },
   warning: () => banner.update(tabs),
-  shortcut: (event) => shortcut(event),
+  shortcut: (event) => shortcut(event, true),
   replace: (tab) => createSession({ namespace: tab.namespace || undefined, context: tab.context }),
   login: () => toLogin(),
 };
@@ -76,7 +76,7 @@ function renderTabs() {
     el.dataset.state = tab.state;
     el.setAttribute('role', 'tab');
     el.setAttribute('aria-selected', String(i === active));
-    el.title = `${tab.title} (${tab.status})${i < 9 ? `  Alt+${i + 1}` : ''}`;
+    el.title = `${tab.title} (${tab.status})${i < 9 ? `  Alt+Shift+${i + 1}` : ''}`;
     const dot = document.createElement('span');
     dot.className = 'tab-dot';
     const title = document.createElement('span');
@@ -87,7 +87,7 @@ function renderTabs() {
     close.type = 'button';
     close.className = 'tab-close icon';
     close.textContent = '×';
-    close.title = 'Close (Alt+W)';
+    close.title = 'Close (Alt+Shift+W)';
     close.setAttribute('aria-label', `close ${tab.title}`);
     close.addEventListener('click', (event) => {
       event.stopPropagation();
@@ -124,7 +124,7 @@ function renderState() {
 }
 
 function activate(index) {
-  if (index < 0 || index >= tabs.length) return;
+  if (!Number.isInteger(index) || index < 0 || index >= tabs.length) return;
   tabs[active]?.hide();
   active = index;
   tabs[active].show();
@@ -231,32 +231,37 @@ function showProblem(text) {
 
 // --- keys ----------------------------------------------------------------------------------
 
-/** The page's shortcuts; true when the key was one (the terminal then ignores it). */
-function shortcut(event) {
-  const alt = event.altKey && !event.ctrlKey && !event.metaKey;
-  const mod = (event.ctrlKey || event.metaKey) && !event.altKey;
-  const key = event.key.toLowerCase();
+/**
+ * The page's shortcuts; true when the key was one (the terminal then ignores it). Tab and panel
+ * keys are Alt+Shift ones, which shells and editors leave alone (Alt+B, Alt+T, Ctrl+S, Ctrl+-
+ * are theirs); the font and save keys only count outside the terminal.
+ */
+function shortcut(event, inTerminal) {
+  const altShift = event.altKey && event.shiftKey && !event.ctrlKey && !event.metaKey;
+  const mod = (event.ctrlKey || event.metaKey) && !event.altKey && !event.shiftKey;
+  const digit = /^Digit([1-9])$/.exec(event.code);
   let done = true;
-  if (alt && key === 't') newTab();
-  else if (alt && key === 'w' && tabs[active]) closeTab(tabs[active]);
-  else if (alt && /^[1-9]$/.test(event.key)) activate(Math.min(Number(event.key), tabs.length) - 1);
-  else if ((alt || event.ctrlKey) && event.key === 'PageDown') activate((active + 1) % tabs.length);
-  else if ((alt || event.ctrlKey) && event.key === 'PageUp') activate((active - 1 + tabs.length) % tabs.length);
-  else if (alt && key === 'b') layout.toggleFiles();
+  if (altShift && event.code === 'KeyT') newTab();
+  else if (altShift && event.code === 'KeyW' && tabs[active]) closeTab(tabs[active]);
+  else if (altShift && digit && tabs.length) activate(Math.min(Number(digit[1]), tabs.length) - 1);
+  else if (altShift && event.key === 'ArrowRight' && tabs.length) activate((active + 1) % tabs.length);
+  else if (altShift && event.key === 'ArrowLeft' && tabs.length) activate((active - 1 + tabs.length) % tabs.length);
+  else if (altShift && event.code === 'KeyB') layout.toggleFiles();
+  else if (inTerminal) done = false;
   else if (mod && (event.key === '=' || event.key === '+')) setFont(prefs.fontSize + 1);
   else if (mod && event.key === '-') setFont(prefs.fontSize - 1);
   else if (mod && event.key === '0') setFont(14);
-  else if (mod && key === 's' && editor.isOpen) editor.save();
+  else if (mod && event.key.toLowerCase() === 's' && editor.isOpen) editor.save();
   else done = false;
   if (done) event.preventDefault();
   return done;
 }
 
 document.addEventListener('keydown', (event) => {
-  // Keys typed into the terminal went through its own handler already.
-  // Keys the editor handled (its Ctrl+S) are done too.
+  // Keys typed into the terminal went through its own handler already; keys the editor
+  // handled (its Ctrl+S) are done too.
   if (event.defaultPrevented || event.target.closest?.('.xterm, dialog')) return;
-  shortcut(event);
+  shortcut(event, false);
 });
 
 // --- preferences ---------------------------------------------------------------------------
@@ -314,22 +319,29 @@ async function start() {
   showUser();
   const launch = takeLaunchParameters();
   const saved = load('tabs', { tabs: [], active: 0 });
-  let live = [];
+  let live = null;
   try {
     live = (await api('GET', 'api/v1/sessions')).sessions
       .filter((s) => s.user === me.user && (s.status === 'running' || s.status === 'pending'));
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return toLogin();
   }
-  const byId = new Map(live.map((s) => [s.id, s]));
-  // The tabs this browser had, while their sessions run; a new browser gets the user's
-  // running sessions instead of new ones (which would soon reach sessions.max_per_user).
-  let records = saved.tabs.filter((t) => byId.has(t.session));
-  if (saved.tabs.length === 0) records = live.map((s, i) => ({ session: s.id, title: `shell ${i + 1}` }));
-  for (const record of records) {
-    const session = byId.get(record.session);
-    addTab({ ...record, context: session.context, namespace: session.namespace });
+  let records;
+  if (live === null) {
+    // The list is unavailable (a restart under way): keep the saved tabs, which check their
+    // own sessions as they connect, rather than starting new sessions.
+    records = saved.tabs;
+  } else {
+    const byId = new Map(live.map((s) => [s.id, s]));
+    // The tabs this browser had, while their sessions run; a new browser gets the user's
+    // running sessions instead of new ones (which would soon reach sessions.max_per_user).
+    records = saved.tabs.filter((t) => byId.has(t.session))
+      .map((t) => ({ ...t, context: byId.get(t.session).context, namespace: byId.get(t.session).namespace }));
+    if (saved.tabs.length === 0) {
+      records = live.map((s, i) => ({ session: s.id, title: `shell ${i + 1}`, context: s.context, namespace: s.namespace }));
+    }
   }
+  for (const record of records) addTab(record);
   if (launch) {
     await newTab(launch);
   } else if (tabs.length === 0) {

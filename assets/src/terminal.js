@@ -261,6 +261,8 @@ export class TerminalTab {
         seen.takenOver = true;
         break;
       case 'warning':
+        // Counted down from what the server says is left, not from its clock.
+        message.deadline = Date.now() + Number(message.in_secs ?? 0) * 1000;
         this.warnings.set(message.reason, message);
         this.host.warning(this, message);
         break;
@@ -282,6 +284,9 @@ export class TerminalTab {
 
   /** A fresh session in this tab, after the old one ended. */
   async restart() {
+    if (this.restarting) return;
+    this.restarting = true;
+    this.setState('connecting', 'starting a new session…');
     try {
       const session = await this.host.replace(this);
       this.session = session.id;
@@ -290,6 +295,8 @@ export class TerminalTab {
       this.retryNow();
     } catch (err) {
       this.failed(err);
+    } finally {
+      this.restarting = false;
     }
   }
 

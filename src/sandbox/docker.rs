@@ -28,7 +28,7 @@ use crate::config::{DockerConfig, PullPolicy};
 use crate::error::{Error, Result};
 
 /// How long a pre-started shell may take to turn its echo off and say so.
-const STUB_START_TIMEOUT: Duration = Duration::from_secs(20);
+const STUB_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub const LABEL_MANAGED: &str = "kterm.io/managed";
 pub const LABEL_INSTANCE: &str = "kterm.io/instance";

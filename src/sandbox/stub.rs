@@ -18,8 +18,7 @@ use crate::error::{Error, Result};
 /// What the stub runs: terminal in non-canonical mode without echo (so a long line is not cut
 /// at the TTY's 4 KiB line limit and is not shown), say so with [`READY`], read one line,
 /// restore, evaluate it.
-pub const STUB_SCRIPT: &str = r#"s=$(stty -g 2>/dev/null); stty -echo -icanon 2>/dev/null
-echo kterm-stub-ready
+pub const STUB_SCRIPT: &str = r#"s=$(stty -g 2>/dev/null); stty -echo -icanon 2>/dev/null && echo kterm-stub-ready
 IFS= read -r line || exit 0
 [ -n "$s" ] && stty "$s" 2>/dev/null
 eval "$line""#;
@@ -29,7 +28,8 @@ eval "$line""#;
 /// after [`wait_ready`] has read this, and nothing before it reaches a session.
 pub const READY: &[u8] = b"kterm-stub-ready\r\n";
 
-/// Reads a fresh stub's output up to and including [`READY`].
+/// Reads a fresh stub's output up to and including [`READY`]. A stub that cannot turn its echo
+/// off never says it is ready: it is ended here, and sessions start cold instead.
 pub async fn wait_ready(process: &mut TtyProcess, timeout: Duration) -> Result<()> {
     let mut seen = Vec::new();
     let mut chunk = [0u8; 256];
@@ -46,7 +46,11 @@ pub async fn wait_ready(process: &mut TtyProcess, timeout: Duration) -> Result<(
         }
         Ok(())
     };
-    match tokio::time::timeout(timeout, read).await {
+    let outcome = tokio::time::timeout(timeout, read).await;
+    if !matches!(outcome, Ok(Ok(()))) {
+        process.control.kill().await;
+    }
+    match outcome {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Error::Internal(format!("a pre-started shell did not start: {e}"))),
         Err(_) => {

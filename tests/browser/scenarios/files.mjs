@@ -3,7 +3,8 @@
 // underneath is not overwritten silently.
 
 import {
-  activeSession, api, check, openTerminal, run, runAndWait, waitFor, waitForLine, waitHidden,
+  activeSession, api, check, focusTerminal, openTerminal, run, runAndWait, waitFor, waitForLine,
+  waitHidden,
   waitVisible,
 } from '../lib.mjs';
 
@@ -159,4 +160,52 @@ export async function uploadScenario(t) {
   check(got.body === 'dropped on the page\n', `dropped.txt holds what was dropped: ${JSON.stringify(got.body)}`);
   check(await page.locator('#drop-hint').isHidden(), 'the drop hint is gone after the drop');
   log('uploaded by drag and drop');
+}
+
+// What the review of the editor and the keys found: re-opening the open file keeps unsaved
+// edits, two quick saves do not conflict with each other, and Alt+B still reaches the shell.
+export async function editorAndKeys(t) {
+  const { page, log } = t;
+  const session = await activeSession(page);
+  // The conflict from the files scenario: take the disk's version.
+  await page.locator('#editor-reload').click();
+  await waitFor(page, 'the editor to hold the version on disk',
+    () => window.kterm.editorText() === 'changed underneath\n');
+  await waitDirty(page, false);
+  check(await page.locator('#editor-conflict').isHidden(), 'the conflict bar is gone after a reload');
+
+  await page.locator('#editor .cm-content').click();
+  await page.keyboard.press('Control+End');
+  await page.keyboard.type('unsaved');
+  await waitDirty(page, true);
+  await page.locator(item('notes.txt', 'file')).click();
+  check(await page.locator('#dialog').evaluate((d) => !d.open), 'no dialog for the file already open');
+  check(await editorText(page) === 'changed underneath\nunsaved',
+    `clicking the open file keeps its unsaved edits: ${JSON.stringify(await editorText(page))}`);
+  log('re-opening the open file keeps the edit');
+
+  await page.locator('#editor .cm-content').click();
+  await page.keyboard.press('Control+S');
+  await page.keyboard.press('Control+S');
+  await waitDirty(page, false);
+  await waitFor(page, 'both saves to finish', () => document.querySelector('#editor-status').textContent === 'saved');
+  check(await page.locator('#editor-conflict').isHidden(), 'two quick saves do not conflict with each other');
+  const saved = await api(page, 'GET', `/api/v1/sessions/${session}/files/content?path=notes.txt`);
+  check(saved.body === 'changed underneath\nunsaved', `the file holds the edit: ${JSON.stringify(saved.body)}`);
+  log('two quick Ctrl+S save once each, without a conflict');
+
+  // Alt+B is readline's backward-word, not the page's: the word lands before "def".
+  const filesShown = await page.locator('#files').isVisible();
+  await focusTerminal(page);
+  await page.keyboard.type('echo abc def');
+  await page.keyboard.press('Alt+B');
+  await page.keyboard.type('Z');
+  await page.keyboard.press('Enter');
+  await waitForLine(page, 'abc Zdef');
+  check(await page.locator('#files').isVisible() === filesShown, 'Alt+B left the file panel alone');
+  // Alt+Shift+B is the page's.
+  await page.keyboard.press('Alt+Shift+B');
+  await waitFor(page, 'Alt+Shift+B to toggle the file panel',
+    (shown) => (document.querySelector('#files').offsetParent !== null) !== shown, filesShown);
+  log('Alt+B reaches the shell; Alt+Shift+B toggles the files');
 }

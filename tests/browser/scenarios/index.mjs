@@ -1,7 +1,7 @@
 // The scenarios by the name tests/browser.rs passes to run.mjs.
 
 import { bannerIdle, bannerLifetime } from './banner.mjs';
-import { files, uploadScenario } from './files.mjs';
+import { editorAndKeys, files, uploadScenario } from './files.mjs';
 import { login } from './login.mjs';
 import { reconnect } from './reconnect.mjs';
 import { tabsScenario } from './tabs.mjs';
@@ -15,6 +15,7 @@ export const SCENARIOS = {
   files: async (t) => {
     await files(t);
     await uploadScenario(t);
+    await editorAndKeys(t);
   },
   context,
   base_path: basePath,
