@@ -6,6 +6,10 @@
  * script never sees it. Relative URLs only; no inline script (CSP).
  */
 import './login.css';
+import { load } from './storage.js';
+import { applyPageTheme, initialTheme } from './theme.js';
+
+applyPageTheme(initialTheme(load('prefs', { theme: null }).theme));
 
 (function () {
   'use strict';
