@@ -185,7 +185,8 @@ impl Server {
         self.handle.stop(true).await;
         let _ = self.served.await;
         self.background.abort();
-        // Warm sandboxes stay for the next run to adopt.
+        // Warm sandboxes stay for the next run to adopt, those being made included.
+        self.state.registry.pool().stop(self.state.config.server.shutdown_timeout.0).await;
         self.filler.abort();
         self.housekeeping.abort();
         self.state.registry.shutdown().await;

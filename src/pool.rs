@@ -8,9 +8,11 @@
 //!   the claims of the last `pool.window` (one more per claim; back to `min` when idle).
 //! - Warm sandboxes and their stubs are checked every `pool.health_interval`; dead or removed
 //!   ones are replaced.
+//! - [`WarmPool::stop`] starts no more and waits for the creations under way, so no sandbox
+//!   appears after kterm has stopped (those made are recorded, and the next run adopts them).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -39,6 +41,9 @@ pub struct WarmPool {
     creating: AtomicU32,
     claims: Mutex<VecDeque<Instant>>,
     wake: Notify,
+    stopping: AtomicBool,
+    /// Notified when the last creation under way ends.
+    drained: Notify,
 }
 
 /// `GET /api/v1/pool`.
@@ -75,6 +80,8 @@ impl WarmPool {
             creating: AtomicU32::new(0),
             claims: Mutex::default(),
             wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+            drained: Notify::new(),
         })
     }
 
@@ -173,7 +180,7 @@ impl WarmPool {
             return;
         }
         let mut last_check = Instant::now();
-        loop {
+        while !self.stopping.load(Ordering::Acquire) {
             self.fill_or_shrink();
             if last_check.elapsed() >= self.config.health_interval.0 {
                 self.check_health().await;
@@ -181,6 +188,23 @@ impl WarmPool {
             }
             let tick = self.config.health_interval.0.min(Duration::from_secs(1));
             let _ = tokio::time::timeout(tick, self.wake.notified()).await;
+        }
+    }
+
+    /// At shutdown: makes no more sandboxes and waits (up to `timeout`) for those under way.
+    pub async fn stop(&self, timeout: Duration) {
+        self.stopping.store(true, Ordering::Release);
+        self.wake.notify_one();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let drained = self.drained.notified();
+            if self.creating.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                tracing::warn!("stopping with warm sandboxes still being made");
+                return;
+            }
         }
     }
 
@@ -196,7 +220,9 @@ impl WarmPool {
             let pool = self.clone();
             tokio::spawn(async move {
                 pool.make_one().await;
-                pool.creating.fetch_sub(1, Ordering::AcqRel);
+                if pool.creating.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    pool.drained.notify_waiters();
+                }
                 pool.wake.notify_one();
             });
         }

@@ -81,20 +81,23 @@ impl Cleanup {
     }
 }
 
+impl Cleanup {
+    fn remove_containers(&self) {
+        let names = self.containers();
+        if !names.is_empty() {
+            let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&names).output();
+        }
+    }
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        // A create the server sent just before it stopped (the pool filler's) can still land
-        // after a first sweep: sweep until a look half a second later finds nothing.
-        for _ in 0..10 {
-            let names = self.containers();
-            if names.is_empty() {
-                std::thread::sleep(std::time::Duration::from_millis(500));
-                if self.containers().is_empty() {
-                    break;
-                }
-                continue;
-            }
-            let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&names).output();
+        self.remove_containers();
+        // A failed test dropped its server without stopping it, so the pool may still have a
+        // create under way (a stopped server waits for those): sweep once more after it.
+        if std::thread::panicking() {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            self.remove_containers();
         }
         // Workspace volumes kterm made for this test carry its labels too.
         let volumes = Command::new("docker")
