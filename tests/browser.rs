@@ -117,70 +117,53 @@ async fn browser() -> Option<tokio::sync::MutexGuard<'static, ()>> {
     browser_available().then_some(guard)
 }
 
+/// Runs `scenario` against a fresh server whose test config `adjust` changes.
+async fn scenario_with(scenario: &str, adjust: impl FnOnce(&mut kterm::config::Config)) {
+    let Some(_browser) = browser().await else { return };
+    let server = TestServer::start_with(adjust).await;
+    run_scenario(scenario, &server, &[]).await;
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn type_and_read_back() {
-    let Some(_browser) = browser().await else { return };
-    let server = TestServer::start().await;
-    run_scenario("echo", &server, &[]).await;
-    server.stop().await;
+    scenario_with("echo", |_| {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_resize_reaches_the_pty() {
-    let Some(_browser) = browser().await else { return };
-    let server = TestServer::start().await;
-    run_scenario("resize", &server, &[]).await;
-    server.stop().await;
+    scenario_with("resize", |_| {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tabs_survive_a_reload() {
-    let Some(_browser) = browser().await else { return };
-    let server = TestServer::start().await;
-    run_scenario("tabs", &server, &[]).await;
-    server.stop().await;
+    scenario_with("tabs", |_| {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_tree_and_editor() {
-    let Some(_browser) = browser().await else { return };
-    let server = TestServer::start().await;
-    run_scenario("files", &server, &[]).await;
-    server.stop().await;
+    scenario_with("files", |_| {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contextual_launch() {
-    let Some(_browser) = browser().await else { return };
-    let server = TestServer::start().await;
-    run_scenario("context", &server, &[]).await;
-    server.stop().await;
+    scenario_with("context", |_| {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_reverse_proxy_path() {
-    let Some(_browser) = browser().await else { return };
-    let server =
-        TestServer::start_with(|c| c.server.public_url = "http://proxy.example/tools/kterm".into())
-            .await;
-    run_scenario("base_path", &server, &[]).await;
-    server.stop().await;
+    scenario_with("base_path", |c| c.server.public_url = "http://proxy.example/tools/kterm".into())
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_after_a_cut_connection() {
-    let Some(_browser) = browser().await else { return };
-    let server = TestServer::start().await;
-    run_scenario("reconnect", &server, &[]).await;
-    server.stop().await;
+    scenario_with("reconnect", |_| {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_window_takes_the_session_over() {
-    let Some(_browser) = browser().await else { return };
-    let server = TestServer::start().await;
-    run_scenario("takeover", &server, &[]).await;
-    server.stop().await;
+    scenario_with("takeover", |_| {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,25 +180,19 @@ async fn login_and_logout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn banner_before_max_lifetime() {
-    let Some(_browser) = browser().await else { return };
-    let server = TestServer::start_with(|c| {
+    scenario_with("banner_lifetime", |c| {
         c.sessions.max_lifetime = HumanDuration::secs(30);
         c.sessions.warn_before = HumanDuration::secs(25);
     })
     .await;
-    run_scenario("banner_lifetime", &server, &[]).await;
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn banner_before_idle_timeout_and_keep_alive() {
-    let Some(_browser) = browser().await else { return };
-    let server = TestServer::start_with(|c| {
+    scenario_with("banner_idle", |c| {
         c.sessions.idle_when_attached = true;
         c.sessions.idle_timeout = HumanDuration::secs(8);
         c.sessions.warn_before = HumanDuration::secs(6);
     })
     .await;
-    run_scenario("banner_idle", &server, &[]).await;
-    server.stop().await;
 }

@@ -51,8 +51,6 @@ export class TerminalTab {
     this.generation = 0;
     this.backoff = BACKOFF_MIN_MS;
     this.retryTimer = null;
-    this.visible = false;
-
     this.pane = document.createElement('div');
     this.pane.className = 'term-pane';
     this.pane.hidden = true;
@@ -136,7 +134,7 @@ export class TerminalTab {
     this.fitQueued = true;
     requestAnimationFrame(() => {
       this.fitQueued = false;
-      if (!this.visible || this.pane.clientWidth === 0) return;
+      if (this.pane.hidden || this.pane.clientWidth === 0) return;
       try {
         this.fit.fit();
       } catch {
@@ -146,14 +144,12 @@ export class TerminalTab {
   }
 
   show() {
-    this.visible = true;
     this.pane.hidden = false;
     this.scheduleFit();
     this.term.focus();
   }
 
   hide() {
-    this.visible = false;
     this.pane.hidden = true;
   }
 

@@ -7,7 +7,10 @@
 //! - The build leaves `.br` and `.gz` siblings; the one the browser accepts is sent as is, with
 //!   `Content-Encoding` and `Vary: Accept-Encoding`. Each variant has its own ETag.
 
+use std::borrow::Cow;
+
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use rust_embed::{EmbeddedFile, RustEmbed};
 
@@ -47,7 +50,12 @@ pub async fn serve(req: HttpRequest, path: Option<web::Path<String>>) -> HttpRes
     if fresh {
         response.finish()
     } else {
-        response.body(file.data.into_owned())
+        // Embedded files are static in release builds: sent without a copy.
+        let body = match file.data {
+            Cow::Borrowed(data) => Bytes::from_static(data),
+            Cow::Owned(data) => Bytes::from(data),
+        };
+        response.body(body)
     }
 }
 
