@@ -12,9 +12,10 @@ use actix_web::web;
 use tokio::sync::watch;
 
 use crate::audit::Audit;
-use crate::auth::{Authenticator, TokenTable};
+use crate::auth::Authenticator;
 use crate::config::{BackendKind, Config, ConfigError, DEFAULT_SANDBOX_IMAGE};
 use crate::error::{Error, Result};
+use crate::http::hosts::AllowedHosts;
 use crate::http::tls::TlsCertificate;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
@@ -35,19 +36,15 @@ pub struct AppState {
     pub audit: Audit,
     /// Session creations per user (`sessions.create_per_minute`).
     pub session_rate: RateLimiter,
+    /// The `Host` names and addresses this server answers to.
+    pub hosts: AllowedHosts,
+    /// Bytes of upload bodies held in memory now, over all requests (`files.upload_memory`).
+    pub upload_memory: Arc<tokio::sync::Semaphore>,
     /// Becomes `true` when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Checks what the config names outside itself (the tokens file, the TLS certificate and key),
-/// so that `check-config` and a start fail alike, with exit code 2.
-pub fn preflight(config: &Config) -> std::result::Result<(), ConfigError> {
-    TokenTable::load(&config.auth)?;
-    if config.tls.enabled() {
-        TlsCertificate::load(&config.tls)?;
-    }
-    Ok(())
-}
+pub use crate::preflight::preflight;
 
 /// A running kterm.
 pub struct Server {
@@ -59,6 +56,7 @@ pub struct Server {
     background: tokio::task::JoinHandle<()>,
     filler: tokio::task::JoinHandle<()>,
     housekeeping: tokio::task::JoinHandle<()>,
+    logins: tokio::task::JoinHandle<()>,
     tls: Option<Arc<TlsCertificate>>,
 }
 
@@ -67,17 +65,18 @@ impl Server {
     /// serving. Must be called inside a multi-threaded tokio runtime.
     pub async fn start(config: Config) -> Result<Server> {
         let config = Arc::new(config);
+        for warning in crate::preflight::preflight(&config)? {
+            tracing::warn!("{warning}");
+        }
         let path = config.state.path.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&path))
             .await
             .map_err(|e| Error::Internal(format!("opening the store: {e}")))??;
         let backend = choose_backend(&config, store.instance_id()).await?;
         let audit = Audit::new(store.clone());
-        let bad_config = |e: ConfigError| Error::BadRequest(e.0);
-        let auth =
-            Authenticator::new(&config.auth, store.clone(), audit.clone()).map_err(bad_config)?;
+        let auth = Authenticator::new(&config.auth, store.clone(), audit.clone())?;
         let tls = match config.tls.enabled() {
-            true => Some(Arc::new(TlsCertificate::load(&config.tls).map_err(bad_config)?)),
+            true => Some(Arc::new(TlsCertificate::load(&config.tls)?)),
             false => None,
         };
         let metrics = Arc::new(Metrics::new());
@@ -97,7 +96,7 @@ impl Server {
         );
         registry.recover().await?;
 
-        let addr = config.listen_addr().map_err(|e| Error::BadRequest(e.to_string()))?;
+        let addr = config.listen_addr()?;
         let listener = TcpListener::bind(addr)
             .map_err(|e| Error::io(format!("binding {addr} (server.listen)"), e))?;
         let addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
@@ -114,6 +113,12 @@ impl Server {
                 config.sessions.create_per_minute,
                 Duration::from_secs(60),
             ),
+            hosts: AllowedHosts::for_config(&config),
+            upload_memory: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(config.files.upload_memory.0)
+                    .unwrap_or(usize::MAX)
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             shutdown,
         });
         let server = crate::http::server(state.clone(), listener, tls.clone())
@@ -123,6 +128,7 @@ impl Server {
         let background = tokio::spawn(background_tasks(registry));
         let filler = tokio::spawn(pool.run());
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
+        let logins = tokio::spawn(watch_logins(state.clone()));
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(
             %addr,
@@ -132,14 +138,6 @@ impl Server {
             state = %config.state.path.display(),
             "kterm is serving on {scheme}://{addr}"
         );
-        if crate::http::security::anonymous_remote(&config) {
-            tracing::warn!(
-                %addr,
-                "auth.mode is \"none\" on a non-loopback address (auth.allow_none_remote): \
-                 anyone who reaches this port gets a shell as {:?}",
-                config.auth.none_user
-            );
-        }
         Ok(Server {
             addr,
             state,
@@ -149,6 +147,7 @@ impl Server {
             background,
             filler,
             housekeeping,
+            logins,
             tls,
         })
     }
@@ -189,6 +188,7 @@ impl Server {
         self.state.registry.pool().stop(self.state.config.server.shutdown_timeout.0).await;
         self.filler.abort();
         self.housekeeping.abort();
+        self.logins.abort();
         self.state.registry.shutdown().await;
         tracing::info!("stopped");
     }
@@ -219,26 +219,37 @@ async fn choose_backend(config: &Config, instance: &str) -> Result<Arc<dyn Sandb
                 }
             }
         }
-        BackendKind::Kubernetes => {
-            Err(Error::BadRequest("backend.kind \"kubernetes\" is not available".into()))
-        }
+        BackendKind::Kubernetes => Err(Error::Config(ConfigError(
+            "config key `backend.kind`: \"kubernetes\" is not available".into(),
+        ))),
     }
 }
 
 async fn local_backend(config: &Config) -> Result<Arc<dyn SandboxBackend>> {
-    let listen = config.listen_addr().map_err(|e| Error::BadRequest(e.to_string()))?;
+    let listen = config.listen_addr()?;
     if !listen.ip().is_loopback() && !config.local.allow_remote {
-        return Err(Error::BadRequest(format!(
-            "the local backend (chosen by backend.kind = \"auto\" without a usable Docker) \
-             isolates nothing: it serves only loopback addresses, not {listen}, unless \
-             local.allow_remote = true"
-        )));
+        // A configuration that cannot work here: exit 2, like any refused configuration.
+        return Err(Error::Config(ConfigError(format!(
+            "config key `backend.kind`: the local backend (chosen by \"auto\" without a usable \
+             Docker) isolates nothing: it serves only loopback addresses, not {listen}, unless \
+             local.allow_remote = true; or set backend.kind = \"docker\""
+        ))));
     }
     let root = config.local_root();
     let backend = tokio::task::spawn_blocking(move || LocalBackend::new(&root))
         .await
         .map_err(|e| Error::Internal(format!("starting the local backend: {e}")))??;
     Ok(Arc::new(backend))
+}
+
+/// Ends what logins ended elsewhere had opened (see [`crate::auth::logins`]).
+async fn watch_logins(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(crate::auth::logins::CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.auth.check_live_logins().await;
+    }
 }
 
 /// Deletes expired login sessions and audit rows past `audit.retention`.

@@ -2,8 +2,10 @@
 //! writes and deletes, denials, optionally terminal input), written to the store's `audit` table
 //! and to the structured log (target `kterm::audit`).
 //!
-//! Invariants: every string is stored and logged as data, truncated to a bounded length
-//! (control characters are kept in the store and escaped in the log). Denials are rate limited
+//! Invariants: every string is stored and logged as data, truncated to a bounded length.
+//! Control, invisible and direction-changing characters (U+202E and the like, see
+//! [`is_invisible`]) are kept in the store as received and written as escapes (`\u{202e}`) in
+//! the log and the audit API's JSON, so a user name cannot disguise itself or what follows it. Denials are rate limited
 //! per client so that a flood of bad requests cannot grow the table without bound. Recording
 //! never fails a request: a store error is logged and the request goes on.
 
@@ -137,14 +139,15 @@ impl Audit {
     /// Writes `event` to the log and the store. A file API calls this with
     /// [`Action::FileWrite`] / [`Action::FileDelete`], the path in the detail.
     pub async fn record(&self, event: Event) {
+        let shown = |field: &Option<String>| field.as_deref().map_or("-".into(), escape_for_log);
         tracing::info!(
             target: "kterm::audit",
             action = event.action.as_str(),
             outcome = event.outcome.as_str(),
-            user = ?event.user,
-            client = ?event.client,
-            session = ?event.session,
-            detail = ?event.detail,
+            user = %shown(&event.user),
+            client = %shown(&event.client),
+            session = %shown(&event.session),
+            detail = %escape_for_log(&event.detail),
             "audit"
         );
         if event.action == Action::Denied {
@@ -226,6 +229,51 @@ impl InputRecorder {
     }
 }
 
+/// Characters that do not show as themselves: controls (C0, DEL, C1), format characters such
+/// as the bidirectional overrides and isolates, zero-width characters, line and paragraph
+/// separators, variation selectors, invisible fillers and tag characters.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// `text` with every [`is_invisible`] character, and the backslash, written as an escape
+/// (`\u{202e}`, `\\`), for the log.
+pub fn escape_for_log(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if is_invisible(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JSON text with every [`is_invisible`] character written as a `\uXXXX` escape (a surrogate
+/// pair above U+FFFF): the same JSON value, but what is shown is visible. Such characters can
+/// only occur inside JSON strings, where an escape is equivalent.
+pub fn escape_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if is_invisible(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{:04x}", unit));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn truncate(mut text: String, max: usize) -> String {
     if let Some((index, _)) = text.char_indices().nth(max) {
         text.truncate(index);
@@ -237,6 +285,21 @@ fn truncate(mut text: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_characters_are_escaped() {
+        let name = "admin\u{202e}nimda\u{200b}\u{7f}\u{9b}x\u{e0041}";
+        assert_eq!(escape_for_log(name), "admin\\u{202e}nimda\\u{200b}\\u{7f}\\u{9b}x\\u{e0041}");
+        assert_eq!(escape_for_log("a\\u{202e}"), "a\\\\u{202e}", "a backslash cannot fake one");
+        let json = serde_json::to_string(&serde_json::json!({ "user": name })).unwrap();
+        let escaped = escape_json(&json);
+        assert!(escaped.contains("admin\\u202enimda\\u200b"), "{escaped}");
+        assert!(escaped.contains("\\udb40\\udc41"), "{escaped}");
+        assert!(!escaped.chars().any(is_invisible), "{escaped}");
+        let back: serde_json::Value = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(back["user"], name, "the same value");
+        assert!(!is_invisible('é') && !is_invisible('✓') && !is_invisible(' '));
+    }
 
     #[test]
     fn long_fields_are_cut_at_a_character() {

@@ -17,7 +17,7 @@ mod units;
 
 pub use auth::{is_dns_label, AddrRange, AuditConfig, AuthConfig, AuthMode, TlsConfig, TokenEntry};
 pub use backends::{
-    DockerConfig, FilesConfig, KubernetesConfig, LocalConfig, PoolConfig, PullPolicy,
+    DockerConfig, FilesConfig, KubernetesConfig, LocalConfig, PoolConfig, PullPolicy, UserIds,
     DEFAULT_SANDBOX_IMAGE,
 };
 pub use units::{ByteSize, HumanDuration};
@@ -69,6 +69,11 @@ pub struct ServerConfig {
     pub max_request_body: ByteSize,
     /// Largest accepted request line plus headers; larger is 431.
     pub max_request_headers: ByteSize,
+    /// `Host` names accepted besides loopback, `public_url`'s host and (on a non-loopback
+    /// listen address) the machine's own; `*.example.com` for subdomains, `*` for any.
+    pub allowed_hosts: Vec<String>,
+    /// A bearer token that may read `/metrics` (admins may too; open in auth mode `none`).
+    pub metrics_token: String,
 }
 
 impl ServerConfig {
@@ -96,6 +101,8 @@ impl Default for ServerConfig {
             frame_ancestors: vec!["'self'".into()],
             max_request_body: ByteSize(64 * 1024),
             max_request_headers: ByteSize(16 * 1024),
+            allowed_hosts: Vec::new(),
+            metrics_token: String::new(),
         }
     }
 }
@@ -274,6 +281,21 @@ impl Config {
                 ));
             }
         }
+        for host in &self.server.allowed_hosts {
+            let valid = !host.is_empty()
+                && !host.contains("://")
+                && !host.chars().any(|c| c.is_whitespace() || c.is_control() || "/?#@".contains(c));
+            if !valid {
+                return Err(ConfigError::key(
+                    "server.allowed_hosts",
+                    format!("{host:?} is not a host name or address such as vm.example.com"),
+                ));
+            }
+        }
+        let token = &self.server.metrics_token;
+        if !token.is_empty() && token.len() < 16 {
+            return Err(ConfigError::key("server.metrics_token", "must be at least 16 characters"));
+        }
         for origin in &self.server.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(ConfigError::key(
@@ -338,6 +360,12 @@ impl Config {
                 "max_read and max_write must be above 0",
             ));
         }
+        if self.files.upload_memory.0 < self.files.max_write.0 {
+            return Err(ConfigError::key(
+                "files.upload_memory",
+                "must be at least files.max_write, or no upload of the largest size could start",
+            ));
+        }
         if self.files.timeout.0 < Duration::from_secs(1) {
             return Err(ConfigError::key("files.timeout", "must be at least 1s"));
         }
@@ -371,18 +399,6 @@ impl Config {
         if docker.image.trim().is_empty() {
             return Err(ConfigError::key("docker.image", "must name an image"));
         }
-        let ids: Vec<&str> = docker.user.split(':').collect();
-        let numeric = ids.len() == 2
-            && ids.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-        if !numeric || ids[0] == "0" {
-            return Err(ConfigError::key(
-                "docker.user",
-                format!(
-                    "{:?} must be a numeric non-root uid:gid such as \"1000:1000\"",
-                    docker.user
-                ),
-            ));
-        }
         if docker.memory.0 < 16 << 20 {
             return Err(ConfigError::key("docker.memory", "must be at least 16m"));
         }
@@ -396,6 +412,16 @@ impl Config {
             return Err(ConfigError::key(
                 "docker.network",
                 "\"host\" would give sandboxes the host's network",
+            ));
+        }
+        if docker.network.starts_with("container:") {
+            return Err(ConfigError::key(
+                "docker.network",
+                format!(
+                    "{:?} would put every sandbox in another container's network namespace \
+                     (its localhost, its listening services); name a Docker network instead",
+                    docker.network
+                ),
             ));
         }
         for (key, value) in &docker.labels {
@@ -470,6 +496,9 @@ impl Config {
             if entry.token.is_some() {
                 entry.token = Some("********".into());
             }
+        }
+        if !shown.server.metrics_token.is_empty() {
+            shown.server.metrics_token = "********".into();
         }
         toml_string(&shown)
     }

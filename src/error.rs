@@ -27,6 +27,9 @@ pub enum Error {
     /// The request conflicts with the current state (409).
     #[error("{0}")]
     Conflict(String),
+    /// A write of a content type refused without an Origin (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// A body or frame over its limit (413).
     #[error("{0}")]
     TooLarge(String),
@@ -39,6 +42,13 @@ pub enum Error {
     /// The request line and headers are over their limit (431).
     #[error("{0}")]
     HeadersTooLarge(String),
+    /// The server is at a bound on expensive work (password checks, upload memory): 503 with
+    /// `Retry-After`.
+    #[error("{message}")]
+    Busy { message: String, retry_after: std::time::Duration },
+    /// The configuration cannot work (`main` exits with code 2); not an HTTP answer.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
     /// The sandbox backend cannot serve now (503).
     #[error("backend unavailable: {0}")]
     BackendUnavailable(String),
@@ -78,10 +88,14 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::LimitReached(_) | Error::RateLimited { .. } => "limit_reached",
             Error::HeadersTooLarge(_) => "too_large",
             Error::BackendUnavailable(_) | Error::SandboxGone(_) => "backend_unavailable",
-            Error::Store(_) | Error::Io { .. } | Error::Internal(_) => "internal",
+            Error::Busy { .. } => "busy",
+            Error::Store(_) | Error::Io { .. } | Error::Internal(_) | Error::Config(_) => {
+                "internal"
+            }
         }
     }
 }
@@ -95,10 +109,13 @@ impl ResponseError for Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::LimitReached(_) | Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Error::BackendUnavailable(_) | Error::SandboxGone(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Store(_) | Error::Io { .. } | Error::Internal(_) => {
+            Error::BackendUnavailable(_) | Error::SandboxGone(_) | Error::Busy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Error::Store(_) | Error::Io { .. } | Error::Internal(_) | Error::Config(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -111,13 +128,13 @@ impl ResponseError for Error {
         }
         // Internal details stay in the log; the client gets a sentence it can act on.
         let message = match self {
-            Error::Store(_) | Error::Io { .. } | Error::Internal(_) => {
+            Error::Store(_) | Error::Io { .. } | Error::Internal(_) | Error::Config(_) => {
                 "internal error; see the server log".to_string()
             }
             other => other.to_string(),
         };
         let mut response = HttpResponse::build(status);
-        if let Error::RateLimited { retry_after, .. } = self {
+        if let Error::RateLimited { retry_after, .. } | Error::Busy { retry_after, .. } = self {
             // Whole seconds, rounded up: a client that waits this long gets through.
             let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.max(1)));

@@ -14,6 +14,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod pool;
+pub mod preflight;
 pub mod sandbox;
 pub mod session;
 pub mod store;

@@ -1,15 +1,21 @@
-//! In-memory rate limits keyed by a string (a user name, a client address): at most `max`
-//! events per fixed window, which starts with the first event. Used for login throttling, session
-//! creation and the audit log's denial rows.
+//! In-memory limits keyed by a string (a user name, a client address):
+//! - [`RateLimiter`]: at most `max` events per fixed window, which starts with the first event.
+//!   Used for failed logins per client, session creation and the audit log's denial rows.
+//! - [`Backoff`]: after a number of free failures, each further failure makes the key wait
+//!   twice as long as the one before (from 1s up to a maximum). Used for failed password
+//!   logins per (user name, client).
 //!
-//! Memory is bounded by pruning windows that have ended whenever the table grows past
-//! [`PRUNE_AT`] keys; the keys themselves are bounded by the callers (names are length-checked).
+//! Memory is bounded: ended windows and forgiven failures are pruned whenever a table grows
+//! past [`PRUNE_AT`] keys, and a table still over [`HARD_CAP`] keys after that (a flood from
+//! very many addresses) is emptied: throttling state is lost, memory is not. The keys
+//! themselves are bounded by the callers (names are length-checked).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const PRUNE_AT: usize = 10_000;
+const HARD_CAP: usize = 200_000;
 
 pub struct RateLimiter {
     max: u32,
@@ -48,6 +54,9 @@ impl RateLimiter {
         let mut entries = self.lock();
         if entries.len() >= PRUNE_AT {
             entries.retain(|_, w| now.duration_since(w.start) < self.window);
+            if entries.len() >= HARD_CAP {
+                entries.clear();
+            }
         }
         let window = match entries.get_mut(key) {
             Some(w) if now.duration_since(w.start) < self.window => w,
@@ -71,6 +80,72 @@ impl RateLimiter {
     }
 }
 
+/// Exponential backoff per key: the `after`th failure makes the key wait 1s, each further one
+/// twice as long (2s, 4s, ...) up to `max`; the ones before cost nothing. A success resets the key; so does a quiet period of
+/// twice `max` after the last failure.
+pub struct Backoff {
+    after: u32,
+    max: Duration,
+    entries: Mutex<HashMap<String, Strikes>>,
+}
+
+struct Strikes {
+    failures: u32,
+    last: Instant,
+    until: Instant,
+}
+
+impl Backoff {
+    pub fn new(after: u32, max: Duration) -> Backoff {
+        Backoff { after: after.max(1), max, entries: Mutex::default() }
+    }
+
+    /// `Err(wait)` while `key` must wait before its next attempt.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        match self.lock().get(key) {
+            Some(strikes) if strikes.until > now => Err(strikes.until - now),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failure of `key`; returns how long it must now wait (zero before `after`).
+    pub fn fail(&self, key: &str) -> Duration {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        if entries.len() >= PRUNE_AT {
+            entries.retain(|_, s| now.duration_since(s.last) < self.max * 2);
+            if entries.len() >= HARD_CAP {
+                entries.clear();
+            }
+        }
+        let strikes = entries.entry(key.to_string()).or_insert(Strikes {
+            failures: 0,
+            last: now,
+            until: now,
+        });
+        if now.duration_since(strikes.last) >= self.max * 2 {
+            strikes.failures = 0;
+        }
+        strikes.failures = strikes.failures.saturating_add(1);
+        strikes.last = now;
+        let wait = match strikes.failures.checked_sub(self.after) {
+            None => Duration::ZERO,
+            Some(over) => Duration::from_secs(1u64 << over.min(20)).min(self.max),
+        };
+        strikes.until = now + wait;
+        wait
+    }
+
+    pub fn reset(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Strikes>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +162,20 @@ mod tests {
         assert!(limiter.hit("b").is_ok(), "keys are independent");
         limiter.reset("a");
         assert!(limiter.hit("a").is_ok());
+    }
+
+    #[test]
+    fn backoff_doubles_after_the_free_failures_and_resets() {
+        let backoff = Backoff::new(3, Duration::from_secs(8));
+        assert_eq!(backoff.fail("a"), Duration::ZERO);
+        assert_eq!(backoff.fail("a"), Duration::ZERO);
+        assert!(backoff.check("a").is_ok());
+        let waits: Vec<u64> = (0..6).map(|_| backoff.fail("a").as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 8, 8]);
+        assert!(backoff.check("a").is_err());
+        assert!(backoff.check("b").is_ok(), "keys are independent");
+        backoff.reset("a");
+        assert!(backoff.check("a").is_ok());
     }
 
     #[test]

@@ -94,14 +94,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(ConfigError(message)) = kterm::app::preflight(&config) {
-        eprintln!("kterm: bad configuration: {message}");
-        return ExitCode::from(2);
-    }
+    let warnings = match kterm::preflight::preflight(&config) {
+        Ok(warnings) => warnings,
+        Err(ConfigError(message)) => {
+            eprintln!("kterm: bad configuration: {message}");
+            return ExitCode::from(2);
+        }
+    };
     match cli.command {
         Some(Command::User(command)) => user_command(&config, command),
         Some(Command::CheckConfig) => {
             print!("{}", config.to_toml_masked());
+            for warning in &warnings {
+                eprintln!("kterm: warning: {warning}");
+            }
             eprintln!("kterm: configuration is valid");
             ExitCode::SUCCESS
         }
@@ -125,6 +131,11 @@ fn main() -> ExitCode {
         None => match serve(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
+                // A configuration refused at start (e.g. a backend it cannot use) is exit 2.
+                if let Some(Error::Config(ConfigError(message))) = e.downcast_ref::<Error>() {
+                    eprintln!("kterm: bad configuration: {message}");
+                    return ExitCode::from(2);
+                }
                 eprintln!("kterm: {e:#}");
                 ExitCode::from(1)
             }

@@ -1,5 +1,9 @@
 //! Prometheus metrics: one registry, the handles the rest of kterm increments, and the text
 //! encoding served at `/metrics`.
+//!
+//! Invariant: no series moves per keystroke or per output frame. Byte counters are added when
+//! a client detaches or a session's output ends, so a poller learns volumes, not the timing of
+//! what a user types (an echo per key would otherwise show their typing rhythm).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -70,17 +74,17 @@ impl Metrics {
         registry.register("attaches", "WebSocket attaches", m.attaches.clone());
         registry.register(
             "input_bytes",
-            "Bytes from clients written to shells",
+            "Bytes from clients written to shells (counted when a client detaches)",
             m.input_bytes.clone(),
         );
         registry.register(
             "output_bytes",
-            "Bytes of shell output sent to clients",
+            "Bytes of shell output sent to clients (counted when a client detaches)",
             m.output_bytes.clone(),
         );
         registry.register(
             "pty_read_bytes",
-            "Bytes of output read from shells (into the scrollback)",
+            "Bytes of output read from shells (counted when a session's output ends)",
             m.pty_read_bytes.clone(),
         );
         registry.register("pool_warm", "Warm sandboxes ready to be claimed", m.pool_warm.clone());

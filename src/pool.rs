@@ -125,7 +125,7 @@ impl WarmPool {
                 self.metrics.pool_claim_seconds.observe(started.elapsed().as_secs_f64());
                 self.metrics.pool_warm.set(Self::lock(&self.warm).len() as i64);
                 warm.sandbox.user = user.to_string();
-                tracing::info!(sandbox = %warm.sandbox.id, user, "claimed a warm sandbox");
+                tracing::info!(sandbox = %warm.sandbox.id, user = %crate::audit::escape_for_log(user), "claimed a warm sandbox");
                 Some(warm)
             }
             None => {

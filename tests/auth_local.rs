@@ -127,7 +127,7 @@ async fn users_from_the_command_line_log_in_and_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brute_force_on_a_user_is_throttled_with_retry_after() {
-    let server = start(|c| c.auth.login_max_failures_per_user = 3).await;
+    let server = start(|c| c.auth.login_backoff_after = 3).await;
     add_user(&server, "alice", "right-password").await;
     add_user(&server, "bob", "bobs-password").await;
     for attempt in 0..3 {

@@ -1,11 +1,17 @@
-//! Logging in and out: checking a password or token (throttled per user name and per client
-//! address), and the login sessions behind the `kterm_session` cookie.
+//! Logging in and out: checking a password (with a backoff per user name and client, and a
+//! budget per client) or a token (only failures throttled), and the login sessions behind the
+//! `kterm_session` cookie.
 
 use chrono::Utc;
 
 use super::{
     mode_name, password, secret, throttle_key, Authenticator, LoginSession, Proof, MAX_NAME,
 };
+
+/// The backoff key of a (user name, client) pair.
+fn backoff_key(username: &str, client: &Option<String>) -> String {
+    format!("{}\n{}", throttle_key(username), client.as_deref().unwrap_or_default())
+}
 use crate::audit::{Action, Event, Outcome};
 use crate::config::AuthMode;
 use crate::error::{Error, Result};
@@ -71,7 +77,10 @@ impl Authenticator {
         client: Option<String>,
     ) -> Result<()> {
         if let Some(cookie) = cookie {
-            self.store.delete_login_session(&secret::sha256_hex(cookie)).await?;
+            let login = secret::sha256_hex(cookie);
+            self.store.delete_login_session(&login).await?;
+            // Its tickets and WebSockets end with it (each detach is audited).
+            self.end_login(&login);
         }
         self.audit
             .record(Event::new(Action::Logout, Outcome::Ok).user(&caller.user).client(client))
@@ -92,52 +101,55 @@ impl Authenticator {
         password: &str,
         client: &Option<String>,
     ) -> Result<Caller> {
-        self.throttle(Some(username), client).await?;
+        let key = backoff_key(username, client);
+        self.throttle(Some(username), client, self.backoff.check(&key)).await?;
         let user = if username.len() <= MAX_NAME && !username.is_empty() {
             self.store.get_user(username).await?
         } else {
             None
         };
         let known = user.as_ref().is_some_and(|u| !u.disabled);
-        let (pw, stored) = (password.to_string(), user.as_ref().map(|u| u.password_hash.clone()));
-        let matches = tokio::task::spawn_blocking(move || match stored {
-            Some(stored) if known && pw.len() <= password::MAX_PASSWORD => {
-                password::verify(&pw, &stored)
-            }
-            _ => {
-                password::verify_nothing(&pw);
-                false
-            }
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("password check failed: {e}")))?;
+        let stored = user
+            .as_ref()
+            .filter(|_| known && password.len() <= password::MAX_PASSWORD)
+            .map(|u| u.password_hash.clone());
+        let matches = match self.passwords.verify(password.to_string(), stored).await {
+            Ok(matches) => matches,
+            Err(password::Busy) => return Err(self.busy(username, client).await),
+        };
         if !matches {
             let why = match &user {
                 None => "unknown user",
                 Some(u) if u.disabled => "user disabled",
                 Some(_) => "wrong password",
             };
+            self.backoff.fail(&key);
             return Err(self.login_failed(Some(username), client, why).await);
         }
-        self.failures_per_user.reset(username);
+        self.backoff.reset(&key);
         self.store.record_login(username).await?;
         Ok(self.caller(username, Vec::new()))
     }
 
     async fn check_token(&self, token: &str, client: &Option<String>) -> Result<(Caller, String)> {
-        self.throttle(None, client).await?;
-        match self.tokens.find(token) {
-            Some((user, digest)) => Ok((self.caller(user, Vec::new()), secret::hex(&digest))),
-            None => Err(self.login_failed(None, client, "invalid token").await),
+        // A valid token always logs in: only failures are throttled.
+        if let Some((user, digest)) = self.tokens.find(token) {
+            return Ok((self.caller(user, Vec::new()), secret::hex(&digest)));
         }
+        self.throttle(None, client, Ok(())).await?;
+        Err(self.login_failed(None, client, "invalid token").await)
     }
 
-    /// 429 while the user name or the client has had too many failed logins.
-    async fn throttle(&self, username: Option<&str>, client: &Option<String>) -> Result<()> {
+    /// 429 while the client is over its failure budget, or `waiting` says this (user, client)
+    /// must still wait out its backoff; whatever the password.
+    async fn throttle(
+        &self,
+        username: Option<&str>,
+        client: &Option<String>,
+        waiting: std::result::Result<(), std::time::Duration>,
+    ) -> Result<()> {
         let client_key = client.clone().unwrap_or_default();
-        let wait = self.failures_per_client.peek(&client_key).and_then(|()| {
-            username.map_or(Ok(()), |u| self.failures_per_user.peek(&throttle_key(u)))
-        });
+        let wait = self.failures_per_client.peek(&client_key).and(waiting);
         let Err(retry_after) = wait else { return Ok(()) };
         let mut event = Event::new(Action::Login, Outcome::Denied)
             .client(client.clone())
@@ -152,6 +164,20 @@ impl Authenticator {
         })
     }
 
+    /// 503 with Retry-After: every password checker is busy (audited, as a denial: those are
+    /// limited per client, so a flood cannot flood the audit log).
+    async fn busy(&self, username: &str, client: &Option<String>) -> Error {
+        let event = Event::new(Action::Denied, Outcome::Denied)
+            .user(username)
+            .client(client.clone())
+            .detail("POST /api/v1/auth/login: too many password checks in progress; answered 503");
+        self.audit.record(event).await;
+        Error::Busy {
+            message: "the server is checking too many passwords; try again in a moment".into(),
+            retry_after: password::Busy::RETRY_AFTER,
+        }
+    }
+
     async fn login_failed(
         &self,
         username: Option<&str>,
@@ -162,7 +188,6 @@ impl Authenticator {
         let mut event =
             Event::new(Action::Login, Outcome::Failed).client(client.clone()).detail(why);
         if let Some(user) = username {
-            let _ = self.failures_per_user.hit(&throttle_key(user));
             event = event.user(user);
         }
         self.audit.record(event).await;

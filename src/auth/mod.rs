@@ -3,12 +3,19 @@
 //! Knows nothing of HTTP: the HTTP layer hands over the [`Credentials`] it found on a request and
 //! gets back a [`Caller`] or an error. Invariants:
 //! - Every refusal of presented credentials (a bad token, a forged or expired cookie, an identity
-//!   header from an untrusted address, a used ticket, a throttled login) is audited here.
+//!   header from an untrusted address or sent twice, a used ticket, a throttled login) is
+//!   audited here.
 //! - A proxy's identity header is believed only from a peer in `auth.trusted_proxies`; from
-//!   anyone else it is ignored.
+//!   anyone else it is ignored. Present more than once, it is refused, never "first wins".
 //! - Secrets (tokens, cookies, tickets) are compared as SHA-256 digests, never stored in clear.
+//! - A valid credential is never refused because others failed from the same address: only
+//!   failures are throttled (per client), except password logins, which wait out a backoff per
+//!   (user name, client) and the per-client budget whatever the password.
+//! - Ending a login session (logout, `kterm user passwd|disable`, expiry) ends the tickets it
+//!   issued and the WebSockets it opened (see [`logins`]).
 
 mod login;
+pub mod logins;
 pub mod password;
 pub mod secret;
 mod tickets;
@@ -17,16 +24,20 @@ pub mod users;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::audit::{Action, Audit, Event, Outcome};
-use crate::config::{AuthConfig, AuthMode, ConfigError};
+use crate::config::{AuthConfig, AuthMode};
 use crate::error::{Error, Result};
-use crate::limits::RateLimiter;
+use crate::limits::{Backoff, RateLimiter};
 use crate::session::Caller;
-use crate::store::Store;
+use crate::store::{LoginSessionRecord, Store};
 
+use logins::LiveLogins;
+pub use logins::LoginWatch;
+use password::PasswordChecker;
 use tickets::Tickets;
 pub use tokens::TokenTable;
 
@@ -45,6 +56,8 @@ pub struct Credentials {
     /// The value of `auth.proxy_user_header`, if present (checked against the peer here).
     pub proxy_user: Option<String>,
     pub proxy_groups: Option<String>,
+    /// The identity or groups header appeared more than once.
+    pub proxy_header_repeated: bool,
     /// The TCP peer: what proxy trust is decided on.
     pub peer: Option<IpAddr>,
     /// The client's address for the audit log and throttling.
@@ -87,18 +100,25 @@ pub struct Authenticator {
     tickets: Tickets,
     store: Store,
     audit: Audit,
-    failures_per_user: RateLimiter,
+    /// Failed password logins per (user name, client): exponential backoff.
+    backoff: Backoff,
+    /// Failed logins and invalid tokens per client address.
     failures_per_client: RateLimiter,
+    passwords: PasswordChecker,
+    live_logins: Arc<LiveLogins>,
 }
 
 impl Authenticator {
-    pub fn new(config: &AuthConfig, store: Store, audit: Audit) -> Result<Self, ConfigError> {
+    pub fn new(config: &AuthConfig, store: Store, audit: Audit) -> Result<Self> {
         let window = config.login_failure_window.0;
+        let tokens = TokenTable::load(config).map_err(Error::Config)?;
         Ok(Authenticator {
-            tokens: TokenTable::load(config)?,
+            tokens,
             tickets: Tickets::new(config.ticket_ttl.0),
-            failures_per_user: RateLimiter::new(config.login_max_failures_per_user, window),
+            backoff: Backoff::new(config.login_backoff_after, config.login_backoff_max.0),
             failures_per_client: RateLimiter::new(config.login_max_failures_per_client, window),
+            passwords: PasswordChecker::for_this_machine()?,
+            live_logins: Arc::default(),
             config: config.clone(),
             store,
             audit,
@@ -122,6 +142,14 @@ impl Authenticator {
             AuthMode::Proxy => {
                 if let Some(user) = &c.proxy_user {
                     if c.peer.is_some_and(|peer| self.is_trusted_proxy(peer)) {
+                        if c.proxy_header_repeated {
+                            let why = format!(
+                                "the identity header {} (or the groups header) was sent more \
+                                 than once",
+                                self.config.proxy_user_header
+                            );
+                            return Err(self.deny(c, None, why).await);
+                        }
                         return match self.proxy_caller(user, c.proxy_groups.as_deref()) {
                             Ok(caller) => Ok((caller, Via::Proxy)),
                             Err(why) => Err(self.deny(c, None, why).await),
@@ -137,29 +165,31 @@ impl Authenticator {
             }
             AuthMode::Token => {
                 if let Some(token) = &c.bearer {
-                    // Guessing tokens is guessing passwords: the same per-client budget.
+                    // A valid token is always accepted: only failures are throttled, so others
+                    // failing from the same address (a shared proxy) lock nobody out.
+                    if let Some((user, _)) = self.tokens.find(token) {
+                        return Ok((self.caller(user, Vec::new()), Via::Bearer));
+                    }
                     let client = c.client.clone().unwrap_or_default();
-                    if let Err(retry_after) = self.failures_per_client.peek(&client) {
-                        self.deny(c, None, "too many invalid credentials; throttled".into()).await;
+                    if let Err(retry_after) = self.failures_per_client.hit(&client) {
+                        let why = "too many invalid credentials from this client; throttled";
+                        self.deny(c, None, why.into()).await;
                         return Err(Error::RateLimited {
                             message: "too many invalid credentials; try again later".into(),
                             retry_after,
                         });
                     }
-                    return match self.tokens.find(token) {
-                        Some((user, _)) => Ok((self.caller(user, Vec::new()), Via::Bearer)),
-                        None => {
-                            let _ = self.failures_per_client.hit(&client);
-                            Err(self.deny(c, None, "invalid bearer token".into()).await)
-                        }
-                    };
+                    return Err(self.deny(c, None, "invalid bearer token".into()).await);
                 }
             }
             AuthMode::Local => {}
         }
         if let Some(cookie) = &c.cookie {
             return match self.cookie_caller(cookie).await? {
-                Some(caller) => Ok((caller, Via::Cookie)),
+                Some(mut caller) => {
+                    caller.login = Some(secret::sha256_hex(cookie));
+                    Ok((caller, Via::Cookie))
+                }
                 None => {
                     let why = "the session cookie is invalid or expired; log in again";
                     Err(self.deny(c, None, why.into()).await)
@@ -176,11 +206,61 @@ impl Authenticator {
         session: &str,
         c: &Credentials,
     ) -> Result<Caller> {
-        match self.tickets.redeem(ticket, session) {
-            Some(caller) => Ok(caller),
-            None => {
-                let why = "the ticket is invalid, expired, already used or for another session";
-                Err(self.deny(c, Some(session), why.into()).await)
+        let Some(caller) = self.tickets.redeem(ticket, session) else {
+            let why = "the ticket is invalid, expired, already used or for another session";
+            return Err(self.deny(c, Some(session), why.into()).await);
+        };
+        // A ticket dies with the login that asked for it, wherever that login was ended.
+        if let Some(login) = &caller.login {
+            let record = self.store.get_login_session(login).await?;
+            if !record.is_some_and(|r| self.login_still_valid(&r)) {
+                let why = "the login session that asked for this ticket has ended";
+                return Err(self.deny(c, Some(session), why.into()).await);
+            }
+        }
+        Ok(caller)
+    }
+
+    /// Watches a login session (the SHA-256 of its cookie) for a connection it opened.
+    pub fn watch_login(&self, login: &str, user: &str) -> LoginWatch {
+        self.live_logins.watch(login, user)
+    }
+
+    /// Ends what a login session opened in this process: its tickets and its connections.
+    fn end_login(&self, login: &str) -> Option<String> {
+        self.tickets.revoke_login(login);
+        self.live_logins.end(login)
+    }
+
+    /// Finds the logins behind live connections that ended elsewhere (`kterm user passwd`
+    /// or `disable` in another process, expiry) and ends what they opened. One query for all.
+    pub async fn check_live_logins(&self) {
+        let watched = self.live_logins.watched();
+        if watched.is_empty() {
+            return;
+        }
+        let valid: std::collections::HashSet<String> = match self
+            .store
+            .get_login_sessions(watched.clone())
+            .await
+        {
+            Ok(records) => records
+                .into_iter()
+                .filter(|r| self.login_still_valid(r))
+                .map(|r| r.token_hash)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check the login sessions of live connections");
+                return;
+            }
+        };
+        for login in watched.iter().filter(|l| !valid.contains(*l)) {
+            if let Some(user) = self.end_login(login) {
+                let event = Event::new(Action::Logout, Outcome::Ok).user(user).detail(
+                    "the login session ended (logout elsewhere, password changed, user \
+                     disabled, or expired); its connections were closed",
+                );
+                self.audit.record(event).await;
             }
         }
     }
@@ -201,15 +281,19 @@ impl Authenticator {
         let Some(record) = self.store.get_login_session(&secret::sha256_hex(cookie)).await? else {
             return Ok(None);
         };
+        Ok(self.login_still_valid(&record).then(|| self.caller(&record.user, record.groups)))
+    }
+
+    /// Whether an unexpired login session still stands for its user in this configuration.
+    fn login_still_valid(&self, record: &LoginSessionRecord) -> bool {
         let mode = self.config.mode;
-        let still_valid = record.method == mode_name(mode)
+        record.method == mode_name(mode)
             && match mode {
                 AuthMode::Local => record.user_enabled,
                 AuthMode::Token => secret::parse_sha256_hex(&record.credential)
                     .is_some_and(|digest| self.tokens.still_has(&record.user, &digest)),
                 AuthMode::Proxy | AuthMode::None => true,
-            };
-        Ok(still_valid.then(|| self.caller(&record.user, record.groups)))
+            }
     }
 
     fn proxy_caller(&self, raw_user: &str, raw_groups: Option<&str>) -> Result<Caller, String> {
@@ -253,7 +337,13 @@ impl Authenticator {
         } else {
             namespaces.into_iter().collect()
         };
-        Caller { user: user.to_string(), admin, groups: groups.into_iter().collect(), namespaces }
+        Caller {
+            user: user.to_string(),
+            admin,
+            groups: groups.into_iter().collect(),
+            namespaces,
+            login: None,
+        }
     }
 
     /// Audits a refusal of presented credentials and returns the 401 to send.
@@ -298,9 +388,13 @@ fn throttle_key(username: &str) -> String {
     }
 }
 
-/// A user or group name from outside: not empty, bounded, no control characters.
+/// A user or group name from outside: not empty, bounded, no control, invisible or
+/// direction-changing characters (which would make one name look like another), no comma
+/// (a proxy may join a repeated header's values with one).
 fn acceptable_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME
-        && !name.chars().any(|c| c.is_control() || c == char::REPLACEMENT_CHARACTER)
+        && !name
+            .chars()
+            .any(|c| crate::audit::is_invisible(c) || c == char::REPLACEMENT_CHARACTER || c == ',')
 }

@@ -1,7 +1,15 @@
 //! Password hashing with argon2id (the crate's defaults: OWASP's m=19 MiB, t=2, p=1), stored as
-//! PHC strings. Hashing is slow on purpose: call these on the blocking pool.
+//! PHC strings. Hashing is slow on purpose and takes 19 MiB each time.
+//!
+//! Invariant: the server checks passwords only through a [`PasswordChecker`]: a few threads of
+//! its own (so at most that many hashes, and their memory, exist at once, and the allocator
+//! reuses the same few blocks), and a short queue; beyond it a check is refused at once
+//! ([`Busy`]) instead of waiting, so a flood of logins costs neither unbounded memory nor
+//! unbounded waiting. The CLI (`kterm user`) hashes directly.
 
-use std::sync::OnceLock;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -40,6 +48,74 @@ pub fn verify_nothing(password: &str) {
     let _ = verify(password, dummy);
 }
 
+/// Every password checker is busy and the queue is full: try again after [`Busy::RETRY_AFTER`].
+#[derive(Debug)]
+pub struct Busy;
+
+impl Busy {
+    pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Checks passwords on a few dedicated threads; see the module's invariant.
+pub struct PasswordChecker {
+    jobs: SyncSender<Job>,
+}
+
+impl PasswordChecker {
+    /// `workers` threads (at least one) and room for `queue` checks waiting. The threads end
+    /// when the checker is dropped.
+    pub fn new(workers: usize, queue: usize) -> Result<PasswordChecker> {
+        let (jobs, waiting) = sync_channel::<Job>(queue);
+        let waiting = Arc::new(Mutex::new(waiting));
+        for n in 0..workers.max(1) {
+            let waiting = waiting.clone();
+            std::thread::Builder::new()
+                .name(format!("kterm-password-{n}"))
+                .spawn(move || loop {
+                    let job = waiting.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                })
+                .map_err(|e| Error::io("starting a password-checking thread", e))?;
+        }
+        Ok(PasswordChecker { jobs })
+    }
+
+    /// One worker per CPU (up to 4), and a queue of four checks per worker.
+    pub fn for_this_machine() -> Result<PasswordChecker> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+        PasswordChecker::new(cpus, 4 * cpus)
+    }
+
+    /// Whether `password` matches `stored`; with no stored hash (an unknown or disabled user,
+    /// an oversized password) it spends the same time and answers `false`.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> std::result::Result<bool, Busy> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let matches = match stored {
+                Some(stored) => verify(&password, &stored),
+                None => {
+                    verify_nothing(&password);
+                    false
+                }
+            };
+            let _ = answer.send(matches);
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => answered.await.map_err(|_| Busy),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Busy),
+        }
+    }
+}
+
 /// Why a new password is not acceptable, if it is not.
 pub fn check_policy(password: &str) -> Result<()> {
     let chars = password.chars().count();
@@ -69,5 +145,27 @@ mod tests {
         assert!(!verify("correct horse", "not a hash"));
         assert_ne!(stored, hash("correct horse").unwrap(), "salted");
         assert!(check_policy("short").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_checker_refuses_beyond_its_queue() {
+        let checker = Arc::new(PasswordChecker::new(1, 1).unwrap());
+        let stored = hash("correct horse").unwrap();
+        assert!(checker.verify("correct horse".into(), Some(stored.clone())).await.unwrap());
+        let checks: Vec<_> = (0..8)
+            .map(|_| {
+                let checker = checker.clone();
+                let stored = stored.clone();
+                tokio::spawn(async move { checker.verify("wrong".into(), Some(stored)).await })
+            })
+            .collect();
+        let mut busy = 0;
+        for check in checks {
+            match check.await.unwrap() {
+                Ok(matches) => assert!(!matches),
+                Err(Busy) => busy += 1,
+            }
+        }
+        assert!(busy >= 1, "one running and one waiting at most: the rest are refused");
     }
 }

@@ -31,6 +31,17 @@ impl TokenTable {
         if !config.tokens_file.as_os_str().is_empty() {
             entries.extend(read_file(&config.tokens_file)?);
         }
+        // One token for two users would make whoever holds it either of them.
+        for (i, (user, digest)) in entries.iter().enumerate() {
+            if let Some((other, _)) =
+                entries[..i].iter().find(|(u, d)| u != user && constant_time_eq(d, digest))
+            {
+                return Err(ConfigError(format!(
+                    "config key `auth.tokens` (or auth.tokens_file): the same token is given to \
+                     {other:?} and {user:?}; each user needs a token of their own"
+                )));
+            }
+        }
         Ok(TokenTable { entries })
     }
 
@@ -121,6 +132,11 @@ mod tests {
         assert!(table.find("alice-token-012345678").is_none());
         let (_, digest) = table.find("bob-token-0123456789").unwrap();
         assert!(table.still_has("bob", &digest) && !table.still_has("alice", &digest));
+
+        std::fs::write(&file, "dave:alice-token-0123456789\n").unwrap();
+        let err = TokenTable::load(&config).unwrap_err();
+        assert!(err.0.contains("\"alice\" and \"dave\""), "{err}");
+        assert!(!err.0.contains("alice-token"), "errors never show a token: {err}");
 
         std::fs::write(&file, "dave:short\n").unwrap();
         let err = TokenTable::load(&config).unwrap_err();

@@ -52,9 +52,13 @@ pub struct AuthConfig {
     pub group_namespaces: BTreeMap<String, Vec<String>>,
     /// Group members, for modes without a groups header: `{ ml = ["alice", "bob"] }`.
     pub groups: BTreeMap<String, Vec<String>>,
-    /// Failed logins per user name within `login_failure_window` before logins are refused.
-    pub login_max_failures_per_user: u32,
-    /// Failed logins per client address within `login_failure_window` before it is refused.
+    /// Failed password logins per (user name, client) before that pair must wait: this many
+    /// make it wait 1s, each further one twice as long.
+    pub login_backoff_after: u32,
+    /// The longest such wait.
+    pub login_backoff_max: HumanDuration,
+    /// Failed logins and invalid tokens per client address within `login_failure_window`
+    /// before that client's password logins (and further invalid tokens) get 429.
     pub login_max_failures_per_client: u32,
     pub login_failure_window: HumanDuration,
 }
@@ -78,7 +82,8 @@ impl Default for AuthConfig {
             user_namespaces: BTreeMap::new(),
             group_namespaces: BTreeMap::new(),
             groups: BTreeMap::new(),
-            login_max_failures_per_user: 5,
+            login_backoff_after: 5,
+            login_backoff_max: HumanDuration::secs(15 * 60),
             login_max_failures_per_client: 20,
             login_failure_window: HumanDuration::secs(15 * 60),
         }
@@ -155,11 +160,28 @@ impl AuthConfig {
         if self.cookie_ttl.0 < Duration::from_secs(60) {
             return Err(ConfigError::key("auth.cookie_ttl", "must be at least 1m"));
         }
-        if self.login_max_failures_per_user == 0 || self.login_max_failures_per_client == 0 {
+        if self.login_backoff_after == 0 {
+            return Err(ConfigError::key("auth.login_backoff_after", "must be at least 1"));
+        }
+        if self.login_max_failures_per_client == 0 {
             return Err(ConfigError::key(
-                "auth.login_max_failures_per_user",
-                "login_max_failures_per_user and login_max_failures_per_client must be at least 1",
+                "auth.login_max_failures_per_client",
+                "must be at least 1",
             ));
+        }
+        if self.login_backoff_max.0 < Duration::from_secs(1) {
+            return Err(ConfigError::key("auth.login_backoff_max", "must be at least 1s"));
+        }
+        for range in &self.trusted_proxies {
+            if range.prefix_len() == 0 {
+                return Err(ConfigError::key(
+                    "auth.trusted_proxies",
+                    format!(
+                        "{range} covers every address: anyone could send the identity and \
+                         forwarding headers; list the proxies' own addresses"
+                    ),
+                ));
+            }
         }
         if self.login_failure_window.0 < Duration::from_secs(1) {
             return Err(ConfigError::key("auth.login_failure_window", "must be at least 1s"));
@@ -220,6 +242,16 @@ impl AddrRange {
         let bits = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = prefix.unwrap_or(bits);
         (prefix <= bits).then_some(AddrRange { addr, prefix })
+    }
+
+    /// The prefix length (32 or 128 for a single address).
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix
+    }
+
+    /// Whether this is an IPv4 range.
+    pub fn is_ipv4(&self) -> bool {
+        self.addr.is_ipv4()
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {

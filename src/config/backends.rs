@@ -2,11 +2,58 @@
 //! `[kubernetes]` and `[files]`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{ByteSize, HumanDuration};
+
+/// The numeric `uid:gid` a sandbox runs as, for every backend (`docker.user`; a Kubernetes
+/// `runAsUser`/`runAsGroup` takes the same). Parsed as numbers, so uid 0 (root) is refused
+/// however it is written (`0`, `00`, `+0`...); names are refused too (they could resolve to
+/// root inside an image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserIds {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl UserIds {
+    pub fn parse(text: &str) -> Result<UserIds, String> {
+        let number = |part: &str| -> Option<u32> {
+            (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse().ok())
+                .flatten()
+        };
+        let bad = || format!("{text:?} must be a numeric non-root uid:gid such as \"1000:1000\"");
+        let (uid, gid) = text.split_once(':').ok_or_else(bad)?;
+        let (uid, gid) = (number(uid).ok_or_else(bad)?, number(gid).ok_or_else(bad)?);
+        if uid == 0 {
+            return Err(format!("{text:?} is uid 0 (root), which sandboxes never run as"));
+        }
+        Ok(UserIds { uid, gid })
+    }
+}
+
+impl fmt::Display for UserIds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.uid, self.gid)
+    }
+}
+
+impl Serialize for UserIds {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for UserIds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        UserIds::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -36,8 +83,8 @@ pub struct DockerConfig {
     pub host: String,
     pub image: String,
     pub pull: PullPolicy,
-    /// `uid:gid` the sandbox runs as (never root).
-    pub user: String,
+    /// Numeric `uid:gid` the sandbox runs as (never uid 0).
+    pub user: UserIds,
     pub memory: ByteSize,
     pub cpus: f64,
     pub pids_limit: i64,
@@ -60,7 +107,7 @@ impl Default for DockerConfig {
             host: String::new(),
             image: DEFAULT_SANDBOX_IMAGE.into(),
             pull: PullPolicy::Missing,
-            user: "1000:1000".into(),
+            user: UserIds { uid: 1000, gid: 1000 },
             memory: ByteSize(1 << 30),
             cpus: 1.0,
             pids_limit: 256,
@@ -135,6 +182,8 @@ pub struct FilesConfig {
     pub max_read: ByteSize,
     /// Larger bodies are refused (413) by `PUT …/files/content`.
     pub max_write: ByteSize,
+    /// Memory all uploads in progress may hold together; beyond it, 503 with Retry-After.
+    pub upload_memory: ByteSize,
     /// Time limit of one file operation in the sandbox (downloads run as long as they stream).
     pub timeout: HumanDuration,
 }
@@ -144,7 +193,37 @@ impl Default for FilesConfig {
         FilesConfig {
             max_read: ByteSize(10 << 20),
             max_write: ByteSize(10 << 20),
+            upload_memory: ByteSize(64 << 20),
             timeout: HumanDuration::secs(30),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UserIds;
+
+    #[test]
+    fn user_ids_are_numeric_and_never_root() {
+        assert_eq!(UserIds::parse("1000:1000"), Ok(UserIds { uid: 1000, gid: 1000 }));
+        assert_eq!(UserIds::parse("01000:0").map(|u| u.to_string()), Ok("1000:0".into()));
+        for root in ["0:0", "00:0", "000:1000", "0:1000"] {
+            let err = UserIds::parse(root).unwrap_err();
+            assert!(err.contains("root"), "{root}: {err}");
+        }
+        for bad in [
+            "root:root",
+            "1000",
+            "1000:",
+            ":1000",
+            "+1000:1000",
+            "-1:1000",
+            "1000:1000:1",
+            " 1000:1000",
+            "4294967296:1",
+            "1e3:1",
+        ] {
+            assert!(UserIds::parse(bad).is_err(), "{bad}");
         }
     }
 }

@@ -75,5 +75,7 @@ async fn audit(
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "events": events, "next": next })))
+    // Control and invisible characters (a user name with U+202E...) are sent as \u escapes.
+    let body = crate::audit::escape_json(&json!({ "events": events, "next": next }).to_string());
+    Ok(HttpResponse::Ok().content_type("application/json").body(body))
 }

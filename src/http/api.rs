@@ -55,17 +55,20 @@ pub(super) fn websocket_base(req: &HttpRequest, state: &AppState) -> String {
     if let Some(rest) = public.strip_prefix("http://") {
         return format!("ws://{rest}");
     }
-    let info = req.connection_info();
-    let scheme = if info.scheme() == "https" { "wss" } else { "ws" };
-    format!("{scheme}://{}", info.host())
+    // As the client reached us; forwarding headers count only from trusted proxies.
+    let scheme = if super::hosts::public_scheme(req, state) == "https" { "wss" } else { "ws" };
+    let host =
+        super::hosts::public_host(req, state).unwrap_or_else(|| state.config.server.listen.clone());
+    format!("{scheme}://{host}")
 }
 
 async fn create_session(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse> {
+    let body = read_body(body, state.config.server.max_request_body.0 as usize).await?;
     // An empty body means all defaults; anything else must be the SPEC's object.
     let request: CreateSession = if body.iter().all(u8::is_ascii_whitespace) {
         CreateSession::default()
@@ -162,8 +165,10 @@ async fn resize_session(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    body: web::Json<Resize>,
+    body: web::Payload,
 ) -> Result<HttpResponse> {
+    // The body is read only once the caller is known: without credentials, 401 whatever it is.
+    let body: Resize = read_json(body, state.config.server.max_request_body.0 as usize).await?;
     let session = state.registry.live(&caller, &id)?;
     if session.has_exited() {
         return Err(Error::Conflict(format!("session {} has ended", session.info.id)));
@@ -181,10 +186,12 @@ async fn me(caller: Caller) -> HttpResponse {
     }))
 }
 
-async fn pool(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
-    if !caller.admin {
-        return Err(Error::Forbidden("the pool is visible to admins only (auth.admins)".into()));
-    }
+async fn pool(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse> {
+    super::require_admin(&req, &state, &caller).await?;
     Ok(HttpResponse::Ok().json(state.registry.pool().status()))
 }
 
@@ -204,10 +211,53 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+/// `/metrics`: open in mode `none`; otherwise `Authorization: Bearer <server.metrics_token>`
+/// (compared in constant time) or an admin's credentials.
+pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+    if state.config.auth.mode != crate::config::AuthMode::None && !metrics_token(&req, &state) {
+        let (caller, _) = super::auth::authenticate(&req).await?;
+        super::require_admin(&req, &state, &caller).await?;
+    }
+    Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(state.metrics.encode())
+        .body(state.metrics.encode()))
+}
+
+/// Whether the request carries `server.metrics_token` as its bearer token.
+fn metrics_token(req: &HttpRequest, state: &AppState) -> bool {
+    use crate::auth::secret::{constant_time_eq, sha256};
+    let expected = &state.config.server.metrics_token;
+    if expected.is_empty() {
+        return false;
+    }
+    let presented = super::auth::credentials(req, state).bearer.unwrap_or_default();
+    constant_time_eq(&sha256(&presented), &sha256(expected))
+}
+
+/// Reads a JSON body of at most `limit` bytes, after the handler's other extractors (the
+/// caller first): actix would otherwise answer a bad body before checking credentials.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    body: web::Payload,
+    limit: usize,
+) -> Result<T> {
+    let bytes = read_body(body, limit).await?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// Reads a body of at most `limit` bytes (`server.max_request_body`).
+pub async fn read_body(mut body: web::Payload, limit: usize) -> Result<web::Bytes> {
+    use futures_util::StreamExt;
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| Error::BadRequest(format!("reading the body: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(Error::TooLarge(format!(
+                "request body is larger than {limit} bytes (server.max_request_body)"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes.freeze())
 }
 
 /// Unknown routes: JSON under `/api`, plain text elsewhere.

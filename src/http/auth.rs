@@ -6,11 +6,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use actix_web::dev::Payload;
-use actix_web::http::{header, Method};
+use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
-use super::security::check_origin;
 use crate::app::AppState;
 use crate::audit::{Action, Event, Outcome};
 use crate::auth::{Credentials, Via, COOKIE_NAME};
@@ -33,19 +32,11 @@ pub fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>> {
         .ok_or_else(|| Error::Internal("application state missing".into()))
 }
 
-/// The caller of a request and how they proved it, or 401.
+/// The caller of a request and how they proved it, or 401. (Writes from a foreign Origin never
+/// get here: [`super::security::guard_writes`] refuses them first, in every mode.)
 pub async fn authenticate(req: &HttpRequest) -> Result<(Caller, Via)> {
     let state = app_state(req)?;
-    let (caller, via) = state.auth.authenticate(&credentials(req, &state)).await?;
-    // A cookie rides along on requests other sites make; a write from a foreign Origin is
-    // refused (SameSite=Strict already stops browsers that honour it).
-    if via == Via::Cookie && !matches!(*req.method(), Method::GET | Method::HEAD) {
-        if let Err(e) = check_origin(req, &state.config) {
-            record_denial(&state, req, Some(&caller.user), None, &e).await;
-            return Err(e);
-        }
-    }
-    Ok((caller, via))
+    state.auth.authenticate(&credentials(req, &state)).await
 }
 
 /// For the terminal WebSocket: `?ticket=` (single use, for this session only) when present,
@@ -75,11 +66,14 @@ pub fn credentials(req: &HttpRequest, state: &AppState) -> Credentials {
         .map(|(_, token)| token.trim().to_string());
     let groups =
         (!auth.proxy_groups_header.is_empty()).then(|| text(&auth.proxy_groups_header)).flatten();
+    let repeated = |name: &str| !name.is_empty() && req.headers().get_all(name).count() > 1;
     Credentials {
         bearer,
         cookie: cookie(req),
         proxy_user: text(&auth.proxy_user_header),
         proxy_groups: groups,
+        proxy_header_repeated: repeated(&auth.proxy_user_header)
+            || repeated(&auth.proxy_groups_header),
         peer: req.peer_addr().map(|a| a.ip()),
         client: client_address(req, state),
         request: format!("{} {}", req.method(), req.path()),

@@ -125,16 +125,37 @@ async fn write(
         return Err(files::too_large_write(max));
     }
     let when = precondition(&req)?;
+    // The body is held in memory until it is written: every upload in progress shares
+    // `files.upload_memory`, taken as the bytes arrive (the declared length at once).
+    let mut held = reserve_upload(&state, declared.unwrap_or(0))?;
     let mut body = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| Error::BadRequest(format!("reading the body: {e}")))?;
         if (body.len() + chunk.len()) as u64 > max {
             return Err(files::too_large_write(max));
         }
+        let more = (body.len() + chunk.len()).saturating_sub(held.num_permits());
+        if more > 0 {
+            held.merge(reserve_upload(&state, more as u64)?);
+        }
         body.extend_from_slice(&chunk);
     }
     let etag = workspace.write(&query.path, body.freeze(), when).await?;
+    drop(held);
     Ok(HttpResponse::NoContent().insert_header((header::ETAG, quoted(&etag))).finish())
+}
+
+/// A share of `files.upload_memory`, or 503 with Retry-After when the uploads in progress hold
+/// it all.
+fn reserve_upload(state: &AppState, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit> {
+    let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+    state.upload_memory.clone().try_acquire_many_owned(bytes).map_err(|_| Error::Busy {
+        message: format!(
+            "uploads in progress hold all of files.upload_memory ({} bytes); try again shortly",
+            state.config.files.upload_memory.0
+        ),
+        retry_after: std::time::Duration::from_secs(1),
+    })
 }
 
 /// `If-Match: "ETAG"` or `*`, `If-None-Match: *`.
@@ -194,8 +215,11 @@ async fn rename(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    body: web::Json<Rename>,
+    body: web::Payload,
 ) -> Result<HttpResponse> {
+    // The body is read only once the caller is known: without credentials, 401 whatever it is.
+    let limit = state.config.server.max_request_body.0 as usize;
+    let body: Rename = super::api::read_json(body, limit).await?;
     open(&state, &caller, &id).await?.rename(&body.from, &body.to).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -8,8 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{authenticate, client_address, cookie, record_denial};
-use super::security::check_origin;
+use super::auth::{authenticate, client_address, cookie};
 use crate::app::AppState;
 use crate::auth::{mode_name, Proof, COOKIE_NAME};
 use crate::config::AuthMode;
@@ -47,11 +46,8 @@ async fn login(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse> {
+    // A foreign Origin was refused before this (`security::guard_writes`).
     let client = client_address(&req, &state);
-    if let Err(e) = check_origin(&req, &state.config) {
-        record_denial(&state, &req, None, None, &e).await;
-        return Err(e);
-    }
     let body: LoginBody = if body.iter().all(u8::is_ascii_whitespace) {
         LoginBody::default()
     } else {
@@ -123,7 +119,7 @@ fn session_cookie(
     let public = &state.config.server.public_url;
     let secure = state.config.tls.enabled()
         || public.starts_with("https://")
-        || req.connection_info().scheme() == "https";
+        || super::hosts::public_scheme(req, state) == "https";
     let path = match state.config.server.base_path() {
         "" => "/".to_string(),
         base => base.to_string(),

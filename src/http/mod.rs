@@ -1,6 +1,10 @@
 //! The HTTP face of kterm: one actix-web app serving the UI, the REST API, the terminal
 //! WebSocket, health and metrics on one port (at the root and under `server.public_url`'s path).
 //! Nothing here knows a sandbox engine.
+//!
+//! Every request passes, in order: the logger, the security headers, the header-size limit,
+//! the Host check ([`hosts`]), the cross-site write guard ([`security::guard_writes`]) and the
+//! base path; only then a handler.
 
 mod admin;
 pub mod api;
@@ -8,11 +12,13 @@ mod assets;
 mod auth;
 mod base_path;
 mod files;
+pub mod hosts;
 mod login;
 pub mod protocol;
 pub mod security;
 pub mod tls;
 mod ws;
+pub mod ws_input;
 
 use std::sync::Arc;
 
@@ -36,14 +42,11 @@ pub fn server(
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(body_limit))
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(body_limit)
-                    .error_handler(move |e, _| json_error(e, body_limit)),
-            )
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(web::PathConfig::default().error_handler(path_error))
             .wrap(from_fn(base_path::strip_base_path))
+            .wrap(from_fn(security::guard_writes))
+            .wrap(from_fn(hosts::check_host))
             .wrap(from_fn(security::limit_headers))
             .wrap(security::default_headers(&state.config))
             .wrap(
@@ -88,19 +91,6 @@ pub fn server(
 fn read_only() -> actix_web::Route {
     use actix_web::guard;
     web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
-}
-
-fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> actix_web::Error {
-    use actix_web::error::JsonPayloadError;
-    match err {
-        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            Error::TooLarge(format!(
-                "request body is larger than {limit} bytes (server.max_request_body)"
-            ))
-            .into()
-        }
-        other => Error::BadRequest(format!("invalid JSON body: {other}")).into(),
-    }
 }
 
 fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {

@@ -11,8 +11,13 @@ pub const MAX_INPUT_FRAME: usize = 1 << 20;
 
 /// Close code sent to a client whose session was attached by a newer connection.
 pub const CLOSE_TAKEN_OVER: u16 = 4000;
+/// Close code sent to a client whose login session ended (logout, password change, user
+/// disabled, or the login expired).
+pub const CLOSE_LOGGED_OUT: u16 = 4001;
+/// Longest control message accepted (a resize is about 40 bytes).
+pub const MAX_CONTROL_MESSAGE: usize = 4096;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     Resize {
@@ -21,6 +26,14 @@ pub enum ClientMessage {
     },
     /// The user is there: restarts the idle clock like input does, sends nothing to the shell.
     KeepAlive,
+}
+
+/// Parses a client's control message (a text frame); the error is the reason sent back.
+pub fn parse_control(text: &str) -> Result<ClientMessage, String> {
+    if text.len() > MAX_CONTROL_MESSAGE {
+        return Err(format!("control messages are at most {MAX_CONTROL_MESSAGE} bytes"));
+    }
+    serde_json::from_str(text).map_err(|e| format!("control message not understood: {e}"))
 }
 
 #[derive(Debug, Serialize)]
@@ -35,7 +48,8 @@ pub enum ServerMessage<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    /// A newer connection attached; this one closes with 4000.
+    /// `taken_over`: a newer connection attached; this one closes with 4000. `logged_out`: the
+    /// login that opened it ended; this one closes with 4001.
     Detached { reason: &'a str },
     /// A message the server could not act on; the connection stays open.
     Error { code: &'a str, message: String },
@@ -64,4 +78,23 @@ impl ServerMessage<'_> {
 
 pub fn close(code: CloseCode, description: &str) -> actix_ws::CloseReason {
     actix_ws::CloseReason { code, description: Some(description.to_string()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_messages_parse_or_say_why_not() {
+        assert_eq!(
+            parse_control(r#"{"type":"resize","cols":80,"rows":24}"#),
+            Ok(ClientMessage::Resize { cols: 80, rows: 24 })
+        );
+        assert_eq!(parse_control(r#"{"type":"keep_alive"}"#), Ok(ClientMessage::KeepAlive));
+        for bad in ["", "{", "[]", r#"{"type":"resize","cols":-1,"rows":1}"#, r#"{"type":"x"}"#] {
+            assert!(parse_control(bad).is_err(), "{bad}");
+        }
+        let deep = "[".repeat(10_000);
+        assert!(parse_control(&deep).is_err());
+    }
 }

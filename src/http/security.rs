@@ -1,9 +1,17 @@
 //! What every response and request goes through: security headers, the request-header limit,
-//! and the Origin check shared by the WebSocket and cookie-authenticated writes.
+//! the Origin check shared by the WebSocket and every write, and the guard against cross-site
+//! writes.
+//!
+//! Invariant: a state-changing request (anything but GET, HEAD and OPTIONS), in every auth
+//! mode, either carries an allowed `Origin`, or carries none and is not of a content type a
+//! cross-site form or `fetch` can send without a preflight (`text/plain`, form or multipart).
+//! Browsers send `Origin` on every cross-site write, so no other site can make one (a form
+//! posted to kterm in mode `none` to create a session is refused).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName};
+use actix_web::http::Method;
 use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::{web, HttpRequest};
 
@@ -67,16 +75,19 @@ pub async fn limit_headers(
     next.call(req).await
 }
 
-/// SPEC: a present Origin must be the server's own, `public_url`'s, or an allowed one.
-pub fn check_origin(req: &HttpRequest, config: &Config) -> Result<()> {
+/// SPEC: a present Origin must be the server's own (the scheme and host the request reached us
+/// by, believing forwarding headers only from trusted proxies), `public_url`'s, or an allowed
+/// one.
+pub fn check_origin(req: &HttpRequest, state: &AppState) -> Result<()> {
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return Ok(());
     };
     let origin = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
-    let info = req.connection_info();
-    let own = format!("{}://{}", info.scheme(), info.host()).to_ascii_lowercase();
-    let server = &config.server;
-    let allowed = origin == own
+    let own = super::hosts::public_host(req, state)
+        .map(|host| format!("{}://{host}", super::hosts::public_scheme(req, state)))
+        .map(|own| own.to_ascii_lowercase());
+    let server = &state.config.server;
+    let allowed = own.is_some_and(|own| origin == own)
         || (!server.public_url.is_empty() && origin == origin_of(&server.public_url))
         || server.allowed_origins.iter().any(|o| origin == origin_of(o));
     if allowed {
@@ -86,6 +97,48 @@ pub fn check_origin(req: &HttpRequest, config: &Config) -> Result<()> {
             "Origin {origin} is not allowed here (server.allowed_origins)"
         )))
     }
+}
+
+/// Refuses cross-site writes; see the module's invariant. Audited.
+pub async fn guard_writes(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> std::result::Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.call(req).await;
+    }
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next.call(req).await;
+    };
+    let refusal = match check_origin(req.request(), &state) {
+        Err(e) => Some(e),
+        Ok(()) if !req.headers().contains_key(header::ORIGIN) => simple_content_type(req.request()),
+        Ok(()) => None,
+    };
+    if let Some(error) = refusal {
+        super::auth::record_denial(&state, req.request(), None, None, &error).await;
+        return Err(error.into());
+    }
+    // No clone of the request may live on here: routing needs it unshared.
+    next.call(req).await
+}
+
+/// A write without an Origin whose content type a cross-site page could send: refused.
+fn simple_content_type(req: &HttpRequest) -> Option<Error> {
+    let kind = req.headers().get(header::CONTENT_TYPE)?;
+    let kind = String::from_utf8_lossy(kind.as_bytes()).to_ascii_lowercase();
+    let essence = kind.split(';').next().unwrap_or("").trim();
+    let simple = matches!(
+        essence,
+        "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data"
+    );
+    simple.then(|| {
+        Error::UnsupportedMediaType(format!(
+            "Content-Type {essence} is refused on writes without an Origin header (a \
+             cross-site form could send it); send application/json, or \
+             application/octet-stream for file contents"
+        ))
+    })
 }
 
 /// `scheme://host[:port]` of a URL, lower-cased.

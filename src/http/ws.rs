@@ -1,24 +1,43 @@
 //! The terminal WebSocket: the bridge between one client connection and a session's
 //! [`Attachment`]. It checks the Origin and the credentials (or a single-use ticket) before
-//! upgrading, audits attach and detach, sends the replay and live output,
-//! writes input, relays warnings of the session's coming end (and keep-alives against an idle
-//! one), keeps the connection alive with pings, and closes with the SPEC's codes.
+//! upgrading, audits attach and detach, sends the replay and live output, writes input, relays
+//! warnings of the session's coming end (and keep-alives against an idle one), keeps the
+//! connection alive with pings, and closes with the SPEC's codes.
+//!
+//! Invariants:
+//! - The client's frames are decoded by [`super::ws_input`]: a malformed frame closes this
+//!   connection with 1002 (1009 when too large) and nothing else; the decoder is never polled
+//!   again after it reported a violation or the end, so no loop here can spin on one.
+//! - Input waits for room in the session's bounded input queue; while it waits, no more is
+//!   read from the client (backpressure), but output still flows.
+//! - A connection opened by a login session (a cookie, or a ticket issued to one) ends with
+//!   `detached`/`logged_out` and close 4001 when that login ends, wherever it was ended.
 
 use std::time::{Duration, Instant};
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, CloseCode, ProtocolError};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use actix_ws::CloseCode;
 use bytes::Bytes;
-use tokio::sync::mpsc::error::TrySendError;
 
 use super::auth::{authenticate_websocket, client_address, record_denial};
-use super::protocol::{self, ClientMessage, ServerMessage, CLOSE_TAKEN_OVER, MAX_INPUT_FRAME};
+use super::protocol::{
+    self, ClientMessage, ServerMessage, CLOSE_LOGGED_OUT, CLOSE_TAKEN_OVER, MAX_INPUT_FRAME,
+};
 use super::security::check_origin;
+use super::ws_input::{ClientStream, Incoming, Received};
 use crate::app::AppState;
 use crate::audit::{Action, Audit, Event, InputRecorder, Outcome};
+use crate::auth::LoginWatch;
 use crate::error::{Error, Result};
 use crate::session::{AttachEvent, Attachment};
+
+/// Messages delivered after the client went away, at most (its last keystrokes).
+const DRAIN_MESSAGES: usize = 64;
+/// How long the end of a vanished client's input is waited for.
+const DRAIN_TIME: Duration = Duration::from_millis(200);
+
+type Frames = ClientStream<web::Payload>;
 
 pub async fn attach(
     req: HttpRequest,
@@ -27,20 +46,24 @@ pub async fn attach(
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
     // The Origin first: a ticket presented from a foreign page is not even used up.
-    if let Err(e) = check_origin(&req, &state.config) {
+    if let Err(e) = check_origin(&req, &state) {
         tracing::warn!(origin = ?req.headers().get(header::ORIGIN), "refused a WebSocket from a foreign Origin");
         record_denial(&state, &req, None, Some(&id), &e).await;
         return Err(e);
     }
     let caller = authenticate_websocket(&req, &id).await?;
     let session = state.registry.live(&caller, &id)?;
+    // Watch the login before attaching, so an end of it in between is not missed.
+    let login = caller.login.as_deref().map(|login| state.auth.watch_login(login, &caller.user));
     let attachment = session.attach(state.registry.config().attach)?;
-    let (response, ws, messages) = actix_ws::handle(&req, body)
+    // actix-ws makes the handshake response and the sending half; the client's frames are
+    // read from this request's payload by `ws_input`, so actix-ws gets an empty one.
+    let unused = web::Payload::from_request(&req, &mut actix_web::dev::Payload::None)
+        .await
+        .map_err(|e| Error::Internal(format!("an empty payload: {e}")))?;
+    let (response, ws, _) = actix_ws::handle(&req, unused)
         .map_err(|e| Error::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
-    let messages = messages
-        .max_frame_size(MAX_INPUT_FRAME)
-        .aggregate_continuations()
-        .max_continuation_size(MAX_INPUT_FRAME);
+    let frames = ClientStream::new(body, MAX_INPUT_FRAME);
     let client = client_address(&req, &state);
     let event = Event::new(Action::Attach, Outcome::Ok)
         .user(&caller.user)
@@ -57,14 +80,14 @@ pub async fn attach(
         attachment,
         ping_interval: state.config.server.ping_interval.0,
         shutdown: state.shutdown.clone(),
-        metrics: state.metrics.clone(),
-        pending_input: None,
+        pending_input: Bytes::new(),
         audit: state.audit.clone(),
         user: caller.user,
         client,
         recorder,
+        login,
     };
-    actix_web::rt::spawn(bridge.run(messages));
+    actix_web::rt::spawn(bridge.run(frames));
     Ok(response)
 }
 
@@ -73,44 +96,54 @@ struct Bridge {
     attachment: Attachment,
     ping_interval: Duration,
     shutdown: tokio::sync::watch::Receiver<bool>,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Input received but not yet queued for the process (the queue was full).
-    pending_input: Option<Bytes>,
+    pending_input: Bytes,
     audit: Audit,
     user: String,
     client: Option<String>,
     /// Set when `audit.record_input` is on.
     recorder: Option<InputRecorder>,
+    /// The login session this connection was opened with, if any.
+    login: Option<LoginWatch>,
 }
 
 /// How a connection ends.
 enum Ending {
-    Close(CloseCode, &'static str),
-    Custom(u16, &'static str),
+    Close(CloseCode, String),
     /// The client is gone or closed first; nothing more to send.
     Gone,
 }
 
+impl Ending {
+    fn close(code: CloseCode, why: &str) -> Ending {
+        Ending::Close(code, why.to_string())
+    }
+}
+
 impl Bridge {
-    async fn run(mut self, mut messages: actix_ws::AggregatedMessageStream) {
-        let ending = self.serve(&mut messages).await;
+    async fn run(mut self, mut frames: Frames) {
+        let ending = self.serve(&mut frames).await;
         // What the client sent is the user's keystrokes: deliver it even though the connection
         // is gone (a command typed just before closing the tab still runs).
-        let input = self.attachment.session().input().clone();
-        let mut undelivered: Vec<Bytes> = self.pending_input.take().into_iter().collect();
+        let mut undelivered = vec![std::mem::take(&mut self.pending_input)];
         if matches!(ending, Ending::Gone) {
-            let drained = drain_input(&mut messages).await;
-            if let Some(recorder) = &mut self.recorder {
-                for data in &drained {
-                    recorder.push(data).await;
+            let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+            for message in frames.drain(DRAIN_MESSAGES, deadline).await {
+                if let Incoming::Binary(data) = message {
+                    if let Some(recorder) = &mut self.recorder {
+                        recorder.push(&data).await;
+                    }
+                    self.attachment.count_input(data.len());
+                    undelivered.push(data);
                 }
             }
-            undelivered.extend(drained);
         }
+        undelivered.retain(|data| !data.is_empty());
         if !undelivered.is_empty() {
+            let session = self.attachment.session().clone();
             actix_web::rt::spawn(async move {
                 for data in undelivered {
-                    if input.send(data).await.is_err() {
+                    if session.input().send_all(data).await.is_err() {
                         break;
                     }
                 }
@@ -119,16 +152,15 @@ impl Bridge {
         if let Some(recorder) = &mut self.recorder {
             recorder.flush().await;
         }
-        let (reason, why) = match ending {
-            Ending::Close(code, text) => (Some(protocol::close(code, text)), text),
-            Ending::Custom(code, text) => {
-                (Some(protocol::close(CloseCode::Other(code), text)), text)
+        let why = match ending {
+            Ending::Close(code, why) => {
+                let _ = self.ws.close(Some(protocol::close(code, &why))).await;
+                why
             }
-            Ending::Gone => (None, "client went away"),
+            Ending::Gone => "client went away".to_string(),
         };
-        if let Some(reason) = reason {
-            let _ = self.ws.close(Some(reason)).await;
-        }
+        // Dropping the frames lets actix end the connection once the close frame is out.
+        drop(frames);
         let event = Event::new(Action::Detach, Outcome::Ok)
             .user(&self.user)
             .client(self.client.clone())
@@ -141,7 +173,7 @@ impl Bridge {
         self.ws.text(message.to_text()).await.is_ok()
     }
 
-    async fn serve(&mut self, messages: &mut actix_ws::AggregatedMessageStream) -> Ending {
+    async fn serve(&mut self, frames: &mut Frames) -> Ending {
         let session = self.attachment.session().clone();
         let id = session.info.id.clone();
         let attached =
@@ -149,14 +181,19 @@ impl Bridge {
         if !self.send(attached).await {
             return Ending::Gone;
         }
-        let input = session.input().clone();
         let mut ping = tokio::time::interval(self.ping_interval);
         ping.tick().await;
         let mut last_heard = Instant::now();
         if *self.shutdown.borrow() {
-            return Ending::Close(CloseCode::Away, "server shutting down");
+            return Ending::close(CloseCode::Away, "server shutting down");
         }
         loop {
+            let logged_out = async {
+                match &mut self.login {
+                    Some(login) => login.ended().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 event = self.attachment.next() => match event {
                     AttachEvent::Output(data) => {
@@ -167,11 +204,11 @@ impl Bridge {
                     AttachEvent::Exit(code) => {
                         let reason = session.end_reason();
                         self.send(ServerMessage::Exit { code, reason }).await;
-                        return Ending::Close(CloseCode::Normal, "session ended");
+                        return Ending::close(CloseCode::Normal, "session ended");
                     }
                     AttachEvent::TakenOver => {
                         self.send(ServerMessage::Detached { reason: "taken_over" }).await;
-                        return Ending::Custom(CLOSE_TAKEN_OVER, "taken over");
+                        return Ending::close(CloseCode::Other(CLOSE_TAKEN_OVER), "taken over");
                     }
                     AttachEvent::Warning(warning) => {
                         if !self.send(ServerMessage::warning(&warning)).await {
@@ -179,22 +216,28 @@ impl Bridge {
                         }
                     }
                 },
+                () = logged_out => {
+                    self.send(ServerMessage::Detached { reason: "logged_out" }).await;
+                    return Ending::close(CloseCode::Other(CLOSE_LOGGED_OUT), "logged out");
+                }
                 // Input waits for room in the queue; meanwhile we read no more from the client
                 // (backpressure) but keep sending output.
-                permit = input.reserve(), if self.pending_input.is_some() => match permit {
-                    Ok(permit) => {
-                        if let Some(data) = self.pending_input.take() {
-                            permit.send(data);
-                        }
+                sent = session.input().send_some(&mut self.pending_input),
+                    if !self.pending_input.is_empty() =>
+                {
+                    if sent.is_err() {
+                        self.pending_input = Bytes::new();
                     }
-                    Err(_) => self.pending_input = None,
-                },
-                message = messages.recv(), if self.pending_input.is_none() => {
+                }
+                received = frames.recv(), if self.pending_input.is_empty() => {
                     last_heard = Instant::now();
-                    match message {
-                        None => return Ending::Gone,
-                        Some(Err(e)) => return protocol_error(e),
-                        Some(Ok(message)) => {
+                    match received {
+                        Received::Gone => return Ending::Gone,
+                        Received::Violation(violation) => {
+                            tracing::info!(session = %id, reason = violation.reason(), "closed a WebSocket that broke the protocol");
+                            return Ending::Close(violation.close_code(), violation.reason().to_string());
+                        }
+                        Received::Message(message) => {
                             if let Some(ending) = self.handle(message).await {
                                 return ending;
                             }
@@ -204,39 +247,38 @@ impl Bridge {
                 _ = ping.tick() => {
                     if last_heard.elapsed() > self.ping_interval * 3 {
                         tracing::info!(session = %id, "client stopped answering pings");
-                        return Ending::Close(CloseCode::Policy, "ping timeout");
+                        return Ending::close(CloseCode::Policy, "ping timeout");
                     }
                     if self.ws.ping(b"kterm").await.is_err() {
                         return Ending::Gone;
                     }
                 },
                 _ = self.shutdown.changed() => {
-                    return Ending::Close(CloseCode::Away, "server shutting down");
+                    return Ending::close(CloseCode::Away, "server shutting down");
                 }
             }
         }
     }
 
     /// Handles one client message; `Some` ends the connection.
-    async fn handle(&mut self, message: AggregatedMessage) -> Option<Ending> {
+    async fn handle(&mut self, message: Incoming) -> Option<Ending> {
         let session = self.attachment.session().clone();
         match message {
-            AggregatedMessage::Binary(data) => {
+            Incoming::Binary(mut data) => {
                 if !data.is_empty() {
                     if let Some(recorder) = &mut self.recorder {
                         recorder.push(&data).await;
                     }
                     session.note_input();
-                    self.metrics.input_bytes.inc_by(data.len() as u64);
-                    // Queue it now if there is room; otherwise hold it, and the client, until
-                    // there is.
-                    if let Err(TrySendError::Full(data)) = session.input().try_send(data) {
-                        self.pending_input = Some(data);
+                    self.attachment.count_input(data.len());
+                    // Queue what fits now; hold the rest, and the client, until there is room.
+                    if session.input().offer(&mut data).is_ok() {
+                        self.pending_input = data;
                     }
                 }
             }
-            AggregatedMessage::Text(text) => {
-                let reply = match serde_json::from_str::<ClientMessage>(&text) {
+            Incoming::Text(text) => {
+                let reply = match protocol::parse_control(&text) {
                     Ok(ClientMessage::Resize { cols, rows }) => {
                         session.resize(cols, rows).await.err().map(|e| ServerMessage::Error {
                             code: "bad_resize",
@@ -247,10 +289,7 @@ impl Bridge {
                         session.note_input();
                         None
                     }
-                    Err(e) => Some(ServerMessage::Error {
-                        code: "bad_message",
-                        message: format!("control message not understood: {e}"),
-                    }),
+                    Err(message) => Some(ServerMessage::Error { code: "bad_message", message }),
                 };
                 if let Some(reply) = reply {
                     if !self.send(reply).await {
@@ -258,42 +297,14 @@ impl Bridge {
                     }
                 }
             }
-            AggregatedMessage::Ping(data) => {
+            Incoming::Ping(data) => {
                 if self.ws.pong(&data).await.is_err() {
                     return Some(Ending::Gone);
                 }
             }
-            AggregatedMessage::Pong(_) => {}
-            AggregatedMessage::Close(_) => return Some(Ending::Close(CloseCode::Normal, "bye")),
+            Incoming::Pong => {}
+            Incoming::Close(_) => return Some(Ending::close(CloseCode::Normal, "bye")),
         }
         None
     }
-}
-
-fn protocol_error(error: ProtocolError) -> Ending {
-    match error {
-        ProtocolError::Overflow => Ending::Close(CloseCode::Size, "frame larger than 1 MiB"),
-        ProtocolError::Io(e) if e.to_string().contains("continuation size") => {
-            Ending::Close(CloseCode::Size, "message larger than 1 MiB")
-        }
-        // The connection broke (the client went away mid-stream).
-        ProtocolError::Io(_) => Ending::Gone,
-        _ => Ending::Close(CloseCode::Protocol, "protocol error"),
-    }
-}
-
-/// Input frames still buffered from a client that went away. actix-ws reports a broken
-/// connection before the frames it had already read, and yields them on later polls.
-async fn drain_input(messages: &mut actix_ws::AggregatedMessageStream) -> Vec<Bytes> {
-    let mut input = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
-    while let Ok(Some(message)) = tokio::time::timeout_at(deadline, messages.recv()).await {
-        match message {
-            Ok(AggregatedMessage::Binary(data)) => input.push(data),
-            Ok(AggregatedMessage::Close(_)) => break,
-            Ok(_) | Err(ProtocolError::Io(_)) => {}
-            Err(_) => break,
-        }
-    }
-    input
 }

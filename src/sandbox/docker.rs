@@ -244,7 +244,7 @@ impl DockerBackend {
             let _ = self.destroy_sandbox(&name).await;
             return Err(map_error("starting the sandbox container", e));
         }
-        tracing::info!(sandbox = %name, user = %spec.user, warm, image = %self.config.image, "sandbox started");
+        tracing::info!(sandbox = %name, user = %crate::audit::escape_for_log(&spec.user), warm, image = %self.config.image, "sandbox started");
         Ok(Sandbox {
             id: name,
             user: spec.user.clone(),
@@ -273,7 +273,7 @@ impl DockerBackend {
             tty: Some(true),
             env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             cmd: Some(argv),
-            user: Some(self.config.user.clone()),
+            user: Some(self.config.user.to_string()),
             working_dir: Some(WORKSPACE.to_string()),
             ..Default::default()
         }
@@ -416,7 +416,8 @@ impl SandboxBackend for DockerBackend {
         stdin: Option<ByteStream>,
     ) -> Result<RunningCommand> {
         let docker = self.client().await?;
-        super::docker_run::run(docker, &sandbox.id, &self.config.user, argv, stdin).await
+        let user = self.config.user.to_string();
+        super::docker_run::run(docker, &sandbox.id, &user, argv, stdin).await
     }
 }
 

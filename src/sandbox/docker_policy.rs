@@ -19,7 +19,7 @@ pub fn container_body(
     config: &DockerConfig,
     labels: HashMap<String, String>,
 ) -> ContainerCreateBody {
-    let (uid, gid) = config.user.split_once(':').unwrap_or(("1000", "1000"));
+    let (uid, gid) = (config.user.uid, config.user.gid);
     let tmpfs_opts =
         |size: u64| format!("rw,nosuid,nodev,size={size},uid={uid},gid={gid},mode=0755");
     let mut tmpfs = HashMap::from([
@@ -65,7 +65,7 @@ pub fn container_body(
         image: Some(config.image.clone()),
         cmd: Some(vec!["sh".into(), "-c".into(), KEEPALIVE.into()]),
         entrypoint: Some(vec![]),
-        user: Some(config.user.clone()),
+        user: Some(config.user.to_string()),
         working_dir: Some(super::docker::WORKSPACE.into()),
         env: Some(vec!["HOME=/home/user".into(), "USER=user".into(), "LANG=C.UTF-8".into()]),
         labels: Some(labels),
@@ -105,7 +105,7 @@ pub fn volume_init_body(
     ContainerCreateBody {
         image: Some(config.image.clone()),
         entrypoint: Some(vec![]),
-        cmd: Some(vec!["chown".into(), config.user.clone(), "/w".into()]),
+        cmd: Some(vec!["chown".into(), config.user.to_string(), "/w".into()]),
         user: Some("0:0".into()),
         labels: Some(labels),
         network_disabled: Some(true),

@@ -27,18 +27,19 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::error::Result;
 
 /// A name for a user that is safe as a file, directory or volume name: safe characters kept
-/// (at most 40), the rest replaced, and a hash of the whole name so two users never share one.
+/// (at most 40), the rest replaced, and 128 bits of the SHA-256 of the whole name, so two users
+/// never share one (no collision can be searched for, unlike the 32-bit hash of kterm 0.1,
+/// whose names these replace: a workspace volume or directory made by 0.1 is not found again).
 pub fn safe_name(user: &str) -> String {
+    use sha2::{Digest, Sha256};
     let safe: String = user
         .chars()
         .take(40)
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
         .collect();
-    // FNV-1a: stable across runs and versions, which std's hasher is not.
-    let hash = user
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-    format!("{safe}-{:08x}", hash as u32)
+    let digest = Sha256::digest(user.as_bytes());
+    let hash: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{safe}-{hash}")
 }
 
 /// What a new sandbox is for.
@@ -218,10 +219,52 @@ pub(crate) fn keep_stderr(buffer: &mut Vec<u8>, chunk: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use super::safe_name;
+
     #[test]
     fn safe_names_stay_inside_and_differ() {
-        let a = super::safe_name("../../etc");
+        let a = safe_name("../../etc");
         assert!(!a.contains('/') && !a.starts_with('.'), "{a}");
-        assert_ne!(super::safe_name("a/b"), super::safe_name("a_b"));
+        assert_ne!(safe_name("a/b"), safe_name("a_b"));
+        assert_eq!(safe_name("alice").len(), "alice-".len() + 32, "128 bits of hash");
+    }
+
+    /// The 32-bit FNV-1a of kterm 0.1's names.
+    fn fnv32(name: &str) -> u32 {
+        name.bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+            as u32
+    }
+
+    /// Two user names whose 0.1 names were equal (same characters once unsafe ones are
+    /// replaced, same 32-bit hash: found here by brute force, as an attacker would) get
+    /// different names now.
+    #[test]
+    fn names_that_collided_in_32_bits_differ() {
+        use std::collections::HashMap;
+        let old = |name: &str| {
+            let safe: String = name
+                .chars()
+                .take(40)
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            format!("{safe}-{:08x}", fnv32(name))
+        };
+        // "a" and 14 characters that all become "_": one old prefix for 4^14 names.
+        let name = |mut i: u64| {
+            let mut out = String::from("a");
+            for _ in 0..14 {
+                out.push(['.', '@', '+', '='][(i % 4) as usize]);
+                i /= 4;
+            }
+            out
+        };
+        let mut seen: HashMap<u32, String> = HashMap::new();
+        let (a, b) = (0u64..)
+            .map(name)
+            .find_map(|n| seen.insert(fnv32(&n), n.clone()).map(|other| (other, n)))
+            .expect("a collision");
+        assert_eq!(old(&a), old(&b), "{a} and {b} shared one workspace in 0.1");
+        assert_ne!(safe_name(&a), safe_name(&b));
     }
 }

@@ -67,6 +67,8 @@ impl Session {
             replay_bytes,
             changes,
             announced: Announced::default(),
+            sent: 0,
+            received: 0,
         })
     }
 }
@@ -79,6 +81,10 @@ pub struct Attachment {
     replay_bytes: u64,
     changes: watch::Receiver<()>,
     announced: Announced,
+    /// Bytes sent to and received from this client, added to the metrics on detach (never per
+    /// frame: a live counter would show the rhythm of a user's typing to whoever polls).
+    sent: u64,
+    received: u64,
 }
 
 impl Attachment {
@@ -89,6 +95,11 @@ impl Attachment {
 
     pub fn session(&self) -> &Arc<Session> {
         &self.session
+    }
+
+    /// Counts input this client sent (for the metrics, added on detach).
+    pub fn count_input(&mut self, bytes: usize) {
+        self.received += bytes as u64;
     }
 
     /// The next thing to send to the client: the replay, then a due warning, then live output
@@ -123,7 +134,7 @@ impl Attachment {
                     state.reader_offset = offset + data.len() as u64;
                     drop(state);
                     self.session.room.notify_one();
-                    self.session.metrics.output_bytes.inc_by(data.len() as u64);
+                    self.sent += data.len() as u64;
                     return AttachEvent::Output(data);
                 }
                 if let Some(code) = state.exit {
@@ -175,6 +186,9 @@ impl Drop for Attachment {
             }
         }
         self.session.room.notify_one();
-        self.session.metrics.clients_attached.dec();
+        let metrics = &self.session.metrics;
+        metrics.clients_attached.dec();
+        metrics.output_bytes.inc_by(self.sent);
+        metrics.input_bytes.inc_by(self.received);
     }
 }

@@ -206,7 +206,7 @@ impl SessionRegistry {
             let code = pump.await;
             registry.finish(ended, code).await;
         });
-        tracing::info!(session = %record.id, user, namespace, sandbox = %record.sandbox_id, "session started");
+        tracing::info!(session = %record.id, user = %crate::audit::escape_for_log(user), namespace, sandbox = %record.sandbox_id, "session started");
         Ok(record)
     }
 

@@ -10,6 +10,7 @@
 mod attachment;
 mod create;
 mod deadlines;
+mod input;
 mod ring;
 mod sandboxes;
 mod terminal;
@@ -33,6 +34,7 @@ use crate::store::{SessionRecord, SessionStatus, Store};
 
 pub use attachment::{AttachEvent, Attachment};
 pub use deadlines::{Deadline, Lifecycle, Warning};
+pub use input::{InputClosed, InputQueue, INPUT_BUDGET};
 pub use ring::ScrollbackRing;
 pub use terminal::{Session, SessionInfo};
 
@@ -58,12 +60,21 @@ pub struct Caller {
     pub groups: Vec<String>,
     /// Namespaces the caller may use; `"*"` is any (the backend may still refuse).
     pub namespaces: Vec<String>,
+    /// The login session (SHA-256 of its cookie) the caller proved themselves with, if a
+    /// cookie (or a ticket issued to one): what they open ends with it.
+    pub login: Option<String>,
 }
 
 impl Caller {
     /// A plain user who may use any namespace (for tools and tests that act for a user).
     pub fn user(name: &str) -> Caller {
-        Caller { user: name.into(), admin: false, groups: Vec::new(), namespaces: vec!["*".into()] }
+        Caller {
+            user: name.into(),
+            admin: false,
+            groups: Vec::new(),
+            namespaces: vec!["*".into()],
+            login: None,
+        }
     }
 
     fn may_see(&self, owner: &str) -> bool {
@@ -154,7 +165,7 @@ impl SessionRegistry {
     async fn finish(self: Arc<Self>, session: Arc<Session>, code: Option<i32>) {
         let reason = session.end_reason().unwrap_or_else(|| "exited".into());
         let info = &session.info;
-        tracing::info!(session = %info.id, user = %info.user, code, reason, "session ended");
+        tracing::info!(session = %info.id, user = %crate::audit::escape_for_log(&info.user), code, reason, "session ended");
         if let Some(at) = session.take_touched() {
             let _ = self.store.touch_sessions(vec![(info.id.clone(), at)]).await;
         }

@@ -56,7 +56,7 @@ impl SessionRegistry {
             }
             if sandbox.running && known.contains_key(&sandbox.id) {
                 self.backend.end_stray_processes(&sandbox).await;
-                tracing::info!(sandbox = %sandbox.id, user = %sandbox.user, "adopted sandbox");
+                tracing::info!(sandbox = %sandbox.id, user = %crate::audit::escape_for_log(&sandbox.user), "adopted sandbox");
                 self.sandboxes_live.fetch_add(1, Ordering::AcqRel);
                 adopted.insert(sandbox.id.clone());
                 let key = (sandbox.user.clone(), sandbox.namespace.clone());

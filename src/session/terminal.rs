@@ -16,13 +16,13 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::deadlines::Lifecycle;
+use super::input::{InputChunk, InputQueue};
 use super::ring::ScrollbackRing;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -33,8 +33,6 @@ use crate::store::{SessionRecord, SessionStatus};
 pub(super) const MAX_FRAME: usize = 64 * 1024;
 /// The first read of a batch; output beyond it is taken in the same batch if it is ready.
 const IDLE_READ: usize = 1024;
-/// Input frames queued for the process before the client is made to wait.
-const INPUT_QUEUE: usize = 64;
 
 /// What does not change over a session's life.
 #[derive(Debug, Clone)]
@@ -55,7 +53,7 @@ pub struct Session {
     pub(super) changed: watch::Sender<()>,
     /// Signalled when the attached client took bytes (or detached): the pump may read again.
     pub(super) room: Notify,
-    input: mpsc::Sender<Bytes>,
+    input: InputQueue,
     control: Arc<dyn ProcessControl>,
     last_active_ms: AtomicI64,
     touched: AtomicBool,
@@ -96,7 +94,7 @@ impl Session {
         lifecycle: Lifecycle,
         metrics: Arc<Metrics>,
     ) -> (Arc<Session>, impl std::future::Future<Output = Option<i32>> + Send) {
-        let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
+        let (input_tx, input_rx) = InputQueue::new();
         let now = Instant::now();
         let lifetime_left = (info.expires_at - Utc::now()).to_std().unwrap_or_default();
         // Past any real deadline if the addition overflows: such a session never expires.
@@ -144,6 +142,9 @@ impl Session {
         let control = self.control.clone();
         let mut exit_wait = Box::pin(async move { control.wait().await });
         let mut exited: Option<Option<i32>> = None;
+        // Added to the metrics when the session's output ends, never per read: a live counter
+        // would let anyone who polls /metrics see the rhythm of a user's typing (the echo).
+        let mut read_total: u64 = 0;
         loop {
             let room = self.wait_for_room(low_water).await.min(chunk);
             let first = room.min(IDLE_READ);
@@ -190,6 +191,7 @@ impl Session {
                 }
             }
             self.append(&buf[..filled]);
+            read_total += filled as u64;
             if ended {
                 break;
             }
@@ -198,6 +200,7 @@ impl Session {
                 buf.shrink_to_fit();
             }
         }
+        self.metrics.pty_read_bytes.inc_by(read_total);
         let code = match exited {
             Some(code) => code,
             None => self.control.wait().await,
@@ -241,7 +244,6 @@ impl Session {
             state.ring.push(data);
             state.last_output = Instant::now();
         }
-        self.metrics.pty_read_bytes.inc_by(data.len() as u64);
         self.changed.send_replace(());
     }
 
@@ -249,8 +251,8 @@ impl Session {
         self.state().attached.is_some()
     }
 
-    /// A sender for input to the process; sending waits while the process is not reading.
-    pub fn input(&self) -> &mpsc::Sender<Bytes> {
+    /// Input for the process, bounded in bytes: sending waits while the process is not reading.
+    pub fn input(&self) -> &InputQueue {
         &self.input
     }
 
@@ -368,9 +370,13 @@ impl Session {
 }
 
 /// Writes queued input to the process until the session is gone or the process stops reading.
-async fn write_input(mut input: Pin<Box<dyn AsyncWrite + Send>>, mut queue: mpsc::Receiver<Bytes>) {
-    while let Some(data) = queue.recv().await {
-        if input.write_all(&data).await.is_err() {
+async fn write_input(
+    mut input: Pin<Box<dyn AsyncWrite + Send>>,
+    mut queue: mpsc::UnboundedReceiver<InputChunk>,
+) {
+    // Each chunk's share of the input budget returns when it is dropped, after its write.
+    while let Some(chunk) = queue.recv().await {
+        if input.write_all(&chunk.data).await.is_err() {
             break;
         }
     }

@@ -99,10 +99,7 @@ impl Store {
     /// Opens (creating) the database, applies pending migrations, and loads the instance id.
     /// Blocking: call it before the runtime serves requests.
     pub fn open(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        }
+        create_private(path)?;
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -139,6 +136,26 @@ impl Store {
         self.run(|c| c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0)))
             .await
             .map(drop)
+    }
+}
+
+/// Creates the state file 0600 (SQLite gives its `-wal` and `-shm` the file's mode) and the
+/// directories kterm makes for it 0700: it holds password hashes and the audit log. An existing
+/// file keeps its mode (the server warns when others may read it).
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io(format!("creating {}", path.display()), e)),
     }
 }
 
@@ -189,5 +206,22 @@ mod tests {
         let conn = again.conn.lock().unwrap();
         let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_new_state_file_and_its_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/state/k.db");
+        let store = Store::open(&path).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        for suffix in ["-wal", "-shm"] {
+            let side = path.with_file_name(format!("k.db{suffix}"));
+            assert_eq!(mode(&side), 0o600, "{}", side.display());
+        }
+        assert_eq!(mode(&dir.path().join("new/state")), 0o700);
+        assert_eq!(mode(&dir.path().join("new")), 0o700);
+        drop(store);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Invariants: a password is only ever stored as its argon2id PHC string, and a cookie token
 //! only as its SHA-256 (hex), so a copy of the database lets nobody log in. Changing a password
-//! or disabling a user deletes that user's login sessions.
+//! or disabling a user deletes that user's login sessions. A user holds at most
+//! [`MAX_LOGIN_SESSIONS_PER_USER`] login sessions.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
@@ -47,6 +48,23 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         last_login: row.get::<_, Option<i64>>("last_login")?.map(from_millis),
     })
 }
+
+fn login_from_row(row: &Row<'_>) -> rusqlite::Result<LoginSessionRecord> {
+    let groups: String = row.get("groups")?;
+    Ok(LoginSessionRecord {
+        token_hash: row.get("token_hash")?,
+        user: row.get("user")?,
+        method: row.get("method")?,
+        credential: row.get("credential")?,
+        groups: serde_json::from_str(&groups).unwrap_or_default(),
+        created_at: from_millis(row.get("created_at")?),
+        expires_at: from_millis(row.get("expires_at")?),
+        user_enabled: row.get("user_enabled")?,
+    })
+}
+
+/// Login sessions one user may hold; a new login beyond this ends their oldest.
+pub const MAX_LOGIN_SESSIONS_PER_USER: usize = 100;
 
 impl Store {
     /// Adds a user; `false` if the name is taken.
@@ -130,7 +148,8 @@ impl Store {
         let s = s.clone();
         let groups = serde_json::to_string(&s.groups).unwrap_or_else(|_| "[]".into());
         self.run(move |c| {
-            c.execute(
+            let tx = c.transaction()?;
+            tx.execute(
                 "INSERT INTO login_sessions
                      (token_hash, user, method, credential, groups, created_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -143,37 +162,48 @@ impl Store {
                     millis(s.created_at),
                     millis(s.expires_at)
                 ],
-            )
+            )?;
+            // Logging in in a loop cannot grow the table without bound.
+            tx.execute(
+                "DELETE FROM login_sessions WHERE user = ?1 AND token_hash NOT IN
+                     (SELECT token_hash FROM login_sessions WHERE user = ?1
+                      ORDER BY created_at DESC, rowid DESC LIMIT ?2)",
+                params![s.user, MAX_LOGIN_SESSIONS_PER_USER as i64],
+            )?;
+            tx.commit()
         })
         .await
-        .map(drop)
     }
 
     /// The unexpired login session whose token hashes to `token_hash`.
     pub async fn get_login_session(&self, token_hash: &str) -> Result<Option<LoginSessionRecord>> {
-        let token_hash = token_hash.to_string();
+        let found = self.get_login_sessions(vec![token_hash.to_string()]).await?;
+        Ok(found.into_iter().next())
+    }
+
+    /// The unexpired login sessions among `token_hashes` (those gone or expired are absent).
+    pub async fn get_login_sessions(
+        &self,
+        token_hashes: Vec<String>,
+    ) -> Result<Vec<LoginSessionRecord>> {
         let now = millis(Utc::now());
         self.run(move |c| {
-            c.query_row(
-                "SELECT s.*, (u.name IS NOT NULL AND u.disabled = 0) AS user_enabled
-                 FROM login_sessions s LEFT JOIN users u ON u.name = s.user
-                 WHERE s.token_hash = ?1 AND s.expires_at > ?2",
-                params![token_hash, now],
-                |row| {
-                    let groups: String = row.get("groups")?;
-                    Ok(LoginSessionRecord {
-                        token_hash: row.get("token_hash")?,
-                        user: row.get("user")?,
-                        method: row.get("method")?,
-                        credential: row.get("credential")?,
-                        groups: serde_json::from_str(&groups).unwrap_or_default(),
-                        created_at: from_millis(row.get("created_at")?),
-                        expires_at: from_millis(row.get("expires_at")?),
-                        user_enabled: row.get("user_enabled")?,
-                    })
-                },
-            )
-            .optional()
+            let mut found = Vec::new();
+            for batch in token_hashes.chunks(500) {
+                let marks = vec!["?"; batch.len()].join(",");
+                let mut stmt = c.prepare(&format!(
+                    "SELECT s.*, (u.name IS NOT NULL AND u.disabled = 0) AS user_enabled
+                     FROM login_sessions s LEFT JOIN users u ON u.name = s.user
+                     WHERE s.expires_at > ? AND s.token_hash IN ({marks})"
+                ))?;
+                let params = std::iter::once(&now as &dyn rusqlite::ToSql)
+                    .chain(batch.iter().map(|h| h as &dyn rusqlite::ToSql));
+                let rows = stmt.query_map(rusqlite::params_from_iter(params), login_from_row)?;
+                for row in rows {
+                    found.push(row?);
+                }
+            }
+            Ok(found)
         })
         .await
     }

@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod files;
+pub mod raw_ws;
 
 use std::time::{Duration, Instant};
 
@@ -500,6 +501,23 @@ impl RealServer {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .expect("VmRSS")
+    }
+
+    /// CPU time the server process has used (user + system), in clock ticks (1/100 s).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // The fields after the command name (which may hold spaces) in parentheses.
+        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+        field(11) + field(12)
+    }
+
+    /// `host:port` of the server.
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").trim_start_matches("https://").to_string()
     }
 
     pub fn sigterm(&self) {
