@@ -86,10 +86,14 @@ async fn without_or_with_wrong_credentials_everything_is_401() {
         }
         assert_eq!(client.ws_refused(&client.ws_url(&id), None).await, 401);
     }
-    // Health, readiness, metrics, the UI and the login form stay open.
-    for path in ["/healthz", "/readyz", "/metrics", "/", "/login.html", "/api/v1/auth/login"] {
+    // Health, readiness, the UI and the login form stay open; metrics do not.
+    for path in ["/healthz", "/readyz", "/", "/login.html", "/api/v1/auth/login"] {
         let response = nobody.request(reqwest::Method::GET, path).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
+    }
+    for client in [&nobody, &wrong] {
+        let response = client.request(reqwest::Method::GET, "/metrics").send().await.unwrap();
+        assert_eq!(response.status(), 401);
     }
     let (_, form) = nobody.get("/api/v1/auth/login").await;
     assert_eq!(form, json!({"mode": "token", "fields": ["token"]}));
@@ -306,7 +310,7 @@ async fn every_response_carries_the_security_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guessing_bearer_tokens_is_throttled_per_client() {
+async fn guessing_bearer_tokens_is_throttled_but_valid_tokens_always_pass() {
     let server = TestServer::start_with(|c| {
         c.auth.mode = AuthMode::Token;
         c.auth.tokens = vec![TokenEntry {
@@ -322,14 +326,63 @@ async fn guessing_bearer_tokens_is_throttled_per_client() {
             server.bearer(&format!("guess-{guess}-0123456789")).get("/api/v1/me").await;
         assert_eq!(status, 401);
     }
-    let response =
-        server.bearer(ALICE).request(reqwest::Method::GET, "/api/v1/me").send().await.unwrap();
-    assert_eq!(response.status(), 429, "even the right token waits now");
+    // The guesser waits now...
+    let response = server
+        .bearer("guess-4-0123456789")
+        .request(reqwest::Method::GET, "/api/v1/me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
     assert!(response.headers().contains_key("retry-after"));
-    let (status, _, _) =
-        server.bearer("another-guess-0123456789").login(json!({"token": ALICE})).await;
-    assert_eq!(status, 429, "and so does the login");
+    let (status, _, _) = server.anonymous().login(json!({"token": "another-guess-0123"})).await;
+    assert_eq!(status, 429, "and so do its logins with wrong tokens");
+    // ...but from the same address (a shared proxy) a valid token is never refused.
+    let (status, me) = server.bearer(ALICE).get("/api/v1/me").await;
+    assert_eq!((status, me["user"].as_str()), (200, Some("alice")));
+    let (status, cookie, _) = server.anonymous().login(json!({"token": ALICE})).await;
+    assert_eq!(status, 204, "a valid token logs in");
+    let (status, _) = server.cookie(&cookie.unwrap()).get("/api/v1/me").await;
+    assert_eq!(status, 200);
     let health = server.http.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_an_admin_or_the_metrics_token() {
+    const SCRAPER: &str = "scraper-token-0123456789";
+    let server = TestServer::start_with(|c| {
+        c.auth.mode = AuthMode::Token;
+        c.auth.tokens = vec![
+            TokenEntry { user: "alice".into(), token: Some(ALICE.into()), token_sha256: None },
+            TokenEntry { user: "root".into(), token: Some(ROOT.into()), token_sha256: None },
+        ];
+        c.auth.admins = vec!["root".into()];
+        c.server.metrics_token = SCRAPER.into();
+    })
+    .await;
+    let status = |client: Client| async move {
+        client.request(reqwest::Method::GET, "/metrics").send().await.unwrap().status().as_u16()
+    };
+    assert_eq!(status(server.anonymous()).await, 401);
+    assert_eq!(status(server.bearer("scraper-token-012345678X")).await, 401);
+    assert_eq!(status(server.bearer(ALICE)).await, 403, "a user is not an admin");
+    assert_eq!(status(server.bearer(ROOT)).await, 200);
+    assert_eq!(status(server.bearer(SCRAPER)).await, 200);
+    let text = server
+        .bearer(SCRAPER)
+        .request(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("kterm_sessions_active"), "{text}");
+    audited(&server.bearer(ROOT), "denied", |r| {
+        r["user"] == "alice" && r["detail"].as_str().unwrap_or("").contains("/metrics")
+    })
+    .await;
     server.stop().await;
 }

@@ -192,8 +192,25 @@ async fn health_readiness_metrics_and_the_page() {
     term.read_until("metered").await;
     assert_eq!(server.metric("kterm_sessions_active").await, 1.0);
     assert!(server.metric("kterm_attaches_total").await >= 1.0);
-    assert!(server.metric("kterm_input_bytes_total").await >= 13.0);
-    assert!(server.metric("kterm_output_bytes_total").await > 0.0);
+    // No series moves per keystroke (a poller would see the rhythm of typing): byte counts
+    // are added when a client detaches, and when a session's output ends.
+    for name in
+        ["kterm_input_bytes_total", "kterm_output_bytes_total", "kterm_pty_read_bytes_total"]
+    {
+        assert_eq!(server.metric(name).await, 0.0, "{name} moved while typing");
+    }
+    term.close().await;
+    eventually("the detach to count the bytes", || async {
+        let input = server.metric("kterm_input_bytes_total").await;
+        let output = server.metric("kterm_output_bytes_total").await;
+        (input >= 13.0 && output > 0.0).then_some(())
+    })
+    .await;
+    assert_eq!(server.delete(&format!("/api/v1/sessions/{id}")).await, 204);
+    eventually("the end of the session to count what was read", || async {
+        (server.metric("kterm_pty_read_bytes_total").await > 0.0).then_some(())
+    })
+    .await;
 
     server.stop().await;
 }

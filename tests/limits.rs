@@ -165,3 +165,112 @@ async fn mode_none_off_loopback_needs_consent_and_warns_on_every_response() {
     .await;
     server.stop().await;
 }
+
+/// Peak resident memory of a process, in KiB (VmHWM).
+fn peak_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_failed_logins_is_bounded_in_memory_and_answered_fast() {
+    // 200 clients at once (distinct addresses through a trusted proxy), each with a wrong
+    // password: argon2id takes 19 MiB per check, so only a few may run at once.
+    let server = common::RealServer::start(
+        "[backend]\nkind = \"local\"\n[auth]\nmode = \"local\"\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    );
+    let before = peak_kib(server.pid());
+    let http = reqwest::Client::new();
+    let logins = (0..200).map(|i| {
+        http.post(format!("{}/api/v1/auth/login", server.base))
+            .header("x-forwarded-for", format!("203.0.{}.{}", i / 250, i % 250))
+            .json(&json!({"username": format!("user{i}"), "password": "wrong-password"}))
+            .send()
+    });
+    let answers = futures_util::future::join_all(logins).await;
+    let (mut checked, mut busy) = (0, 0);
+    for answer in answers {
+        let answer = answer.expect("an answer");
+        match answer.status().as_u16() {
+            401 => checked += 1,
+            503 => {
+                let retry = answer.headers().get("retry-after").expect("Retry-After on 503");
+                assert!(retry.to_str().unwrap().parse::<u64>().unwrap() >= 1);
+                let body: serde_json::Value = answer.json().await.unwrap();
+                assert_eq!(error_code(&body), "busy", "{body}");
+                busy += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let peak = peak_kib(server.pid());
+    eprintln!("{checked} checked, {busy} refused at once; peak RSS {before} KiB -> {peak} KiB");
+    assert!(checked >= 1 && busy >= 1, "{checked} checked, {busy} busy");
+    assert!(peak < before + 128 * 1024, "peak RSS grew from {before} KiB to {peak} KiB");
+    // The refusals are audited, and the server answers as before.
+    let store = kterm::store::Store::open(&server.dir.path().join("kterm.db")).unwrap();
+    let filter = kterm::store::AuditFilter {
+        action: Some("denied".into()),
+        limit: 1000,
+        ..Default::default()
+    };
+    let rows = store.list_audit(filter).await.unwrap();
+    assert!(
+        rows.iter().filter(|r| r.detail.contains("too many password checks")).count() >= 1,
+        "{rows:?}"
+    );
+    let response = http
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&json!({"username": "nobody", "password": "wrong-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_share_a_memory_budget() {
+    let server = common::RealServer::start(
+        "[backend]\nkind = \"local\"\n[files]\nupload_memory = \"24m\"\n",
+    );
+    let session = server.create_session(json!({})).await;
+    let id = session["id"].as_str().unwrap().to_string();
+    let before = peak_kib(server.pid());
+    let http = reqwest::Client::new();
+    let body = vec![b'u'; 9 << 20];
+    let uploads = (0..40).map(|i| {
+        http.put(format!("{}/api/v1/sessions/{id}/files/content?path=up-{i}.bin", server.base))
+            .body(body.clone())
+            .send()
+    });
+    let answers = futures_util::future::join_all(uploads).await;
+    let (mut written, mut busy) = (0, 0);
+    for answer in answers {
+        // A refused upload may see its connection closed before the whole body was sent.
+        let Ok(answer) = answer else { continue };
+        match answer.status().as_u16() {
+            204 => written += 1,
+            503 => {
+                assert!(answer.headers().contains_key("retry-after"));
+                busy += 1;
+            }
+            other => panic!("unexpected {other}: {:?}", answer.text().await),
+        }
+    }
+    let peak = peak_kib(server.pid());
+    eprintln!("{written} written, {busy} refused; peak RSS {before} KiB -> {peak} KiB");
+    assert!(written >= 1 && busy >= 1, "{written} written, {busy} busy");
+    assert!(peak < before + 96 * 1024, "peak RSS grew from {before} KiB to {peak} KiB");
+    // With room again, an upload goes through.
+    let response = http
+        .put(format!("{}/api/v1/sessions/{id}/files/content?path=last.bin", server.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+}

@@ -2,17 +2,22 @@
 //! PHC strings. Hashing is slow on purpose and takes 19 MiB each time.
 //!
 //! Invariant: the server checks passwords only through a [`PasswordChecker`]: a few threads of
-//! its own (so at most that many hashes, and their memory, exist at once, and the allocator
-//! reuses the same few blocks), and a short queue; beyond it a check is refused at once
-//! ([`Busy`]) instead of waiting, so a flood of logins costs neither unbounded memory nor
-//! unbounded waiting. The CLI (`kterm user`) hashes directly.
+//! its own, each owning one argon2 memory area that it reuses for every check (so the memory of
+//! password checks is allocated once, whatever the number of logins), and a short queue; beyond
+//! it a check is refused at once ([`Busy`]) instead of waiting, so a flood of logins costs
+//! neither unbounded memory nor unbounded waiting. A stored hash asking for more than
+//! [`MAX_MEMORY_BLOCKS`] is never computed (it matches nothing). The CLI (`kterm user`) hashes
+//! directly.
 
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+
+/// The most argon2 memory a stored hash may ask for: 64 MiB (the default is 19 MiB).
+pub const MAX_MEMORY_BLOCKS: usize = 64 * 1024;
 
 use crate::error::{Error, Result};
 
@@ -43,9 +48,45 @@ pub fn verify(password: &str, stored: &str) -> bool {
 /// Spends the time of one verification, for unknown users, so that timing does not tell
 /// which user names exist.
 pub fn verify_nothing(password: &str) {
+    let _ = verify(password, dummy_hash());
+}
+
+fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| hash("kterm-dummy-password").unwrap_or_default());
-    let _ = verify(password, dummy);
+    DUMMY.get_or_init(|| hash("kterm-dummy-password").unwrap_or_default())
+}
+
+/// [`verify`] computing in `memory` (grown as needed, never shrunk): no allocation of the
+/// argon2 memory per check.
+pub fn verify_in(password: &str, stored: &str, memory: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else { return false };
+    let (Ok(algorithm), Some(salt), Some(expected)) =
+        (Algorithm::try_from(parsed.algorithm), parsed.salt, parsed.hash)
+    else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else { return false };
+    let blocks = params.block_count();
+    if blocks > MAX_MEMORY_BLOCKS {
+        return false;
+    }
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else { return false };
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let hashed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt,
+        &mut out,
+        &mut memory[..],
+    );
+    hashed.is_ok() && crate::auth::secret::constant_time_eq(&out, expected.as_bytes())
 }
 
 /// Every password checker is busy and the queue is full: try again after [`Busy::RETRY_AFTER`].
@@ -56,7 +97,8 @@ impl Busy {
     pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A check, given its worker's argon2 memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
 /// Checks passwords on a few dedicated threads; see the module's invariant.
 pub struct PasswordChecker {
@@ -73,11 +115,14 @@ impl PasswordChecker {
             let waiting = waiting.clone();
             std::thread::Builder::new()
                 .name(format!("kterm-password-{n}"))
-                .spawn(move || loop {
-                    let job = waiting.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    loop {
+                        let job = waiting.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(&mut memory),
+                            Err(_) => return,
+                        }
                     }
                 })
                 .map_err(|e| Error::io("starting a password-checking thread", e))?;
@@ -99,11 +144,11 @@ impl PasswordChecker {
         stored: Option<String>,
     ) -> std::result::Result<bool, Busy> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
+        let job: Job = Box::new(move |memory| {
             let matches = match stored {
-                Some(stored) => verify(&password, &stored),
+                Some(stored) => verify_in(&password, &stored, memory),
                 None => {
-                    verify_nothing(&password);
+                    verify_in(&password, dummy_hash(), memory);
                     false
                 }
             };
@@ -145,6 +190,14 @@ mod tests {
         assert!(!verify("correct horse", "not a hash"));
         assert_ne!(stored, hash("correct horse").unwrap(), "salted");
         assert!(check_policy("short").is_err());
+        let mut memory = Vec::new();
+        assert!(verify_in("correct horse", &stored, &mut memory));
+        assert!(!verify_in("correct horsE", &stored, &mut memory));
+        assert!(!verify_in("correct horse", "not a hash", &mut memory));
+        assert_eq!(memory.len(), 19 * 1024, "one area, the default's 19 MiB");
+        let greedy = stored.replace("m=19456", "m=1048576");
+        assert!(!verify_in("correct horse", &greedy, &mut memory), "4 GiB is never computed");
+        assert_eq!(memory.len(), 19 * 1024);
     }
 
     #[tokio::test]
