@@ -201,7 +201,13 @@ async fn choose_backend(config: &Config, instance: &str) -> Result<Arc<dyn Sandb
         BackendKind::Docker => Ok(Arc::new(DockerBackend::new(&config.docker, instance)?)),
         BackendKind::Local => local_backend(config).await,
         BackendKind::Auto => {
-            let docker = DockerBackend::new(&config.docker, instance)?;
+            let docker = match DockerBackend::new(&config.docker, instance) {
+                Ok(docker) => docker,
+                Err(e) => {
+                    tracing::info!(reason = %e, "no Docker client; using the local backend");
+                    return local_backend(config).await;
+                }
+            };
             let explicit_image = config.docker.image != DEFAULT_SANDBOX_IMAGE;
             match docker.health().await {
                 Ok(()) if explicit_image || docker.has_image().await => Ok(Arc::new(docker)),

@@ -91,6 +91,9 @@ async fn the_log_pages_for_admins_only() {
     let (status, body) = alice.get("/api/v1/audit").await;
     assert_eq!((status, error_code(&body)), (403, "forbidden"));
     audited(&root, "denied", |r| r["user"] == "alice" && detail(r).contains("/api/v1/audit")).await;
+    let (status, body) = alice.get("/api/v1/pool").await;
+    assert_eq!((status, error_code(&body)), (403, "forbidden"));
+    audited(&root, "denied", |r| r["user"] == "alice" && detail(r).contains("/api/v1/pool")).await;
     for bad in ["limit=0", "limit=1001", "limit=x", "before=abc", "colour=red"] {
         let (status, body) = root.get(&format!("/api/v1/audit?{bad}")).await;
         assert_eq!(status, 400, "{bad}: {body}");
@@ -173,5 +176,31 @@ async fn hostile_strings_are_stored_and_shown_as_data() {
     })
     .await;
     assert_eq!(denied["client"], "127.0.0.1");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invisible_characters_in_names_are_escaped_in_the_audit_api() {
+    let server = start(|_| {}).await;
+    let root = server.bearer(ROOT);
+    // A name that shows as "admin" followed by reversed text, with zero-width and tag characters.
+    let name = "admin\u{202e}nimda\u{200b}\u{2066}x\u{7f}\u{85}\u{e0041}";
+    let event = Event::new(Action::Login, Outcome::Failed).user(name).detail("a \u{202e} detail");
+    server.state().audit.record(event).await;
+    let response =
+        root.request(reqwest::Method::GET, "/api/v1/audit?action=login").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for hidden in ['\u{202e}', '\u{200b}', '\u{2066}', '\u{7f}', '\u{85}', '\u{e0041}'] {
+        assert!(!text.contains(hidden), "{hidden:?} is sent as itself: {text}");
+    }
+    assert!(
+        text.contains("admin\\u202enimda\\u200b\\u2066x\\u007f\\u0085\\udb40\\udc41"),
+        "{text}"
+    );
+    // The value, as JSON, is still the name as it was given.
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["events"][0]["user"], name);
+    assert_eq!(body["events"][0]["detail"], "a \u{202e} detail");
     server.stop().await;
 }

@@ -125,33 +125,53 @@ async fn users_from_the_command_line_log_in_and_out() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn brute_force_on_a_user_is_throttled_with_retry_after() {
-    let server = start(|c| c.auth.login_backoff_after = 3).await;
-    add_user(&server, "alice", "right-password").await;
-    add_user(&server, "bob", "bobs-password").await;
-    for attempt in 0..3 {
-        assert_eq!(login(&server, "alice", &format!("guess-{attempt}")).await.0, 401);
-    }
-    // Now even the right password is refused, with a time to come back.
-    let response = server
+/// A login from the client address `client` (through the trusted proxy 127.0.0.1).
+async fn login_from(
+    server: &TestServer,
+    client: &str,
+    name: &str,
+    password: &str,
+) -> reqwest::Response {
+    server
         .anonymous()
         .request(reqwest::Method::POST, "/api/v1/auth/login")
-        .json(&json!({"username": "alice", "password": "right-password"}))
+        .header("x-forwarded-for", client)
+        .json(&json!({"username": name, "password": password}))
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brute_force_on_a_user_backs_off_per_client_with_retry_after() {
+    let server = start(|c| {
+        c.auth.login_backoff_after = 3;
+        c.auth.trusted_proxies = vec![kterm::config::AddrRange::parse("127.0.0.1").unwrap()];
+    })
+    .await;
+    add_user(&server, "alice", "right-password").await;
+    add_user(&server, "bob", "bobs-password").await;
+    let attacker = "203.0.113.66";
+    for attempt in 0..3 {
+        let response = login_from(&server, attacker, "alice", &format!("guess-{attempt}")).await;
+        assert_eq!(response.status(), 401);
+    }
+    // Now that client waits, even with the right password, and is told how long.
+    let response = login_from(&server, attacker, "alice", "right-password").await;
     assert_eq!(response.status(), 429);
     let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=900).contains(&retry), "{retry}");
+    assert_eq!(retry, 1, "the first wait is a second, not a wall");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(error_code(&body), "limit_reached");
-    // Another user from the same address is not locked out, and the server is healthy.
-    assert_eq!(login(&server, "bob", "bobs-password").await.0, 204);
-    assert_eq!(
-        server.anonymous().request(reqwest::Method::GET, "/healthz").send().await.unwrap().status(),
-        200
-    );
+    // Alice from her own address is not locked out by it, nor is another user.
+    assert_eq!(login_from(&server, "198.51.100.7", "alice", "right-password").await.status(), 204);
+    assert_eq!(login_from(&server, attacker, "bob", "bobs-password").await.status(), 204);
+    // Once the wait is over, the right password works from there too.
+    common::eventually("the backoff to pass", || async {
+        let response = login_from(&server, attacker, "alice", "right-password").await;
+        (response.status() == 204).then_some(())
+    })
+    .await;
     let root = admin(&server).await;
     let throttled = audit_rows(&root, "login").await;
     assert!(
@@ -161,6 +181,110 @@ async fn brute_force_on_a_user_is_throttled_with_retry_after() {
     assert_eq!(
         throttled.iter().filter(|r| r["outcome"] == "failed" && r["user"] == "alice").count(),
         3
+    );
+    server.stop().await;
+}
+
+/// Waits for `detached`/`logged_out` and close 4001 on `term`.
+async fn assert_logged_out(term: &mut common::Terminal, what: &str) {
+    let message = term.next_control().await;
+    assert_eq!(message, json!({"type": "detached", "reason": "logged_out"}), "{what}");
+    assert_eq!(term.closed().await, Some(4001), "{what}");
+}
+
+/// A ticket for `id` issued to `client`, as its WebSocket URL.
+async fn ticket(client: &Client, id: &str) -> String {
+    let (status, body) = client.post(&format!("/api/v1/sessions/{id}/ticket"), json!({})).await;
+    assert_eq!(status, 201, "{body}");
+    body["websocket_url"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_ends_what_the_login_opened_and_nothing_else() {
+    let server = start(|_| {}).await;
+    add_user(&server, "alice", "alice-password").await;
+    let first = server.cookie(&login(&server, "alice", "alice-password").await.1.unwrap());
+    let second = server.cookie(&login(&server, "alice", "alice-password").await.1.unwrap());
+    let (x, y, z) = (first.create_id().await, first.create_id().await, second.create_id().await);
+    let mut by_cookie = first.attach(&x).await;
+    let mut by_ticket = common::Terminal::connect(&ticket(&first, &y).await, None).await.unwrap();
+    let unused = ticket(&first, &x).await;
+    let mut other_login = second.attach(&z).await;
+
+    assert_eq!(first.post("/api/v1/auth/logout", json!({})).await.0, 204);
+    assert_logged_out(&mut by_cookie, "the WebSocket opened with the cookie").await;
+    assert_logged_out(&mut by_ticket, "the WebSocket opened with its ticket").await;
+    let refused = first.ws_refused(&unused, None).await;
+    assert_eq!(refused, 401, "a ticket issued before the logout");
+    // The other login of the same user goes on.
+    other_login.send("echo still-$((1+1))\n").await;
+    other_login.read_until("still-2").await;
+    assert_eq!(second.get("/api/v1/me").await.0, 200);
+    // The shells themselves are left running for the user's next login.
+    let third = server.cookie(&login(&server, "alice", "alice-password").await.1.unwrap());
+    let mut again = third.attach(&x).await;
+    again.send("echo back-$((2+2))\n").await;
+    again.read_until("back-4").await;
+    let rows = server
+        .state()
+        .store
+        .list_audit(kterm::store::AuditFilter {
+            action: Some("detach".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for id in [&x, &y] {
+        assert!(
+            rows.iter().any(|r| r.session_id.as_deref() == Some(id) && r.detail == "logged out"),
+            "{rows:?}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwd_and_disable_from_another_process_end_the_logins_connections() {
+    let server = start(|_| {}).await;
+    let db = server.dir.path().join("kterm.db");
+    let state = db.to_str().unwrap().to_string();
+    add_user(&server, "alice", "alice-password").await;
+    let alice = server.cookie(&login(&server, "alice", "alice-password").await.1.unwrap());
+    let (x, y) = (alice.create_id().await, alice.create_id().await);
+    for change in ["passwd", "disable"] {
+        let alice = server.cookie(&login(&server, "alice", "alice-password").await.1.unwrap());
+        let mut by_cookie = alice.attach(&x).await;
+        let mut by_ticket =
+            common::Terminal::connect(&ticket(&alice, &y).await, None).await.unwrap();
+        let unused = ticket(&alice, &x).await;
+        // The command line changes the state file the server uses, from its own process.
+        let (code, _, err) =
+            kterm(&["user", change, "alice", "--state", &state], "alice-password\n");
+        assert_eq!(code, 0, "{err}");
+        assert_logged_out(&mut by_cookie, change).await;
+        assert_logged_out(&mut by_ticket, change).await;
+        assert_eq!(alice.ws_refused(&unused, None).await, 401, "{change}: an earlier ticket");
+        assert_eq!(alice.get("/api/v1/me").await.0, 401);
+        // The shells go on, for the user's next login.
+        let owner = kterm::session::Caller::user("alice");
+        for id in [&x, &y] {
+            assert!(server.state().registry.live(&owner, id).is_ok(), "{change}: {id}");
+        }
+    }
+    let rows = server
+        .state()
+        .store
+        .list_audit(kterm::store::AuditFilter {
+            action: Some("logout".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        rows.iter().filter(|r| r.detail.contains("connections were closed")).count() >= 2,
+        "{rows:?}"
     );
     server.stop().await;
 }

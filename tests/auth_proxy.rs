@@ -145,3 +145,43 @@ async fn unusable_identities_from_a_trusted_proxy_are_401() {
     term.read_until(&format!("{odd}|")).await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_header_sent_twice_is_refused_not_first_wins() {
+    let server = start(&["127.0.0.0/8"]).await;
+    let twice = |name: &'static str, first: &'static str, second: &'static str| {
+        server
+            .http
+            .get(server.url("/api/v1/me"))
+            .header(USER, "alice@example.com")
+            .header(name, first)
+            .header(name, second)
+            .send()
+    };
+    // A client's own header, and the one the proxy added after it.
+    let response = twice(USER, "root@example.com", "alice@example.com").await.unwrap();
+    assert_eq!(response.status(), 401);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("more than once"), "{body}");
+    let response = twice(GROUPS, "admins", "ml").await.unwrap();
+    assert_eq!(response.status(), 401, "the groups header too");
+    // Values a proxy may have joined into one header, and hidden characters, are refused too.
+    for value in ["root@example.com, alice@example.com", "alice\u{202e}moc.elpmaxe@toor"] {
+        let (status, _) = server.with_header(USER, value).get("/api/v1/me").await;
+        assert_eq!(status, 401, "{value:?}");
+    }
+    let (status, me) = server.with_header(USER, "alice@example.com").get("/api/v1/me").await;
+    assert_eq!((status, me["user"].as_str()), (200, Some("alice@example.com")));
+    let rows = server
+        .state()
+        .store
+        .list_audit(kterm::store::AuditFilter {
+            limit: 100,
+            action: Some("denied".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(rows.iter().any(|r| r.detail.contains("more than once")), "{rows:?}");
+    server.stop().await;
+}

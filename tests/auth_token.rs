@@ -95,6 +95,26 @@ async fn without_or_with_wrong_credentials_everything_is_401() {
         let response = client.request(reqwest::Method::GET, "/metrics").send().await.unwrap();
         assert_eq!(response.status(), 401);
     }
+    // Credentials are checked before a body is read: a bad or huge body without them is 401.
+    let huge = "x".repeat(200_000);
+    for (path, body) in [
+        (format!("/api/v1/sessions/{id}/resize"), "{\"cols\": \"x\"}".to_string()),
+        (format!("/api/v1/sessions/{id}/resize"), huge.clone()),
+        (format!("/api/v1/sessions/{id}/files/rename"), "{not json".to_string()),
+        (format!("/api/v1/sessions/{id}/files/rename"), huge.clone()),
+        ("/api/v1/sessions".to_string(), huge.clone()),
+    ] {
+        for client in [&nobody, &wrong] {
+            let response = client
+                .request(reqwest::Method::POST, &path)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 401, "POST {path} with a bad body, no credentials");
+        }
+    }
     let (_, form) = nobody.get("/api/v1/auth/login").await;
     assert_eq!(form, json!({"mode": "token", "fields": ["token"]}));
     // The wrong token is audited as a denial.

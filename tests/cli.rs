@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use common::{RealServer, Terminal};
@@ -56,6 +57,21 @@ fn bad_configuration_exits_2_naming_the_key() {
         ("[backend]\nkind = \"vm\"\n", "backend.kind"),
         ("[server]\nlisten = \"0.0.0.0:8080\"\n", "auth.mode"),
         ("not toml at all [", "kterm.toml"),
+        // Refused as clearly wrong, not merely risky.
+        (
+            "[auth]\nmode = \"token\"\ntokens = [{ user = \"alice\", token = \"shared-token-0123456789\" }, { user = \"bob\", token = \"shared-token-0123456789\" }]\n",
+            "auth.tokens",
+        ),
+        ("[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"0.0.0.0/0\"]\n", "auth.trusted_proxies"),
+        ("[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"::/0\"]\n", "auth.trusted_proxies"),
+        ("[docker]\nnetwork = \"container:db\"\n", "docker.network"),
+        ("[docker]\nuser = \"00:0\"\n", "docker.user"),
+        ("[docker]\nuser = \"0:1000\"\n", "docker.user"),
+        ("[docker]\nuser = \"root:root\"\n", "docker.user"),
+        ("[docker]\nuser = \"1000\"\n", "docker.user"),
+        ("[server]\nmetrics_token = \"short\"\n", "server.metrics_token"),
+        ("[server]\nallowed_hosts = [\"http://vm.lan\"]\n", "server.allowed_hosts"),
+        ("[files]\nupload_memory = \"1m\"\n", "files.upload_memory"),
     ];
     for (text, key) in cases {
         let (_dir, path) = config_file(text);
@@ -73,6 +89,71 @@ fn bad_configuration_exits_2_naming_the_key() {
     assert!(err.contains("/nonexistent/kterm.toml"), "{err}");
     let (code, _, _) = kterm(&["--no-such-flag"], &[]);
     assert_eq!(code, 2);
+}
+
+#[test]
+fn risky_settings_are_warned_about_by_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "alice:alice-token-0123456789\n").unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let state = dir.path().join("kterm.db");
+    std::fs::write(&state, "").unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = dir.path().join("kterm.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\npublic_url = \"https://dash.example.com/kterm\"\n[state]\npath = {state:?}\n\
+             [auth]\ntokens_file = {tokens:?}\n"
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = kterm(&["check-config", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    for key in ["server.public_url", "auth.tokens_file", "state.path"] {
+        assert!(err.contains(&format!("warning: ")) && err.contains(key), "{key}: {err}");
+    }
+}
+
+#[test]
+fn a_new_state_file_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("new/kterm.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kterm"))
+        .args(["user", "add", "alice", "--state", state.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"alice-password\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o600);
+    assert_eq!(mode(&dir.path().join("new")), 0o700);
+    for side in ["kterm.db-wal", "kterm.db-shm"] {
+        let side = dir.path().join("new").join(side);
+        if side.exists() {
+            assert_eq!(mode(&side), 0o600, "{}", side.display());
+        }
+    }
+}
+
+#[test]
+fn auto_falling_back_to_local_off_loopback_is_a_refused_configuration() {
+    // No Docker at that address: "auto" would fall back to the local backend, which must not
+    // serve a non-loopback address. That is a configuration problem: exit 2, naming the key.
+    let (_dir, path) = config_file(
+        "[auth]\nmode = \"token\"\ntokens = [{ user = \"alice\", token = \"alice-token-0123456789\" }]\n\
+         [docker]\nhost = \"unix:///nonexistent/docker.sock\"\n",
+    );
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("kterm.db");
+    let (code, _, err) =
+        kterm(&["--config", &path, "--listen", "0.0.0.0:0", "--state", db.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("backend.kind") && err.contains("local.allow_remote"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,8 +54,9 @@ fn header(first: u8, len: u64) -> Vec<u8> {
 }
 
 impl RawWs {
-    /// Opens `path` on `addr` with the upgrade handshake and `headers`; returns the stream
-    /// after a 101, or the status line of any other answer.
+    /// Opens `path` on `addr` with the upgrade handshake and `headers` (a `host` among them
+    /// replaces the default); returns the stream after a 101, or the status line and body of
+    /// any other answer.
     pub async fn connect(
         addr: &str,
         path: &str,
@@ -63,9 +64,12 @@ impl RawWs {
     ) -> Result<RawWs, String> {
         let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let mut request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            "GET {path} HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         );
+        if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+            request.push_str(&format!("Host: {addr}\r\n"));
+        }
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -74,10 +78,12 @@ impl RawWs {
         let mut raw = RawWs { stream, buf: Vec::new() };
         let head = raw.read_head().await?;
         if head.starts_with("HTTP/1.1 101") {
-            Ok(raw)
-        } else {
-            Err(head.lines().next().unwrap_or_default().to_string())
+            return Ok(raw);
         }
+        // Whatever body came with the refusal, for the message.
+        let _ = tokio::time::timeout(Duration::from_millis(200), raw.fill()).await;
+        let status = head.lines().next().unwrap_or_default();
+        Err(format!("{status}\n{}", String::from_utf8_lossy(&raw.buf)))
     }
 
     async fn read_head(&mut self) -> Result<String, String> {
