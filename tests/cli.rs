@@ -112,7 +112,7 @@ fn risky_settings_are_warned_about_by_check_config() {
     let (code, _, err) = kterm(&["check-config", "--config", path.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{err}");
     for key in ["server.public_url", "auth.tokens_file", "state.path"] {
-        assert!(err.contains(&format!("warning: ")) && err.contains(key), "{key}: {err}");
+        assert!(err.contains("warning: ") && err.contains(key), "{key}: {err}");
     }
 }
 

@@ -54,7 +54,6 @@ async fn a_client_that_stops_reading_leaves_memory_bounded() {
     let server = RealServer::start(
         "[sessions]\ncommand = [\"yes\", \"flow-control\"]\nscrollback = \"256k\"\n",
     );
-    let http = reqwest::Client::new();
     let base = server.base.clone();
     let before = server.rss_kib();
 

@@ -19,6 +19,8 @@ import { terminalTheme } from './theme.js';
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 10_000;
 const CLOSE_TAKEN_OVER = 4000;
+/** The login that opened the connection ended (logout, password change, user disabled). */
+const CLOSE_LOGGED_OUT = 4001;
 
 const END_REASONS = {
   deleted: 'the session was closed',
@@ -210,7 +212,7 @@ export class TerminalTab {
     const ws = new WebSocket(url);
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
-    const seen = { attached: false, exited: false, takenOver: false };
+    const seen = { attached: false, exited: false, takenOver: false, loggedOut: false };
     ws.onmessage = (event) => {
       if (typeof event.data === 'string') {
         this.onControl(event.data, seen);
@@ -222,6 +224,11 @@ export class TerminalTab {
       if (this.ws !== ws || generation !== this.generation) return;
       this.ws = null;
       if (seen.exited) return;
+      if (seen.loggedOut || event.code === CLOSE_LOGGED_OUT) {
+        this.setState('login', 'please log in again');
+        this.host.login();
+        return;
+      }
       if (seen.takenOver || event.code === CLOSE_TAKEN_OVER) {
         this.setState('taken_over', 'opened in another window', {
           label: 'Take back',
@@ -254,7 +261,8 @@ export class TerminalTab {
         this.ended(endText(message.code, message.reason));
         break;
       case 'detached':
-        seen.takenOver = true;
+        if (message.reason === 'logged_out') seen.loggedOut = true;
+        else seen.takenOver = true;
         break;
       case 'warning':
         // Counted down from what the server says is left, not from its clock.

@@ -25,7 +25,7 @@ use super::protocol::{
     self, ClientMessage, ServerMessage, CLOSE_LOGGED_OUT, CLOSE_TAKEN_OVER, MAX_INPUT_FRAME,
 };
 use super::security::check_origin;
-use super::ws_input::{ClientStream, Incoming, Received};
+use super::ws_input::{dispatch, ClientStream, Handling, Incoming, Received};
 use crate::app::AppState;
 use crate::audit::{Action, Audit, Event, InputRecorder, Outcome};
 use crate::auth::LoginWatch;
@@ -260,25 +260,23 @@ impl Bridge {
         }
     }
 
-    /// Handles one client message; `Some` ends the connection.
+    /// Does what [`dispatch`] decides for one client message; `Some` ends the connection.
     async fn handle(&mut self, message: Incoming) -> Option<Ending> {
         let session = self.attachment.session().clone();
-        match message {
-            Incoming::Binary(mut data) => {
-                if !data.is_empty() {
-                    if let Some(recorder) = &mut self.recorder {
-                        recorder.push(&data).await;
-                    }
-                    session.note_input();
-                    self.attachment.count_input(data.len());
-                    // Queue what fits now; hold the rest, and the client, until there is room.
-                    if session.input().offer(&mut data).is_ok() {
-                        self.pending_input = data;
-                    }
+        match dispatch(message) {
+            Handling::Input(mut data) => {
+                if let Some(recorder) = &mut self.recorder {
+                    recorder.push(&data).await;
+                }
+                session.note_input();
+                self.attachment.count_input(data.len());
+                // Queue what fits now; hold the rest, and the client, until there is room.
+                if session.input().offer(&mut data).is_ok() {
+                    self.pending_input = data;
                 }
             }
-            Incoming::Text(text) => {
-                let reply = match protocol::parse_control(&text) {
+            Handling::Control(control) => {
+                let reply = match control {
                     Ok(ClientMessage::Resize { cols, rows }) => {
                         session.resize(cols, rows).await.err().map(|e| ServerMessage::Error {
                             code: "bad_resize",
@@ -297,13 +295,13 @@ impl Bridge {
                     }
                 }
             }
-            Incoming::Ping(data) => {
+            Handling::Pong(data) => {
                 if self.ws.pong(&data).await.is_err() {
                     return Some(Ending::Gone);
                 }
             }
-            Incoming::Pong => {}
-            Incoming::Close(_) => return Some(Ending::close(CloseCode::Normal, "bye")),
+            Handling::Nothing => {}
+            Handling::Close => return Some(Ending::close(CloseCode::Normal, "bye")),
         }
         None
     }

@@ -15,13 +15,16 @@
 //!   actix stops reading the socket.
 //! - Complete messages already received are handed out before the end of the connection is.
 //!
-//! The decoding is synchronous ([`ClientFrames`]) so that it can be fuzzed without a server;
-//! [`ClientStream`] feeds it from the request's payload.
+//! The decoding is synchronous ([`ClientFrames`]), and so is the decision of what to do with a
+//! message ([`dispatch`]), so that both can be fuzzed without a server (`fuzz/`);
+//! [`ClientStream`] feeds the decoder from the request's payload.
 
 use actix_codec::Decoder;
 use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Item, ProtocolError};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+
+use super::protocol::{parse_control, ClientMessage};
 
 /// Longest payload of a control frame (RFC 6455 §5.5).
 const MAX_CONTROL_PAYLOAD: u64 = 125;
@@ -243,6 +246,32 @@ fn declared_length(buf: &[u8]) -> Option<u64> {
             u64::from_be_bytes(bytes)
         }),
         n => Some(u64::from(n)),
+    }
+}
+
+/// What the bridge does with a client's message: the whole decision, without I/O, so that it
+/// can be fuzzed with the decoder.
+#[derive(Debug)]
+pub enum Handling {
+    /// Bytes for the shell (empty frames are nothing).
+    Input(Bytes),
+    /// A control message, or why it was not understood (sent back; the connection stays).
+    Control(Result<ClientMessage, String>),
+    /// Answer a ping with this payload.
+    Pong(Bytes),
+    /// The client closes: answer 1000.
+    Close,
+    Nothing,
+}
+
+pub fn dispatch(message: Incoming) -> Handling {
+    match message {
+        Incoming::Binary(data) if data.is_empty() => Handling::Nothing,
+        Incoming::Binary(data) => Handling::Input(data),
+        Incoming::Text(text) => Handling::Control(parse_control(&text)),
+        Incoming::Ping(data) => Handling::Pong(data),
+        Incoming::Pong => Handling::Nothing,
+        Incoming::Close(_) => Handling::Close,
     }
 }
 
