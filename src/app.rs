@@ -38,8 +38,8 @@ pub struct AppState {
     pub session_rate: RateLimiter,
     /// The `Host` names and addresses this server answers to.
     pub hosts: AllowedHosts,
-    /// Bytes of upload bodies held in memory now, over all requests (`files.upload_memory`).
-    pub upload_memory: Arc<tokio::sync::Semaphore>,
+    /// What uploads and listings in progress hold in memory, over all requests (`files.memory`).
+    pub files_memory: crate::files::MemoryBudget,
     /// Becomes `true` when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -114,11 +114,7 @@ impl Server {
                 Duration::from_secs(60),
             ),
             hosts: AllowedHosts::for_config(&config),
-            upload_memory: Arc::new(tokio::sync::Semaphore::new(
-                usize::try_from(config.files.upload_memory.0)
-                    .unwrap_or(usize::MAX)
-                    .min(tokio::sync::Semaphore::MAX_PERMITS),
-            )),
+            files_memory: crate::files::MemoryBudget::new(config.files.memory.0),
             shutdown,
         });
         let server = crate::http::server(state.clone(), listener, tls.clone())

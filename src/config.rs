@@ -360,9 +360,9 @@ impl Config {
                 "max_read and max_write must be above 0",
             ));
         }
-        if self.files.upload_memory.0 < self.files.max_write.0 {
+        if self.files.memory.0 < self.files.max_write.0 {
             return Err(ConfigError::key(
-                "files.upload_memory",
+                "files.memory",
                 "must be at least files.max_write, or no upload of the largest size could start",
             ));
         }

@@ -71,7 +71,7 @@ fn bad_configuration_exits_2_naming_the_key() {
         ("[docker]\nuser = \"1000\"\n", "docker.user"),
         ("[server]\nmetrics_token = \"short\"\n", "server.metrics_token"),
         ("[server]\nallowed_hosts = [\"http://vm.lan\"]\n", "server.allowed_hosts"),
-        ("[files]\nupload_memory = \"1m\"\n", "files.upload_memory"),
+        ("[files]\nmemory = \"1m\"\n", "files.memory"),
     ];
     for (text, key) in cases {
         let (_dir, path) = config_file(text);

@@ -115,3 +115,31 @@ async fn writes_and_deletes_reach_the_audit_log() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_are_held_within_the_files_memory() {
+    let server = TestServer::start_with(|c| {
+        c.backend.kind = kterm::config::BackendKind::Local;
+        c.files.max_write = ByteSize(4096);
+        c.files.memory = ByteSize(4096);
+    })
+    .await;
+    let id = session(&server).await;
+    let (status, _) = server.get(&format!("/api/v1/sessions/{id}/files?path=")).await;
+    assert_eq!(status, 200, "a small listing fits");
+    // A directory whose listing is larger than all of files.memory.
+    let mut term = server.attach(&id).await;
+    term.send("mkdir big && for i in $(seq 400); do : > big/file-with-a-long-name-$i; done; echo made-$((1+1))\n").await;
+    term.read_until("made-2").await;
+    let response = server
+        .http
+        .get(server.url(&format!("/api/v1/sessions/{id}/files?path=big")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let (status, _) = server.get(&format!("/api/v1/sessions/{id}/files?path=")).await;
+    assert_eq!(status, 200, "what it held was given back");
+    server.stop().await;
+}

@@ -234,9 +234,8 @@ async fn a_flood_of_failed_logins_is_bounded_in_memory_and_answered_fast() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_uploads_share_a_memory_budget() {
-    let server = common::RealServer::start(
-        "[backend]\nkind = \"local\"\n[files]\nupload_memory = \"24m\"\n",
-    );
+    let server =
+        common::RealServer::start("[backend]\nkind = \"local\"\n[files]\nmemory = \"24m\"\n");
     let session = server.create_session(json!({})).await;
     let id = session["id"].as_str().unwrap().to_string();
     let before = peak_kib(server.pid());

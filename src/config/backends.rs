@@ -182,8 +182,9 @@ pub struct FilesConfig {
     pub max_read: ByteSize,
     /// Larger bodies are refused (413) by `PUT …/files/content`.
     pub max_write: ByteSize,
-    /// Memory all uploads in progress may hold together; beyond it, 503 with Retry-After.
-    pub upload_memory: ByteSize,
+    /// Memory that uploads and directory listings in progress may hold together; beyond it,
+    /// 503 with Retry-After.
+    pub memory: ByteSize,
     /// Time limit of one file operation in the sandbox (downloads run as long as they stream).
     pub timeout: HumanDuration,
 }
@@ -193,7 +194,7 @@ impl Default for FilesConfig {
         FilesConfig {
             max_read: ByteSize(10 << 20),
             max_write: ByteSize(10 << 20),
-            upload_memory: ByteSize(64 << 20),
+            memory: ByteSize(64 << 20),
             timeout: HumanDuration::secs(30),
         }
     }

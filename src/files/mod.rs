@@ -8,6 +8,9 @@
 //! - Every path passes [`RelPath`]'s string rules here and is then resolved and checked inside
 //!   the sandbox (see [`scripts`]); nothing outside the workspace is read or written.
 //! - Every write, delete, mkdir and rename goes to the audit log (see [`Workspace::audited`]).
+//! - What is held in memory for a request (an upload's body, a listing read back from the
+//!   sandbox) is taken from one [`MemoryBudget`] (`files.memory`) as it grows; when the
+//!   requests in progress hold it all, the next is refused with 503 and Retry-After.
 
 mod output;
 mod path;
@@ -69,6 +72,39 @@ pub enum Precondition {
 }
 
 /// A session's workspace, opened for a caller who may use it.
+/// The memory that uploads and listings in progress may hold together (`files.memory`).
+#[derive(Clone)]
+pub struct MemoryBudget {
+    bytes: Arc<tokio::sync::Semaphore>,
+    total: u64,
+}
+
+impl MemoryBudget {
+    pub fn new(total: u64) -> MemoryBudget {
+        let permits = usize::try_from(total).unwrap_or(usize::MAX);
+        MemoryBudget {
+            bytes: Arc::new(tokio::sync::Semaphore::new(
+                permits.min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            total,
+        }
+    }
+
+    /// `bytes` more of it, held until the permit is dropped; 503 with Retry-After when the
+    /// requests in progress hold it all.
+    pub fn reserve(&self, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.bytes.clone().try_acquire_many_owned(bytes).map_err(|_| Error::Busy {
+            message: format!(
+                "uploads and listings in progress hold all of files.memory ({} bytes); try \
+                 again shortly",
+                self.total
+            ),
+            retry_after: std::time::Duration::from_secs(1),
+        })
+    }
+}
+
 pub struct Workspace {
     backend: Arc<dyn SandboxBackend>,
     sandbox: Sandbox,
@@ -76,6 +112,7 @@ pub struct Workspace {
     caller: String,
     config: FilesConfig,
     audit: Option<Audit>,
+    memory: Option<MemoryBudget>,
 }
 
 impl Workspace {
@@ -93,7 +130,14 @@ impl Workspace {
             caller: caller.user.clone(),
             config: config.clone(),
             audit: None,
+            memory: None,
         })
+    }
+
+    /// Takes what answers read back from the sandbox hold from `memory` from now on.
+    pub fn limited(mut self, memory: MemoryBudget) -> Workspace {
+        self.memory = Some(memory);
+        self
     }
 
     /// Records every write and delete in `audit` (the audit log) from now on.
@@ -210,11 +254,22 @@ impl Workspace {
             let argv = op.argv(&self.workspace_dir(), args);
             let command = self.backend.run(&self.sandbox, &argv, stdin).await?;
             let mut out = Vec::new();
+            let mut held = self.memory.as_ref().map(|m| m.reserve(0)).transpose()?;
             let mut stdout = command.stdout.take(MAX_LISTING + 1);
-            stdout
-                .read_to_end(&mut out)
-                .await
-                .map_err(|e| Error::io(format!("{} {path}", op.name()), e))?;
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                let n = stdout
+                    .read(&mut chunk)
+                    .await
+                    .map_err(|e| Error::io(format!("{} {path}", op.name()), e))?;
+                if n == 0 {
+                    break;
+                }
+                if let (Some(memory), Some(held)) = (&self.memory, held.as_mut()) {
+                    held.merge(memory.reserve(n as u64)?);
+                }
+                out.extend_from_slice(&chunk[..n]);
+            }
             drop(stdout);
             if out.len() as u64 > MAX_LISTING {
                 return Err(Error::TooLarge(format!("the answer for {path} is too large")));

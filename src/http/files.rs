@@ -50,7 +50,7 @@ fn on(flag: &Option<String>) -> bool {
 async fn open(state: &AppState, caller: &Caller, id: &str) -> Result<Workspace> {
     Workspace::open(&state.registry, caller, id, &state.config.files)
         .await
-        .map(|w| w.audited(state.audit.clone()))
+        .map(|w| w.audited(state.audit.clone()).limited(state.files_memory.clone()))
 }
 
 async fn list(
@@ -126,8 +126,8 @@ async fn write(
     }
     let when = precondition(&req)?;
     // The body is held in memory until it is written: every upload in progress shares
-    // `files.upload_memory`, taken as the bytes arrive (the declared length at once).
-    let mut held = reserve_upload(&state, declared.unwrap_or(0))?;
+    // `files.memory`, taken as the bytes arrive (the declared length at once).
+    let mut held = state.files_memory.reserve(declared.unwrap_or(0))?;
     let mut body = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| Error::BadRequest(format!("reading the body: {e}")))?;
@@ -136,26 +136,13 @@ async fn write(
         }
         let more = (body.len() + chunk.len()).saturating_sub(held.num_permits());
         if more > 0 {
-            held.merge(reserve_upload(&state, more as u64)?);
+            held.merge(state.files_memory.reserve(more as u64)?);
         }
         body.extend_from_slice(&chunk);
     }
     let etag = workspace.write(&query.path, body.freeze(), when).await?;
     drop(held);
     Ok(HttpResponse::NoContent().insert_header((header::ETAG, quoted(&etag))).finish())
-}
-
-/// A share of `files.upload_memory`, or 503 with Retry-After when the uploads in progress hold
-/// it all.
-fn reserve_upload(state: &AppState, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit> {
-    let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-    state.upload_memory.clone().try_acquire_many_owned(bytes).map_err(|_| Error::Busy {
-        message: format!(
-            "uploads in progress hold all of files.upload_memory ({} bytes); try again shortly",
-            state.config.files.upload_memory.0
-        ),
-        retry_after: std::time::Duration::from_secs(1),
-    })
 }
 
 /// `If-Match: "ETAG"` or `*`, `If-None-Match: *`.
