@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ByteSize, HumanDuration};
+use super::{ByteSize, HumanDuration, PoolSize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -81,6 +81,7 @@ pub const DEFAULT_SANDBOX_IMAGE: &str = "kterm-sandbox:latest";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolConfig {
+    /// Warm sandboxes kept per (namespace, profile), unless the profile or namespace says else.
     pub min: u32,
     pub max: u32,
     /// Claims within this window raise the target above `min` (one per claim, up to `max`);
@@ -88,6 +89,9 @@ pub struct PoolConfig {
     pub window: HumanDuration,
     /// How often warm sandboxes and their stubs are checked (and dead ones replaced).
     pub health_interval: HumanDuration,
+    /// Namespaces that get warm sandboxes besides the backend's default one, each with its
+    /// size for every profile there: `{ ml = { min = 1, max = 4 } }`.
+    pub namespaces: BTreeMap<String, PoolSize>,
 }
 
 impl Default for PoolConfig {
@@ -97,6 +101,7 @@ impl Default for PoolConfig {
             max: 10,
             window: HumanDuration::secs(120),
             health_interval: HumanDuration::secs(10),
+            namespaces: BTreeMap::new(),
         }
     }
 }
