@@ -125,23 +125,38 @@ impl DaemonProxy {
     }
 }
 
+/// The real daemon behind a [`DaemonProxy`] on a socket of the test's own.
+struct ProxiedDaemon {
+    cleanup: Cleanup,
+    proxy: DaemonProxy,
+    sock: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ProxiedDaemon {
+    /// `None` (with the reason printed) where there is no daemon to proxy.
+    fn start() -> Option<ProxiedDaemon> {
+        if !docker::available() {
+            return None;
+        }
+        if !Path::new("/var/run/docker.sock").exists() {
+            eprintln!("SKIPPED: the daemon is not at /var/run/docker.sock");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("docker.sock");
+        let proxy = DaemonProxy::start(&sock);
+        Some(ProxiedDaemon { cleanup: Cleanup::new(), proxy, sock, _dir: dir })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_going_away_is_reported_and_recovered_from_without_a_restart() {
-    if !docker::available() {
-        return;
-    }
-    if !Path::new("/var/run/docker.sock").exists() {
-        eprintln!("SKIPPED: the daemon is not at /var/run/docker.sock");
-        return;
-    }
-    let cleanup = Cleanup::new();
-    let sock_dir = tempfile::tempdir().unwrap();
-    let sock = sock_dir.path().join("docker.sock");
-    let proxy = DaemonProxy::start(&sock);
-    let host = format!("unix://{}", sock.display());
+    let Some(daemon) = ProxiedDaemon::start() else { return };
+    let (cleanup, proxy, sock) = (daemon.cleanup, daemon.proxy, daemon.sock);
     let server = TestServer::start_with(|c| {
         docker::configure(c, &cleanup);
-        c.docker.host = host.clone();
+        c.docker.host = format!("unix://{}", sock.display());
     })
     .await;
     let session = server.create(json!({})).await;
@@ -176,21 +191,11 @@ async fn the_daemon_going_away_is_reported_and_recovered_from_without_a_restart(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_daemon_bounds_creates_deletes_and_readiness() {
-    if !docker::available() {
-        return;
-    }
-    if !Path::new("/var/run/docker.sock").exists() {
-        eprintln!("SKIPPED: the daemon is not at /var/run/docker.sock");
-        return;
-    }
-    let cleanup = Cleanup::new();
-    let sock_dir = tempfile::tempdir().unwrap();
-    let sock = sock_dir.path().join("docker.sock");
-    let proxy = DaemonProxy::start(&sock);
-    let host = format!("unix://{}", sock.display());
+    let Some(daemon) = ProxiedDaemon::start() else { return };
+    let (cleanup, proxy, sock) = (daemon.cleanup, daemon.proxy, daemon.sock);
     let server = TestServer::start_with(|c| {
         docker::configure(c, &cleanup);
-        c.docker.host = host.clone();
+        c.docker.host = format!("unix://{}", sock.display());
         c.sessions.create_timeout = kterm::config::HumanDuration(std::time::Duration::from_secs(3));
     })
     .await;
@@ -231,4 +236,45 @@ async fn a_hung_daemon_bounds_creates_deletes_and_readiness() {
     term.read_until("thawed-5").await;
     server.stop().await;
     proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxes_recorded_by_name_before_an_upgrade_are_adopted() {
+    if !docker::available() {
+        return;
+    }
+    let cleanup = Cleanup::new();
+    let server = TestServer::start_with(|c| docker::configure(c, &cleanup)).await;
+    let instance = server.state().store.instance_id().to_string();
+    // A sandbox as the previous version made and recorded it: known by its container name.
+    let name = format!("kterm-{instance}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let out = Command::new("docker")
+        .args(["run", "-d", "--network", "none", "--name", &name, "--user", "1000:1000"])
+        .args(["--tmpfs", "/tmp", "--tmpfs", "/home/user/workspace:uid=1000,gid=1000"])
+        .args(["--label", "kterm.io/managed=true", "--label"])
+        .arg(format!("kterm.io/instance={instance}"))
+        .args(["--label", "kterm.io/namespace=default", "--label"])
+        .arg(cleanup.label())
+        .args([docker::image(), "sleep", "600"])
+        .output()
+        .expect("docker run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let record = kterm::store::SandboxRecord {
+        id: name.clone(),
+        backend: "docker".into(),
+        user: Some("anonymous".into()),
+        namespace: "default".into(),
+        profile: "default".into(),
+        status: kterm::store::SandboxStatus::Running,
+        created_at: chrono::Utc::now(),
+        expires_at: None,
+    };
+    server.state().store.insert_sandbox(&record).await.unwrap();
+    let dir = server.stop_keeping_state().await;
+
+    let server = TestServer::start_in(dir, |c| docker::configure(c, &cleanup)).await;
+    let session = server.create(json!({})).await;
+    assert_eq!(session["sandbox_id"], id.as_str(), "the old sandbox was adopted under its ID");
+    server.stop().await;
 }

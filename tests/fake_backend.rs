@@ -108,27 +108,7 @@ async fn a_warm_claim_gets_a_live_shell_and_the_pool_refills() {
 async fn concurrent_claims_never_share_a_sandbox() {
     let (server, _fake) = fake_server(5, 5, |_| {}).await;
     warm(&server, 5).await;
-    let registry = server.state().registry.clone();
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let registry = registry.clone();
-            tokio::spawn(async move {
-                registry.create(&Caller::user(&format!("u{i}")), CreateSession::default()).await
-            })
-        })
-        .collect();
-    let mut sandboxes = std::collections::HashSet::new();
-    for task in tasks {
-        let record = task.await.unwrap().expect("every create succeeds, warm or cold");
-        assert!(
-            sandboxes.insert(record.sandbox_id.clone()),
-            "{} got someone's sandbox",
-            record.user
-        );
-    }
-    let hits = server.metric("kterm_pool_hits_total").await;
-    let misses = server.metric("kterm_pool_misses_total").await;
-    assert_eq!(hits + misses, 20.0);
+    let (hits, _) = common::create_concurrently_sharing_nothing(&server, 20).await;
     assert!(hits >= 5.0, "the five warm ones were used: hits {hits}");
     server.stop().await;
 }

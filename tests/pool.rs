@@ -100,27 +100,7 @@ async fn twenty_users_at_once_with_a_pool_of_five_share_nothing() {
     let cleanup = Cleanup::new();
     let server = pool_server(&cleanup, 5, 5, |_| {}).await;
     warm_count(&server, 5).await;
-    let registry = server.state().registry.clone();
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let registry = registry.clone();
-            tokio::spawn(async move {
-                registry.create(&Caller::user(&format!("u{i}")), CreateSession::default()).await
-            })
-        })
-        .collect();
-    let mut sandboxes = std::collections::HashSet::new();
-    for task in tasks {
-        let record = task.await.unwrap().expect("every create succeeds, warm or cold");
-        assert!(
-            sandboxes.insert(record.sandbox_id.clone()),
-            "{} got someone's sandbox",
-            record.user
-        );
-    }
-    let hits = server.metric("kterm_pool_hits_total").await;
-    let misses = server.metric("kterm_pool_misses_total").await;
-    assert_eq!(hits + misses, 20.0);
+    let (hits, misses) = common::create_concurrently_sharing_nothing(&server, 20).await;
     // All five warm ones are used; refills made during the burst may serve a few more.
     assert!((5.0..=8.0).contains(&hits), "hits {hits}, misses {misses}");
     server.stop().await;

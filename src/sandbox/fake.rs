@@ -17,10 +17,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::container::{ContainerPlatform, ExecControl, Layout, TtyExec};
+use super::container::{ContainerPlatform, ExecControl, Layout, PipedRequest, TtyExec, TtyRequest};
 use super::pty::{self, PtyMaster};
-use super::shell::ShellCommand;
-use super::{host, ByteStream, RunningCommand, Sandbox, SandboxSpec};
+use super::{host, RunningCommand, Sandbox, SandboxSpec};
 use crate::error::{Error, Result};
 
 /// An operation of the engine, for injecting faults and counting calls.
@@ -251,14 +250,9 @@ impl ContainerPlatform for FakePlatform {
         Ok(())
     }
 
-    async fn exec_tty(
-        &self,
-        sandbox: &Sandbox,
-        command: &ShellCommand,
-        cols: u16,
-        rows: u16,
-    ) -> Result<TtyExec> {
+    async fn exec_tty(&self, sandbox: &Sandbox, request: TtyRequest<'_>) -> Result<TtyExec> {
         self.enter(Op::ExecTty).await?;
+        let TtyRequest { command, cols, rows } = request;
         let dir = self.dir_of(sandbox)?;
         let env = host_env(&command.env);
         let child = pty::spawn(&command.argv, &env, &dir.join("workspace"), cols, rows)
@@ -279,17 +273,12 @@ impl ContainerPlatform for FakePlatform {
         })
     }
 
-    async fn exec(
-        &self,
-        sandbox: &Sandbox,
-        argv: &[String],
-        stdin: Option<ByteStream>,
-    ) -> Result<RunningCommand> {
+    async fn exec(&self, sandbox: &Sandbox, request: PipedRequest<'_>) -> Result<RunningCommand> {
         self.enter(Op::Exec).await?;
         let dir = self.dir_of(sandbox)?;
         let home = dir.join("home").to_string_lossy().into_owned();
         let env = host_env(&[("HOME".to_string(), home)]);
-        host::run_command(&env, &dir.join("workspace"), argv, stdin)
+        host::run_command(&env, &dir.join("workspace"), request.argv, request.stdin)
     }
 }
 

@@ -268,6 +268,32 @@ impl Client {
     }
 }
 
+/// Creates one session for each of `users` users at once (straight through the registry, as
+/// concurrently as it gets); every create must succeed and no two users may share a sandbox.
+/// Returns the pool's hits and misses.
+pub async fn create_concurrently_sharing_nothing(server: &TestServer, users: usize) -> (f64, f64) {
+    use kterm::session::{Caller, CreateSession};
+    let registry = server.state().registry.clone();
+    let tasks: Vec<_> = (0..users)
+        .map(|i| {
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                registry.create(&Caller::user(&format!("u{i}")), CreateSession::default()).await
+            })
+        })
+        .collect();
+    let mut sandboxes = std::collections::HashSet::new();
+    for task in tasks {
+        let record = task.await.unwrap().expect("every create succeeds, warm or cold");
+        let user = record.user;
+        assert!(sandboxes.insert(record.sandbox_id), "{user} got someone's sandbox");
+    }
+    let hits = server.metric("kterm_pool_hits_total").await;
+    let misses = server.metric("kterm_pool_misses_total").await;
+    assert_eq!(hits + misses, users as f64);
+    (hits, misses)
+}
+
 /// The sum of the series of metric `name` in a Prometheus text exposition, if it has any.
 pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
     let values: Vec<f64> = text

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::exec::{self, ExecProcess};
-use super::{stub, ContainerPlatform, Layout};
+use super::{stub, ContainerPlatform, Layout, PipedRequest, TtyRequest};
 use crate::error::Result;
 use crate::sandbox::shell::{session_command, ShellCommand};
 use crate::sandbox::{
@@ -60,7 +60,8 @@ impl SandboxBackend for ContainerBackend {
     async fn start_process(&self, sandbox: &Sandbox, spec: &ProcessSpec) -> Result<TtyProcess> {
         let layout = self.platform.layout(sandbox);
         let command = self.session(&layout, spec);
-        let started = self.platform.exec_tty(sandbox, &command, spec.cols, spec.rows).await?;
+        let request = TtyRequest { command: &command, cols: spec.cols, rows: spec.rows };
+        let started = self.platform.exec_tty(sandbox, request).await?;
         let session = spec.session_id().unwrap_or_default();
         Ok(ExecProcess::start(self.platform.clone(), sandbox, started, &session))
     }
@@ -83,7 +84,7 @@ impl SandboxBackend for ContainerBackend {
         argv: &[String],
         stdin: Option<ByteStream>,
     ) -> Result<RunningCommand> {
-        self.platform.exec(sandbox, argv, stdin).await
+        self.platform.exec(sandbox, PipedRequest { argv, stdin }).await
     }
 
     fn stubs(&self) -> Option<&dyn StubShells> {
@@ -111,7 +112,9 @@ impl StubShells for ContainerBackend {
         env.extend(stub::stub_env(&layout.run_dir, &id));
         let argv = vec!["sh".to_string(), "-c".to_string(), stub::STUB_SCRIPT.to_string()];
         let command = ShellCommand { argv, env };
-        let started = self.platform.exec_tty(sandbox, &command, 80, 24).await?;
+        let started =
+            self.platform.exec_tty(sandbox, TtyRequest { command: &command, cols: 80, rows: 24 });
+        let started = started.await?;
         let mut process = ExecProcess::start(self.platform.clone(), sandbox, started, &id);
         stub::wait_ready(&mut process, STUB_START_TIMEOUT).await?;
         Ok(process)

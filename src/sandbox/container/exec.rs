@@ -24,7 +24,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{ContainerPlatform, ExecControl, Layout, TtyExec};
+use super::{ContainerPlatform, ExecControl, Layout, PipedRequest, TtyExec};
 use crate::error::{Error, Result};
 use crate::sandbox::{
     keep_stderr, CommandExit, ProcessControl, RunningCommand, Sandbox, TtyProcess,
@@ -165,7 +165,7 @@ async fn run_control(
     argv: &[String],
 ) -> Result<()> {
     let work = async {
-        let mut command = platform.exec(sandbox, argv, None).await?;
+        let mut command = platform.exec(sandbox, PipedRequest { argv, stdin: None }).await?;
         let mut sink = Vec::new();
         let _ = command.stdout.read_to_end(&mut sink).await;
         let exit = command.exit.await;

@@ -42,9 +42,7 @@ pub fn fixed_labels(
     spec: &SandboxSpec,
     extra: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut labels = extra.clone();
-    labels.insert(LABEL_MANAGED.into(), "true".into());
-    labels.insert(LABEL_INSTANCE.into(), instance.into());
+    let mut labels = managed_labels(instance, extra);
     labels.insert(LABEL_NAMESPACE.into(), spec.namespace.clone());
     labels.insert(LABEL_PROFILE.into(), spec.profile.name.clone());
     labels
@@ -56,10 +54,16 @@ pub fn volume_labels(
     user: &str,
     extra: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
+    let mut labels = managed_labels(instance, extra);
+    labels.insert(LABEL_USER.into(), label_value(user));
+    labels
+}
+
+/// The SPEC's labels (managed, instance) over the operator's `extra`.
+fn managed_labels(instance: &str, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut labels = extra.clone();
     labels.insert(LABEL_MANAGED.into(), "true".into());
     labels.insert(LABEL_INSTANCE.into(), instance.into());
-    labels.insert(LABEL_USER.into(), label_value(user));
     labels
 }
 

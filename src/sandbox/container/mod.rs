@@ -81,23 +81,25 @@ pub trait ContainerPlatform: Send + Sync + 'static {
     /// Shows that a claimed warm sandbox is `user`'s (renames it, relabels it).
     async fn show_owner(&self, sandbox: &Sandbox, user: &str) -> Result<()>;
 
-    /// Starts `command` on a TTY of `cols` x `rows` in the sandbox, as its user, in its
-    /// workspace. A missing or stopped sandbox is [`crate::error::Error::SandboxGone`].
-    async fn exec_tty(
-        &self,
-        sandbox: &Sandbox,
-        command: &ShellCommand,
-        cols: u16,
-        rows: u16,
-    ) -> Result<TtyExec>;
+    /// Starts a command on a TTY in the sandbox, as its user, in its workspace. A missing or
+    /// stopped sandbox is [`crate::error::Error::SandboxGone`].
+    async fn exec_tty(&self, sandbox: &Sandbox, request: TtyRequest<'_>) -> Result<TtyExec>;
 
-    /// Starts `argv` with pipes, as [`super::SandboxBackend::run`] says.
-    async fn exec(
-        &self,
-        sandbox: &Sandbox,
-        argv: &[String],
-        stdin: Option<ByteStream>,
-    ) -> Result<RunningCommand>;
+    /// Starts a command with pipes, as [`super::SandboxBackend::run`] says.
+    async fn exec(&self, sandbox: &Sandbox, request: PipedRequest<'_>) -> Result<RunningCommand>;
+}
+
+/// A TTY exec to start: the program and its terminal's size.
+pub struct TtyRequest<'a> {
+    pub command: &'a ShellCommand,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// A piped exec to start: its argv (executed as is) and what to feed its stdin.
+pub struct PipedRequest<'a> {
+    pub argv: &'a [String],
+    pub stdin: Option<ByteStream>,
 }
 
 /// A started TTY exec, as an engine hands it over.

@@ -15,9 +15,8 @@ use futures_util::StreamExt;
 use super::client::{within, CALL_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::sandbox::container::exec::{piped_command, Piped};
-use crate::sandbox::container::{ExecControl, TtyExec};
-use crate::sandbox::shell::ShellCommand;
-use crate::sandbox::{feed_stdin, ByteStream, RunningCommand, Sandbox};
+use crate::sandbox::container::{ExecControl, PipedRequest, TtyExec, TtyRequest};
+use crate::sandbox::{feed_stdin, RunningCommand, Sandbox};
 
 /// What every exec of a sandbox shares.
 pub struct ExecTarget<'a> {
@@ -28,8 +27,9 @@ pub struct ExecTarget<'a> {
 }
 
 impl ExecTarget<'_> {
-    /// Starts `command` on a TTY of `cols` x `rows`.
-    pub async fn tty(&self, command: &ShellCommand, cols: u16, rows: u16) -> Result<TtyExec> {
+    /// Starts a command on a TTY.
+    pub async fn tty(&self, request: TtyRequest<'_>) -> Result<TtyExec> {
+        let TtyRequest { command, cols, rows } = request;
         let env = command.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut config: bollard::models::ExecConfig = CreateExecOptions {
             attach_stdin: Some(true),
@@ -54,12 +54,9 @@ impl ExecTarget<'_> {
         Ok(TtyExec { output: Box::pin(output), input, control: std::sync::Arc::new(control) })
     }
 
-    /// Starts `argv` with pipes; `stdin` (if any) is fed to it, then closed.
-    pub async fn piped(
-        &self,
-        argv: &[String],
-        stdin: Option<ByteStream>,
-    ) -> Result<RunningCommand> {
+    /// Starts a command with pipes; its stdin (if any) is fed to it, then closed.
+    pub async fn piped(&self, request: PipedRequest<'_>) -> Result<RunningCommand> {
+        let PipedRequest { argv, stdin } = request;
         let config: bollard::models::ExecConfig = CreateExecOptions {
             attach_stdin: Some(stdin.is_some()),
             attach_stdout: Some(true),

@@ -34,9 +34,8 @@ use super::container::hardening::{Limits, SandboxUser};
 use super::container::labels::{
     self, LABEL_INSTANCE, LABEL_MANAGED, LABEL_NAMESPACE, LABEL_PROFILE,
 };
-use super::container::{ContainerPlatform, Layout, TtyExec, WORKSPACE};
-use super::shell::ShellCommand;
-use super::{ByteStream, RunningCommand, Sandbox, SandboxSpec};
+use super::container::{ContainerPlatform, Layout, PipedRequest, TtyExec, TtyRequest, WORKSPACE};
+use super::{RunningCommand, Sandbox, SandboxSpec};
 use crate::config::{DockerConfig, PullPolicy};
 use crate::error::{Error, Result};
 
@@ -320,25 +319,14 @@ impl ContainerPlatform for DockerPlatform {
             .map_err(|e| e.into_sandbox_error(&sandbox.id, what))
     }
 
-    async fn exec_tty(
-        &self,
-        sandbox: &Sandbox,
-        command: &ShellCommand,
-        cols: u16,
-        rows: u16,
-    ) -> Result<TtyExec> {
+    async fn exec_tty(&self, sandbox: &Sandbox, request: TtyRequest<'_>) -> Result<TtyExec> {
         let docker = self.client.get().await?;
-        self.target(docker, sandbox).tty(command, cols, rows).await
+        self.target(docker, sandbox).tty(request).await
     }
 
-    async fn exec(
-        &self,
-        sandbox: &Sandbox,
-        argv: &[String],
-        stdin: Option<ByteStream>,
-    ) -> Result<RunningCommand> {
+    async fn exec(&self, sandbox: &Sandbox, request: PipedRequest<'_>) -> Result<RunningCommand> {
         let docker = self.client.get().await?;
-        self.target(docker, sandbox).piped(argv, stdin).await
+        self.target(docker, sandbox).piped(request).await
     }
 }
 
