@@ -19,11 +19,12 @@ use crate::http::hosts::AllowedHosts;
 use crate::http::tls::TlsCertificate;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
-use crate::pool::WarmPool;
-use crate::sandbox::docker::DockerBackend;
+use crate::pool::{PoolKey, PoolSpec, WarmPool};
+use crate::sandbox::container::ContainerBackend;
+use crate::sandbox::docker::DockerPlatform;
 use crate::sandbox::local::LocalBackend;
 use crate::sandbox::SandboxBackend;
-use crate::session::SessionRegistry;
+use crate::session::{Profiles, SessionRegistry, DEFAULT_NAMESPACE};
 use crate::store::Store;
 
 /// Everything a request handler may use.
@@ -64,15 +65,26 @@ impl Server {
     /// Opens the store (migrating it), chooses the backend, binds the listen address and starts
     /// serving. Must be called inside a multi-threaded tokio runtime.
     pub async fn start(config: Config) -> Result<Server> {
-        let config = Arc::new(config);
-        for warning in crate::preflight::preflight(&config)? {
-            tracing::warn!("{warning}");
-        }
-        let path = config.state.path.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&path))
-            .await
-            .map_err(|e| Error::Internal(format!("opening the store: {e}")))??;
+        let store = open_store(&config).await?;
         let backend = choose_backend(&config, store.instance_id()).await?;
+        Self::serve(config, store, backend).await
+    }
+
+    /// Like [`Server::start`], with a backend the caller made (tests use the fake platform).
+    pub async fn start_with_backend(
+        config: Config,
+        backend: Arc<dyn SandboxBackend>,
+    ) -> Result<Server> {
+        let store = open_store(&config).await?;
+        Self::serve(config, store, backend).await
+    }
+
+    async fn serve(
+        config: Config,
+        store: Store,
+        backend: Arc<dyn SandboxBackend>,
+    ) -> Result<Server> {
+        let config = Arc::new(config);
         let audit = Audit::new(store.clone());
         let auth = Authenticator::new(&config.auth, store.clone(), audit.clone())?;
         let tls = match config.tls.enabled() {
@@ -80,12 +92,15 @@ impl Server {
             false => None,
         };
         let metrics = Arc::new(Metrics::new());
+        let profiles = Profiles::from_config(&config);
+        let default_namespace = DEFAULT_NAMESPACE;
         let pool = WarmPool::new(
             config.pool.clone(),
+            config.sessions.create_timeout.0,
             backend.clone(),
             store.clone(),
             metrics.clone(),
-            crate::session::DEFAULT_NAMESPACE,
+            pool_specs(&config, &profiles, default_namespace),
         );
         let registry = SessionRegistry::new(
             config.sessions.clone(),
@@ -93,6 +108,8 @@ impl Server {
             store.clone(),
             metrics.clone(),
             pool.clone(),
+            profiles,
+            default_namespace,
         );
         registry.recover().await?;
 
@@ -190,14 +207,53 @@ impl Server {
     }
 }
 
+/// Checks what the config names outside itself (warning about what is risky but allowed),
+/// then opens the store (migrating it).
+async fn open_store(config: &Config) -> Result<Store> {
+    for warning in crate::preflight::preflight(config)? {
+        tracing::warn!("{warning}");
+    }
+    let path = config.state.path.clone();
+    tokio::task::spawn_blocking(move || Store::open(&path))
+        .await
+        .map_err(|e| Error::Internal(format!("opening the store: {e}")))?
+}
+
+/// The keys the warm pool keeps sandboxes for: every profile in the default namespace and in
+/// each of `pool.namespaces`, sized by the namespace's override, else the profile's own size,
+/// else `pool.min` / `pool.max`.
+fn pool_specs(config: &Config, profiles: &Profiles, default_namespace: &str) -> Vec<PoolSpec> {
+    let defaults = crate::config::PoolSize { min: config.pool.min, max: config.pool.max };
+    let mut namespaces: Vec<&str> = vec![default_namespace];
+    namespaces.extend(config.pool.namespaces.keys().map(String::as_str));
+    namespaces.dedup();
+    let mut specs = Vec::new();
+    for namespace in namespaces {
+        for profile in profiles.all() {
+            let size =
+                config.pool.namespaces.get(namespace).copied().or(profile.pool).unwrap_or(defaults);
+            specs.push(PoolSpec {
+                key: PoolKey::new(namespace, profile.name()),
+                profile: profile.sandbox.clone(),
+                size,
+            });
+        }
+    }
+    specs
+}
+
 /// `docker` and `local` as configured; `auto`: Docker when its daemon answers and the image is
 /// present or explicitly configured, else local (loopback only, unless allowed).
 async fn choose_backend(config: &Config, instance: &str) -> Result<Arc<dyn SandboxBackend>> {
+    let container = |platform: DockerPlatform| -> Arc<dyn SandboxBackend> {
+        Arc::new(ContainerBackend::new(Arc::new(platform)))
+    };
     match config.backend.kind {
-        BackendKind::Docker => Ok(Arc::new(DockerBackend::new(&config.docker, instance)?)),
+        BackendKind::Docker => Ok(container(DockerPlatform::new(&config.docker, instance)?)),
         BackendKind::Local => local_backend(config).await,
         BackendKind::Auto => {
-            let docker = match DockerBackend::new(&config.docker, instance) {
+            use crate::sandbox::container::ContainerPlatform;
+            let docker = match DockerPlatform::new(&config.docker, instance) {
                 Ok(docker) => docker,
                 Err(e) => {
                     tracing::info!(reason = %e, "no Docker client; using the local backend");
@@ -206,7 +262,9 @@ async fn choose_backend(config: &Config, instance: &str) -> Result<Arc<dyn Sandb
             };
             let explicit_image = config.docker.image != DEFAULT_SANDBOX_IMAGE;
             match docker.health().await {
-                Ok(()) if explicit_image || docker.has_image().await => Ok(Arc::new(docker)),
+                Ok(()) if explicit_image || docker.has_image(&config.docker.image).await => {
+                    Ok(container(docker))
+                }
                 Ok(()) => {
                     tracing::warn!(
                         image = DEFAULT_SANDBOX_IMAGE,

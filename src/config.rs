@@ -13,6 +13,7 @@ use std::time::Duration;
 
 mod auth;
 mod backends;
+mod profiles;
 mod units;
 
 pub use auth::{is_dns_label, AddrRange, AuditConfig, AuthConfig, AuthMode, TlsConfig, TokenEntry};
@@ -20,6 +21,7 @@ pub use backends::{
     DockerConfig, FilesConfig, KubernetesConfig, LocalConfig, PoolConfig, PullPolicy, UserIds,
     DEFAULT_SANDBOX_IMAGE,
 };
+pub use profiles::{PoolSize, ProfileConfig, DEFAULT_PROFILE};
 pub use units::{ByteSize, HumanDuration};
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -32,7 +34,7 @@ use serde::{Deserialize, Serialize};
 pub struct ConfigError(pub String);
 
 impl ConfigError {
-    fn key(key: &str, message: impl fmt::Display) -> Self {
+    pub(crate) fn key(key: &str, message: impl fmt::Display) -> Self {
         ConfigError(format!("config key `{key}`: {message}"))
     }
 }
@@ -53,6 +55,8 @@ pub struct Config {
     pub files: FilesConfig,
     pub tls: TlsConfig,
     pub audit: AuditConfig,
+    /// `[[profiles]]`; empty: one `default` profile from the backend's keys.
+    pub profiles: Vec<ProfileConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -202,6 +206,8 @@ pub struct SessionsConfig {
     pub attach: AttachPolicy,
     /// How long an ended session's scrollback stays attachable before it is dropped from memory.
     pub retain_ended: HumanDuration,
+    /// A session whose sandbox and shell are not ready by then fails, with the reason.
+    pub create_timeout: HumanDuration,
 }
 
 impl Default for SessionsConfig {
@@ -220,6 +226,7 @@ impl Default for SessionsConfig {
             init: String::new(),
             attach: AttachPolicy::Takeover,
             retain_ended: HumanDuration::secs(300),
+            create_timeout: HumanDuration::secs(120),
         }
     }
 }
@@ -342,11 +349,11 @@ impl Config {
         if self.sessions.command.first().is_some_and(|c| c.is_empty()) {
             return Err(ConfigError::key("sessions.command", "the program name must not be empty"));
         }
+        if self.sessions.create_timeout.0 < Duration::from_secs(1) {
+            return Err(ConfigError::key("sessions.create_timeout", "must be at least 1s"));
+        }
         for key in self.sessions.env.keys() {
-            let valid = !key.is_empty()
-                && !key.starts_with(|c: char| c.is_ascii_digit())
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
+            if !is_env_name(key) {
                 return Err(ConfigError::key(
                     "sessions.env",
                     format!("{key:?} is not a valid environment variable name"),
@@ -372,6 +379,16 @@ impl Config {
         if self.pool.min > self.pool.max {
             return Err(ConfigError::key("pool.min", "must not be larger than pool.max"));
         }
+        for (namespace, size) in &self.pool.namespaces {
+            if !is_dns_label(namespace) {
+                return Err(ConfigError::key(
+                    "pool.namespaces",
+                    format!("{namespace:?} is not a namespace (a DNS label)"),
+                ));
+            }
+            size.validate(&format!("pool.namespaces.{namespace}"))?;
+        }
+        profiles::validate(&self.profiles)?;
         match self.backend.kind {
             // `auto` may fall back to local; that is checked when the backend is chosen.
             BackendKind::Local if !listen.ip().is_loopback() && !self.local.allow_remote => {
@@ -471,6 +488,21 @@ impl Config {
         Ok(())
     }
 
+    /// The profiles users may choose: `default` (from the backend's keys) unless a listed one
+    /// replaces it, then the listed ones in order.
+    pub fn effective_profiles(&self) -> Vec<ProfileConfig> {
+        let mut profiles = self.profiles.clone();
+        if !profiles.iter().any(|p| p.name == DEFAULT_PROFILE) {
+            let default = ProfileConfig {
+                name: DEFAULT_PROFILE.into(),
+                description: "The standard sandbox".into(),
+                ..ProfileConfig::default()
+            };
+            profiles.insert(0, default);
+        }
+        profiles
+    }
+
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.server.listen.parse().map_err(|_| {
             ConfigError::key(
@@ -504,20 +536,41 @@ impl Config {
     }
 }
 
+/// A valid environment variable name: letters, digits and `_`, not starting with a digit.
+pub(crate) fn is_env_name(key: &str) -> bool {
+    !key.is_empty()
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn toml_string(config: &Config) -> String {
     // figment's toml dependency is not re-exported; serialize through its Value type instead.
     let value = figment::value::Value::serialize(config)
         .unwrap_or_else(|_| figment::value::Value::from(""));
     let mut out = String::new();
-    if let Some(dict) = value.into_dict() {
-        for (section, body) in dict {
-            out.push_str(&format!("[{section}]\n"));
-            if let Some(fields) = body.into_dict() {
-                for (key, v) in fields {
+    let table = |out: &mut String, header: String, body: figment::value::Value| {
+        out.push_str(&header);
+        if let Some(fields) = body.into_dict() {
+            for (key, v) in fields {
+                // An unset optional key has no TOML form: it is left out.
+                if !matches!(v, figment::value::Value::Empty(..)) {
                     out.push_str(&format!("{key} = {}\n", json_like(&v)));
                 }
             }
-            out.push('\n');
+        }
+        out.push('\n');
+    };
+    if let Some(dict) = value.into_dict() {
+        for (section, body) in dict {
+            match body {
+                // An array of tables ([[profiles]]): one block per entry, none when empty.
+                figment::value::Value::Array(_, entries) => {
+                    for entry in entries {
+                        table(&mut out, format!("[[{section}]]\n"), entry);
+                    }
+                }
+                body => table(&mut out, format!("[{section}]\n"), body),
+            }
         }
     }
     out

@@ -113,7 +113,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Image { command: ImageCommand::Build { tag, dockerfile, print } }) => {
             if print {
-                print!("{}", kterm::sandbox::docker_image::SANDBOX_DOCKERFILE);
+                print!("{}", kterm::sandbox::docker::image::SANDBOX_DOCKERFILE);
                 return ExitCode::SUCCESS;
             }
             let tag = tag.unwrap_or_else(|| config.docker.image.clone());
@@ -175,10 +175,10 @@ fn build_image(
                     .map(std::path::Path::to_path_buf),
             )
         }
-        None => (kterm::sandbox::docker_image::SANDBOX_DOCKERFILE.to_string(), None),
+        None => (kterm::sandbox::docker::image::SANDBOX_DOCKERFILE.to_string(), None),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(kterm::sandbox::docker_image::build(
+    runtime.block_on(kterm::sandbox::docker::image::build(
         &config.docker.host,
         tag,
         &recipe,

@@ -6,10 +6,19 @@
 //! what a user types (an echo per key would otherwise show their typing rhythm).
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+/// The labels of the warm pool's series: one pool per (namespace, profile).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub namespace: String,
+    pub profile: String,
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -21,10 +30,10 @@ pub struct Metrics {
     pub input_bytes: Counter,
     pub output_bytes: Counter,
     pub pty_read_bytes: Counter,
-    pub pool_warm: Gauge,
-    pub pool_target: Gauge,
-    pub pool_hits: Counter,
-    pub pool_misses: Counter,
+    pub pool_warm: Family<PoolLabels, Gauge>,
+    pub pool_target: Family<PoolLabels, Gauge>,
+    pub pool_hits: Family<PoolLabels, Counter>,
+    pub pool_misses: Family<PoolLabels, Counter>,
     pub pool_claim_seconds: Histogram,
     pub pool_create_seconds: Histogram,
 }
@@ -47,10 +56,10 @@ impl Metrics {
             input_bytes: Counter::default(),
             output_bytes: Counter::default(),
             pty_read_bytes: Counter::default(),
-            pool_warm: Gauge::default(),
-            pool_target: Gauge::default(),
-            pool_hits: Counter::default(),
-            pool_misses: Counter::default(),
+            pool_warm: Family::default(),
+            pool_target: Family::default(),
+            pool_hits: Family::default(),
+            pool_misses: Family::default(),
             pool_claim_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             pool_create_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
             registry: Registry::default(),

@@ -34,9 +34,14 @@ async fn cold_create_second_tab_shares_the_container_delete_removes_it() {
         docker::inspect(&sandbox, "{{index .Config.Labels \"kterm.io/instance\"}}"),
         instance
     );
+    assert!(
+        docker::name(&sandbox).starts_with("kterm-anonymous-default-default-"),
+        "the name says whose it is: {}",
+        docker::name(&sandbox)
+    );
     assert_eq!(
-        docker::inspect(&sandbox, "{{index .Config.Labels \"kterm.io/user\"}}"),
-        "anonymous"
+        docker::inspect(&sandbox, "{{index .Config.Labels \"kterm.io/profile\"}}"),
+        "default"
     );
 
     let mut tab1 = server.attach(first["id"].as_str().unwrap()).await;
@@ -207,10 +212,8 @@ async fn users_never_share_a_container_even_under_concurrent_creates() {
     for (user, sandboxes) in &by_user {
         assert_eq!(sandboxes[0], sandboxes[1], "{user}'s two tabs share one sandbox");
         assert!(all.insert(sandboxes[0].clone()), "{user}'s sandbox is someone else's too");
-        assert_eq!(
-            docker::inspect(&sandboxes[0], "{{index .Config.Labels \"kterm.io/user\"}}"),
-            *user
-        );
+        let name = docker::name(&sandboxes[0]);
+        assert!(name.starts_with(&format!("kterm-{user}-")), "{user}'s sandbox is {name}");
     }
     assert_eq!(all.len(), 10);
     assert_eq!(cleanup.containers().len(), 10);

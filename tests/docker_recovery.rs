@@ -66,10 +66,12 @@ async fn a_restart_adopts_known_sandboxes_and_removes_only_its_own_orphans() {
     server.stop().await;
 }
 
-/// A unix socket that forwards to the real daemon until stopped.
+/// A unix socket that forwards to the real daemon until stopped; frozen, it holds every
+/// connection and answers nothing, as a hung daemon would.
 struct DaemonProxy {
     path: PathBuf,
     tasks: JoinSet<()>,
+    frozen: tokio::sync::watch::Sender<bool>,
 }
 
 impl DaemonProxy {
@@ -77,6 +79,8 @@ impl DaemonProxy {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path).expect("bind the proxy socket");
         let mut tasks = JoinSet::new();
+        let frozen = tokio::sync::watch::Sender::new(false);
+        let freezes = frozen.subscribe();
         let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<UnixStream>();
         tasks.spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -86,14 +90,32 @@ impl DaemonProxy {
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
             while let Some(mut client) = conn_rx.recv().await {
+                let mut frozen = freezes.clone();
                 connections.spawn(async move {
-                    if let Ok(mut daemon) = UnixStream::connect("/var/run/docker.sock").await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut daemon).await;
+                    let Ok(mut daemon) = UnixStream::connect("/var/run/docker.sock").await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut daemon) => {}
+                        _ = async { let _ = frozen.wait_for(|f| *f).await; } => {
+                            // Hold the connection and say nothing until the proxy stops.
+                            std::future::pending::<()>().await;
+                        }
                     }
                 });
             }
         });
-        DaemonProxy { path: path.to_path_buf(), tasks }
+        DaemonProxy { path: path.to_path_buf(), tasks, frozen }
+    }
+
+    /// Stops answering without closing anything; new connections hang too.
+    fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// Answers new connections again (the hung ones stay hung, as clients give them up).
+    fn thaw(&self) {
+        self.frozen.send_replace(false);
     }
 
     /// Cuts every connection and stops answering, as a daemon that died would.
@@ -103,23 +125,38 @@ impl DaemonProxy {
     }
 }
 
+/// The real daemon behind a [`DaemonProxy`] on a socket of the test's own.
+struct ProxiedDaemon {
+    cleanup: Cleanup,
+    proxy: DaemonProxy,
+    sock: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ProxiedDaemon {
+    /// `None` (with the reason printed) where there is no daemon to proxy.
+    fn start() -> Option<ProxiedDaemon> {
+        if !docker::available() {
+            return None;
+        }
+        if !Path::new("/var/run/docker.sock").exists() {
+            eprintln!("SKIPPED: the daemon is not at /var/run/docker.sock");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("docker.sock");
+        let proxy = DaemonProxy::start(&sock);
+        Some(ProxiedDaemon { cleanup: Cleanup::new(), proxy, sock, _dir: dir })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_going_away_is_reported_and_recovered_from_without_a_restart() {
-    if !docker::available() {
-        return;
-    }
-    if !Path::new("/var/run/docker.sock").exists() {
-        eprintln!("SKIPPED: the daemon is not at /var/run/docker.sock");
-        return;
-    }
-    let cleanup = Cleanup::new();
-    let sock_dir = tempfile::tempdir().unwrap();
-    let sock = sock_dir.path().join("docker.sock");
-    let proxy = DaemonProxy::start(&sock);
-    let host = format!("unix://{}", sock.display());
+    let Some(daemon) = ProxiedDaemon::start() else { return };
+    let (cleanup, proxy, sock) = (daemon.cleanup, daemon.proxy, daemon.sock);
     let server = TestServer::start_with(|c| {
         docker::configure(c, &cleanup);
-        c.docker.host = host.clone();
+        c.docker.host = format!("unix://{}", sock.display());
     })
     .await;
     let session = server.create(json!({})).await;
@@ -149,5 +186,95 @@ async fn the_daemon_going_away_is_reported_and_recovered_from_without_a_restart(
     let mut term = server.attach(again["id"].as_str().unwrap()).await;
     term.send("echo after-$((4+4))\n").await;
     term.read_until("after-8").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_daemon_bounds_creates_deletes_and_readiness() {
+    let Some(daemon) = ProxiedDaemon::start() else { return };
+    let (cleanup, proxy, sock) = (daemon.cleanup, daemon.proxy, daemon.sock);
+    let server = TestServer::start_with(|c| {
+        docker::configure(c, &cleanup);
+        c.docker.host = format!("unix://{}", sock.display());
+        c.sessions.create_timeout = kterm::config::HumanDuration(std::time::Duration::from_secs(3));
+    })
+    .await;
+    let session = server.create(json!({})).await;
+    let id = session["id"].as_str().unwrap().to_string();
+
+    proxy.freeze();
+    let started = std::time::Instant::now();
+    // Another namespace: a new sandbox, whose create hangs.
+    let (status, body) = server.post("/api/v1/sessions", json!({"namespace": "elsewhere"})).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("create_timeout"), "{body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "create took {:?}",
+        started.elapsed()
+    );
+
+    let started = std::time::Instant::now();
+    assert_eq!(server.delete(&format!("/api/v1/sessions/{id}")).await, 503);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "DELETE took {:?}",
+        started.elapsed()
+    );
+    let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+
+    proxy.thaw();
+    eventually("readiness once the daemon answers again", || async {
+        let ready = server.http.get(server.url("/readyz")).send().await.ok()?;
+        (ready.status() == 200).then_some(())
+    })
+    .await;
+    let again = server.create(json!({"namespace": "again"})).await;
+    let mut term = server.attach(again["id"].as_str().unwrap()).await;
+    term.send("echo thawed-$((2+3))\n").await;
+    term.read_until("thawed-5").await;
+    server.stop().await;
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxes_recorded_by_name_before_an_upgrade_are_adopted() {
+    if !docker::available() {
+        return;
+    }
+    let cleanup = Cleanup::new();
+    let server = TestServer::start_with(|c| docker::configure(c, &cleanup)).await;
+    let instance = server.state().store.instance_id().to_string();
+    // A sandbox as the previous version made and recorded it: known by its container name.
+    let name = format!("kterm-{instance}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let out = Command::new("docker")
+        .args(["run", "-d", "--network", "none", "--name", &name, "--user", "1000:1000"])
+        .args(["--tmpfs", "/tmp", "--tmpfs", "/home/user/workspace:uid=1000,gid=1000"])
+        .args(["--label", "kterm.io/managed=true", "--label"])
+        .arg(format!("kterm.io/instance={instance}"))
+        .args(["--label", "kterm.io/namespace=default", "--label"])
+        .arg(cleanup.label())
+        .args([docker::image(), "sleep", "600"])
+        .output()
+        .expect("docker run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let record = kterm::store::SandboxRecord {
+        id: name.clone(),
+        backend: "docker".into(),
+        user: Some("anonymous".into()),
+        namespace: "default".into(),
+        profile: "default".into(),
+        status: kterm::store::SandboxStatus::Running,
+        created_at: chrono::Utc::now(),
+        expires_at: None,
+    };
+    server.state().store.insert_sandbox(&record).await.unwrap();
+    let dir = server.stop_keeping_state().await;
+
+    let server = TestServer::start_in(dir, |c| docker::configure(c, &cleanup)).await;
+    let session = server.create(json!({})).await;
+    assert_eq!(session["sandbox_id"], id.as_str(), "the old sandbox was adopted under its ID");
     server.stop().await;
 }

@@ -51,13 +51,18 @@ async fn the_pool_fills_a_claim_is_a_hit_and_the_pool_refills() {
     let status = warm_count(&server, 2).await;
     let warm: Vec<String> = serde_json::from_value(status["sandboxes"].clone()).unwrap();
     for id in &warm {
-        assert_eq!(docker::inspect(id, "{{index .Config.Labels \"kterm.io/role\"}}"), "warm");
+        assert!(docker::name(id).starts_with("kterm-warm-default-default-"), "{id}");
     }
 
     let session = server.create(json!({"context": {"run_id": "warm-1"}})).await;
     let sandbox = session["sandbox_id"].as_str().unwrap().to_string();
     assert!(warm.contains(&sandbox), "the session got a warm sandbox");
     assert_eq!(server.metric("kterm_pool_hits_total").await, 1.0);
+    // Labels cannot change; the name says whose the claimed sandbox is now.
+    eventually("the claimed sandbox renamed for its user", || async {
+        docker::name(&sandbox).starts_with("kterm-anonymous-default-default-").then_some(())
+    })
+    .await;
     let mut term = server.attach(session["id"].as_str().unwrap()).await;
     term.send("echo \"run=$KTERM_CTX_RUN_ID uid=$(id -u)\"; stty size; pwd\n").await;
     let out = term.read_until("/home/user/workspace").await;
@@ -95,27 +100,7 @@ async fn twenty_users_at_once_with_a_pool_of_five_share_nothing() {
     let cleanup = Cleanup::new();
     let server = pool_server(&cleanup, 5, 5, |_| {}).await;
     warm_count(&server, 5).await;
-    let registry = server.state().registry.clone();
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let registry = registry.clone();
-            tokio::spawn(async move {
-                registry.create(&Caller::user(&format!("u{i}")), CreateSession::default()).await
-            })
-        })
-        .collect();
-    let mut sandboxes = std::collections::HashSet::new();
-    for task in tasks {
-        let record = task.await.unwrap().expect("every create succeeds, warm or cold");
-        assert!(
-            sandboxes.insert(record.sandbox_id.clone()),
-            "{} got someone's sandbox",
-            record.user
-        );
-    }
-    let hits = server.metric("kterm_pool_hits_total").await;
-    let misses = server.metric("kterm_pool_misses_total").await;
-    assert_eq!(hits + misses, 20.0);
+    let (hits, misses) = common::create_concurrently_sharing_nothing(&server, 20).await;
     // All five warm ones are used; refills made during the burst may serve a few more.
     assert!((5.0..=8.0).contains(&hits), "hits {hits}, misses {misses}");
     server.stop().await;
@@ -222,5 +207,64 @@ async fn no_pool_when_min_and_max_are_zero() {
     assert_eq!((status["enabled"].as_bool(), status["warm"].as_u64()), (Some(false), Some(0)));
     let session = server.create(json!({})).await;
     assert_eq!(cleanup.containers(), vec![session["sandbox_id"].as_str().unwrap().to_string()]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_namespace_and_profile_have_warm_sandboxes_of_their_own() {
+    if !docker::available() {
+        return;
+    }
+    let cleanup = Cleanup::new();
+    let server = pool_server(&cleanup, 0, 0, |c| {
+        c.pool.namespaces.insert("ml".into(), kterm::config::PoolSize { min: 1, max: 1 });
+        c.profiles = vec![kterm::config::ProfileConfig {
+            name: "data".into(),
+            memory: Some(kterm::config::ByteSize(96 << 20)),
+            env: [("DATA_HOME".to_string(), "/home/user/workspace/data".to_string())].into(),
+            ..Default::default()
+        }];
+    })
+    .await;
+    let status = warm_count(&server, 2).await;
+    let warm: Vec<String> = serde_json::from_value(status["sandboxes"].clone()).unwrap();
+    let session = server.create(json!({"namespace": "ml", "profile": "data"})).await;
+    let sandbox = session["sandbox_id"].as_str().unwrap().to_string();
+    assert!(warm.contains(&sandbox), "a warm claim in ml/data: {status}");
+    assert_eq!(server.metric("kterm_pool_hits_total").await, 1.0);
+    assert_eq!(docker::inspect(&sandbox, "{{.HostConfig.Memory}}"), (96u64 << 20).to_string());
+    assert_eq!(docker::inspect(&sandbox, "{{index .Config.Labels \"kterm.io/namespace\"}}"), "ml");
+    assert_eq!(docker::inspect(&sandbox, "{{index .Config.Labels \"kterm.io/profile\"}}"), "data");
+    let mut term = server.attach(session["id"].as_str().unwrap()).await;
+    term.send("echo \"$KTERM_NAMESPACE/$KTERM_PROFILE $DATA_HOME\"\n").await;
+    term.read_until("ml/data /home/user/workspace/data").await;
+    eventually("the claimed sandbox renamed for its user", || async {
+        docker::name(&sandbox).starts_with("kterm-anonymous-ml-data-").then_some(())
+    })
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_containers_killed_behind_our_back_are_never_handed_out() {
+    if !docker::available() {
+        return;
+    }
+    let cleanup = Cleanup::new();
+    // Health checks are rare here: the claim itself must notice.
+    let server = pool_server(&cleanup, 2, 2, |c| {
+        c.pool.health_interval = HumanDuration(Duration::from_secs(120));
+    })
+    .await;
+    let status = warm_count(&server, 2).await;
+    let warm: Vec<String> = serde_json::from_value(status["sandboxes"].clone()).unwrap();
+    let out = std::process::Command::new("docker").arg("kill").args(&warm).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let session = server.create(json!({})).await;
+    assert_eq!(session["status"], "running");
+    assert!(!warm.contains(&session["sandbox_id"].as_str().unwrap().to_string()));
+    let mut term = server.attach(session["id"].as_str().unwrap()).await;
+    term.send("echo alive-$((6*7))\n").await;
+    term.read_until("alive-42").await;
     server.stop().await;
 }

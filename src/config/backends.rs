@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{ByteSize, HumanDuration};
+use super::{ByteSize, HumanDuration, PoolSize};
 
 /// The numeric `uid:gid` a sandbox runs as, for every backend (`docker.user`; a Kubernetes
 /// `runAsUser`/`runAsGroup` takes the same). Parsed as numbers, so uid 0 (root) is refused
@@ -128,6 +128,7 @@ pub const DEFAULT_SANDBOX_IMAGE: &str = "kterm-sandbox:latest";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolConfig {
+    /// Warm sandboxes kept per (namespace, profile), unless the profile or namespace says else.
     pub min: u32,
     pub max: u32,
     /// Claims within this window raise the target above `min` (one per claim, up to `max`);
@@ -135,6 +136,9 @@ pub struct PoolConfig {
     pub window: HumanDuration,
     /// How often warm sandboxes and their stubs are checked (and dead ones replaced).
     pub health_interval: HumanDuration,
+    /// Namespaces that get warm sandboxes besides the backend's default one, each with its
+    /// size for every profile there: `{ ml = { min = 1, max = 4 } }`.
+    pub namespaces: BTreeMap<String, PoolSize>,
 }
 
 impl Default for PoolConfig {
@@ -144,6 +148,7 @@ impl Default for PoolConfig {
             max: 10,
             window: HumanDuration::secs(120),
             health_interval: HumanDuration::secs(10),
+            namespaces: BTreeMap::new(),
         }
     }
 }

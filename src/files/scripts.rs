@@ -1,6 +1,6 @@
 //! The small POSIX `sh` programs that do the file operations inside the sandbox, as the
-//! sandbox's user, with the tools a busybox image has (`readlink -f`, `stat -c`, `cat`, `mv`,
-//! `mkdir`, `rm`, `tar`) and that GNU coreutils have too (the local backend).
+//! sandbox's user, with the tools a busybox image has (`readlink -f`, `stat -c`, `cat`,
+//! `head -c`, `mv`, `mkdir`, `rm`, `tar`) and that GNU coreutils have too (the local backend).
 //!
 //! Invariants:
 //! - Paths are never pasted into script text: every script is a constant, run as
@@ -104,9 +104,11 @@ printf '%s %s\n' "$s" "$e"
 exec cat <&3 3<&-
 "#;
 
-/// `REL PRECONDITION TMPNAME LENGTH`, the content on stdin: written to a new file beside the
-/// target, its length checked, the precondition checked (`""` none, `*` exists, `!` absent,
-/// else an ETag), then renamed over the target. Prints the new ETag.
+/// `REL PRECONDITION TMPNAME LENGTH`, the content on stdin: its LENGTH bytes written to a new
+/// file beside the target (read by count, not to the end of stdin: a Kubernetes exec over
+/// `v4.channel.k8s.io` cannot close stdin), its length checked, the precondition checked (`""`
+/// none, `*` exists, `!` absent, else an ETag), then renamed over the target. Prints the new
+/// ETag.
 const WRITE: &str = r#"resolve "$1" new
 T=$R
 D=${T%/*}
@@ -115,7 +117,7 @@ D=${T%/*}
 if [ -e "$T" ] && ! [ -f "$T" ]; then fail 19; fi
 tmp=$D/$3
 set -C
-if ! cat > "$tmp"; then rm -f "$tmp"; fail 20; fi
+if ! head -c "$4" > "$tmp"; then rm -f "$tmp"; fail 20; fi
 set +C
 n=$(stat -c %s "$tmp") || n=
 if [ "$n" != "$4" ]; then rm -f "$tmp"; fail 17; fi

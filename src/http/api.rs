@@ -21,6 +21,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sessions/{id}/resize", web::post().to(resize_session))
         .route("/sessions/{id}/ws", web::get().to(super::ws::attach))
         .route("/me", web::get().to(me))
+        .route("/profiles", web::get().to(profiles))
         .route("/pool", web::get().to(pool));
 }
 
@@ -34,6 +35,7 @@ pub fn session_json(
         "id": record.id,
         "user": record.user,
         "namespace": record.namespace,
+        "profile": record.profile,
         "sandbox_id": record.sandbox_id,
         "status": record.status,
         "created_at": record.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -184,6 +186,12 @@ async fn me(caller: Caller) -> HttpResponse {
         "groups": caller.groups,
         "namespaces": caller.namespaces,
     }))
+}
+
+/// `GET /api/v1/profiles`: the profiles the caller may use.
+async fn profiles(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
+    let profiles = state.registry.profiles().usable_by(&caller);
+    HttpResponse::Ok().json(json!({ "profiles": profiles }))
 }
 
 async fn pool(

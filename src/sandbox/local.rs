@@ -12,9 +12,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::pty::{self, PtyMaster};
+use super::shell::session_command;
 use super::{
-    ByteStream, CommandExit, ProcessControl, ProcessSpec, RunningCommand, Sandbox, SandboxBackend,
-    SandboxSpec, TtyProcess,
+    host, ByteStream, ProcessControl, ProcessSpec, RunningCommand, Sandbox, SandboxBackend,
+    SandboxSpec, StubShells, TtyProcess, WarmSandboxes,
 };
 use crate::error::{Error, Result};
 
@@ -22,7 +23,6 @@ pub struct LocalBackend {
     root: PathBuf,
     sandboxes: Mutex<HashMap<String, Sandbox>>,
     base_env: Vec<(String, String)>,
-    shell: Vec<&'static str>,
 }
 
 impl LocalBackend {
@@ -32,14 +32,7 @@ impl LocalBackend {
         let root = root
             .canonicalize()
             .map_err(|e| Error::io(format!("resolving local.root {}", root.display()), e))?;
-        let shell =
-            if find_in_path("bash").is_some() { vec!["bash", "-l"] } else { vec!["sh", "-l"] };
-        Ok(LocalBackend {
-            root,
-            sandboxes: Mutex::new(HashMap::new()),
-            base_env: base_env(),
-            shell,
-        })
+        Ok(LocalBackend { root, sandboxes: Mutex::new(HashMap::new()), base_env: base_env() })
     }
 
     fn sandboxes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Sandbox>> {
@@ -65,11 +58,6 @@ pub fn base_env() -> Vec<(String, String)> {
     env
 }
 
-fn find_in_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
-}
-
 #[async_trait]
 impl SandboxBackend for LocalBackend {
     fn kind(&self) -> &'static str {
@@ -81,7 +69,8 @@ impl SandboxBackend for LocalBackend {
     }
 
     async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<Sandbox> {
-        let dir = self.root.join(super::safe_name(&spec.user));
+        let user = spec.user.as_deref().unwrap_or_default();
+        let dir = self.root.join(super::safe_name(user));
         let created = dir.clone();
         tokio::task::spawn_blocking(move || {
             use std::os::unix::fs::DirBuilderExt;
@@ -90,13 +79,15 @@ impl SandboxBackend for LocalBackend {
         .await
         .map_err(|e| Error::Internal(format!("creating workspace: {e}")))?
         .map_err(|e| Error::io(format!("creating workspace {}", dir.display()), e))?;
+        let id = format!("local-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let sandbox = Sandbox {
-            id: format!("local-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            name: id.clone(),
+            id,
             user: spec.user.clone(),
             namespace: spec.namespace.clone(),
+            profile: spec.profile.name.clone(),
             workspace: dir,
             running: true,
-            warm: false,
         };
         self.sandboxes().insert(sandbox.id.clone(), sandbox.clone());
         Ok(sandbox)
@@ -109,12 +100,11 @@ impl SandboxBackend for LocalBackend {
     }
 
     async fn start_process(&self, sandbox: &Sandbox, spec: &ProcessSpec) -> Result<TtyProcess> {
-        let (argv, extra_env) = spec.argv(&self.shell);
-        let mut env = self.base_env.clone();
-        env.retain(|(k, _)| !extra_env.iter().any(|(e, _)| e == k));
-        env.extend(extra_env);
-        let child = pty::spawn(&argv, &env, &sandbox.workspace, spec.cols, spec.rows)
-            .map_err(|e| Error::io(format!("starting {:?}", argv.join(" ")), e))?;
+        // Local processes end with kterm: no run directory, it kills them by PID itself.
+        let command = session_command(spec, &self.base_env, None);
+        let child =
+            pty::spawn(&command.argv, &command.env, &sandbox.workspace, spec.cols, spec.rows)
+                .map_err(|e| Error::io(format!("starting {:?}", spec.command.join(" ")), e))?;
         let control = Arc::new(LocalProcess {
             master: child.master.clone(),
             pid: child.pid,
@@ -139,71 +129,28 @@ impl SandboxBackend for LocalBackend {
         }
     }
 
+    async fn end_stray_processes(&self, _sandbox: &Sandbox) -> Result<()> {
+        // Local processes never outlive kterm.
+        Ok(())
+    }
+
     async fn run(
         &self,
         sandbox: &Sandbox,
         argv: &[String],
         stdin: Option<ByteStream>,
     ) -> Result<RunningCommand> {
-        run_command(&self.base_env, &sandbox.workspace, argv, stdin)
+        host::run_command(&self.base_env, &sandbox.workspace, argv, stdin)
     }
-}
 
-/// A command on the host in the workspace, with pipes; it is killed if its handle is dropped
-/// before it ends.
-fn run_command(
-    env: &[(String, String)],
-    workspace: &Path,
-    argv: &[String],
-    stdin: Option<ByteStream>,
-) -> Result<RunningCommand> {
-    use futures_util::StreamExt;
-    use std::process::Stdio;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let (program, args) =
-        argv.split_first().ok_or_else(|| Error::Internal("empty command".into()))?;
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .current_dir(workspace)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| Error::io(format!("starting {program:?}"), e))?;
-    if let (Some(mut body), Some(mut input)) = (stdin, child.stdin.take()) {
-        tokio::spawn(async move {
-            while let Some(Ok(chunk)) = body.next().await {
-                if input.write_all(&chunk).await.is_err() {
-                    return;
-                }
-            }
-            let _ = input.shutdown().await;
-        });
+    fn stubs(&self) -> Option<&dyn StubShells> {
+        // A local process starts in a millisecond or two: nothing to gain.
+        None
     }
-    let stdout = child.stdout.take().ok_or_else(|| Error::Internal("no stdout pipe".into()))?;
-    let mut stderr_pipe =
-        child.stderr.take().ok_or_else(|| Error::Internal("no stderr pipe".into()))?;
-    // Drained all along, so that a chatty stderr never blocks the command.
-    let stderr = tokio::spawn(async move {
-        let mut kept = Vec::new();
-        let mut chunk = [0u8; 8192];
-        while let Ok(n @ 1..) = stderr_pipe.read(&mut chunk).await {
-            super::keep_stderr(&mut kept, &chunk[..n]);
-        }
-        kept
-    });
-    Ok(RunningCommand {
-        stdout: Box::pin(stdout),
-        exit: Box::pin(async move {
-            let code = child.wait().await.ok().and_then(|status| status.code());
-            let stderr = stderr.await.unwrap_or_default();
-            CommandExit { code, stderr }
-        }),
-    })
+
+    fn warm_sandboxes(&self) -> Option<&dyn WarmSandboxes> {
+        None
+    }
 }
 
 struct LocalProcess {
@@ -214,6 +161,8 @@ struct LocalProcess {
 
 #[async_trait]
 impl ProcessControl for LocalProcess {
+    fn bind_session(&self, _session_id: &str) {}
+
     fn has_ended(&self) -> bool {
         self.exited.borrow().is_some()
     }

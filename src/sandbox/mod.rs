@@ -1,18 +1,29 @@
-//! Sandbox providers behind one trait, and the process handle they give back.
+//! Sandbox providers behind one trait, the handles they give back, and what a backend can do
+//! beyond the basics, said with types: [`SandboxBackend::stubs`] and
+//! [`SandboxBackend::warm_sandboxes`] return a capability object, or `None`.
 //!
 //! A *sandbox* is where a user's shells run: a working directory on the host (`local`), a
 //! container (`docker`) or a pod (`kubernetes`). A user's sessions (tabs) are TTY processes
-//! started in the same sandbox. This module knows nothing of HTTP, sessions or the store: it
-//! makes, lists and destroys sandboxes and starts processes in them.
+//! started in the same sandbox. The layout of this folder:
+//! - `mod.rs`: the trait, the capabilities and the handle types;
+//! - `shell.rs`: the one place a session's argv and environment are built, for every backend;
+//! - `local.rs`: shells on the host, like ttyd; `pty.rs` and `host.rs`: host processes;
+//! - `container/`: what every exec-based backend shares (labels, workspace layout, the stub
+//!   protocol, exec kill and exit handling, the hardening vocabulary) and
+//!   [`container::ContainerBackend`], which turns a [`container::ContainerPlatform`] (the few
+//!   calls an engine fills in) into a [`SandboxBackend`];
+//! - `docker/`: the Docker platform (bollard); `fake.rs`: an in-memory platform for tests.
+//!
+//! This module knows nothing of HTTP, sessions or the store. Dependencies inside it point one
+//! way: engines (`docker/`, `fake.rs`) -> `container/` -> `shell.rs`, `mod.rs`.
 
+pub mod container;
 pub mod docker;
-mod docker_exec;
-pub mod docker_image;
-mod docker_policy;
-mod docker_run;
+pub mod fake;
+pub mod host;
 pub mod local;
 pub mod pty;
-pub mod stub;
+pub mod shell;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -24,6 +35,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::config::ByteSize;
 use crate::error::Result;
 
 /// A name for a user that is safe as a file, directory or volume name: safe characters kept
@@ -42,35 +54,52 @@ pub fn safe_name(user: &str) -> String {
     format!("{safe}-{hash}")
 }
 
-/// What a new sandbox is for.
+/// The kind of sandbox a profile asks for: its image and resources. `None` is the backend's
+/// own setting (`docker.image`, `docker.memory`, ...). A profile's environment and init
+/// snippet belong to its sessions, not its sandboxes (see [`ProcessSpec`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub image: Option<String>,
+    pub memory: Option<ByteSize>,
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<i64>,
+}
+
+/// What a new sandbox is for: `user`'s, or (`None`) a warm one bound to nobody yet.
 #[derive(Debug, Clone)]
 pub struct SandboxSpec {
-    pub user: String,
+    pub user: Option<String>,
     pub namespace: String,
+    pub profile: Arc<Profile>,
 }
 
 /// A sandbox that exists.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sandbox {
+    /// The engine's stable handle (a container's ID, a pod's name).
     pub id: String,
-    pub user: String,
+    /// What operators see (a container's name, which may change when it is claimed).
+    pub name: String,
+    /// Whose it is, as far as the backend knows (a claimed warm sandbox may not say: the store
+    /// does).
+    pub user: Option<String>,
     pub namespace: String,
+    pub profile: String,
     /// The workspace directory, as the processes inside see it.
     pub workspace: PathBuf,
     /// Whether it can run processes now (a stopped container cannot).
     pub running: bool,
-    /// Made for the warm pool (its labels say so; the store says whether it was claimed).
-    pub warm: bool,
 }
 
 /// A TTY process to start in a sandbox.
 #[derive(Debug, Clone)]
 pub struct ProcessSpec {
-    /// The argv; empty means the backend's login shell (`bash -l`, else `sh -l`).
+    /// The argv; empty means the sandbox's login shell (`bash -l`, else `sh -l`).
     pub command: Vec<String>,
     /// A shell snippet run by `sh` before the command; its exports reach the command.
     pub init: Option<String>,
-    /// Environment on top of the backend's base (`PATH`, `HOME`, `TERM`, ...).
+    /// Environment on top of the backend's base (`PATH`, `HOME`, ...).
     pub env: Vec<(String, String)>,
     pub cols: u16,
     pub rows: u16,
@@ -81,37 +110,14 @@ impl ProcessSpec {
     pub fn session_id(&self) -> Option<String> {
         self.env.iter().find(|(k, _)| k == "KTERM_SESSION_ID").map(|(_, v)| v.clone())
     }
-
-    /// The argv to execute, with `shell` standing in for an empty command and the init snippet
-    /// wrapped around it as `sh -c 'eval "$KTERM_INIT"; exec "$@"' kterm-init ARGV...`, so that
-    /// no value is ever pasted into a command line.
-    pub fn argv(&self, shell: &[&str]) -> (Vec<String>, Vec<(String, String)>) {
-        let mut argv: Vec<String> = if self.command.is_empty() {
-            shell.iter().map(|s| s.to_string()).collect()
-        } else {
-            self.command.clone()
-        };
-        let mut env = self.env.clone();
-        if let Some(init) = self.init.as_ref().filter(|s| !s.trim().is_empty()) {
-            let mut wrapped = vec![
-                "sh".to_string(),
-                "-c".to_string(),
-                "eval \"$KTERM_INIT\"; unset KTERM_INIT; exec \"$@\"".to_string(),
-                "kterm-init".to_string(),
-            ];
-            wrapped.append(&mut argv);
-            argv = wrapped;
-            env.push(("KTERM_INIT".into(), init.clone()));
-        }
-        (argv, env)
-    }
 }
 
 /// Control of a started process, apart from its byte streams.
 #[async_trait]
 pub trait ProcessControl: Send + Sync {
-    /// Tells a process started as a stub which session it became.
-    fn bind_session(&self, _session_id: &str) {}
+    /// Tells a process started as a stub which session it became (its end is then that
+    /// session's to ask for).
+    fn bind_session(&self, session_id: &str);
     /// Whether the process is known to have ended (without waiting).
     fn has_ended(&self) -> bool;
 
@@ -131,10 +137,11 @@ pub struct TtyProcess {
     pub control: Arc<dyn ProcessControl>,
 }
 
-/// One implementation per engine; the session registry and the pool use only this.
+/// One implementation per engine; the session registry and the pool use only this and the
+/// capabilities it hands out.
 #[async_trait]
 pub trait SandboxBackend: Send + Sync {
-    /// `local`, `docker` or `kubernetes`.
+    /// `local`, `docker`, `kubernetes` (or `fake` in tests).
     fn kind(&self) -> &'static str;
 
     /// Whether started processes outlive a restart of kterm (and so sessions can be resumed).
@@ -154,27 +161,7 @@ pub trait SandboxBackend: Send + Sync {
     async fn health(&self) -> Result<()>;
 
     /// Ends the processes a previous run of kterm left in an adopted sandbox.
-    async fn end_stray_processes(&self, _sandbox: &Sandbox) {}
-
-    /// Whether this backend keeps a warm pool of sandboxes.
-    fn supports_pool(&self) -> bool {
-        false
-    }
-
-    /// A sandbox bound to nobody yet, for the warm pool.
-    async fn create_warm_sandbox(&self, _namespace: &str) -> Result<Sandbox> {
-        Err(crate::error::Error::Internal(format!("the {} backend has no warm pool", self.kind())))
-    }
-
-    /// Starts a stub in `sandbox` (see [`stub`]); `activate` turns it into a session's process.
-    async fn start_stub(&self, _sandbox: &Sandbox) -> Result<TtyProcess> {
-        Err(crate::error::Error::Internal(format!("the {} backend has no stubs", self.kind())))
-    }
-
-    /// The activation line that makes a stub run what [`SandboxBackend::start_process`] would.
-    fn activation(&self, _spec: &ProcessSpec) -> Vec<u8> {
-        Vec::new()
-    }
+    async fn end_stray_processes(&self, sandbox: &Sandbox) -> Result<()>;
 
     /// Starts a non-interactive command (no TTY) in the sandbox, as the sandbox's user, in its
     /// workspace: `stdin` (if any) is fed to it and then closed; its stdout is streamed back;
@@ -186,6 +173,42 @@ pub trait SandboxBackend: Send + Sync {
         argv: &[String],
         stdin: Option<ByteStream>,
     ) -> Result<RunningCommand>;
+
+    /// Pre-started shells, where starting a process is slow enough to be worth doing ahead.
+    fn stubs(&self) -> Option<&dyn StubShells>;
+
+    /// Sandboxes made before their user is known (the warm pool), where the backend can.
+    fn warm_sandboxes(&self) -> Option<&dyn WarmSandboxes>;
+}
+
+/// A backend that can start a shell ahead of time: a *stub* waits, with echo off, for one
+/// activation line that makes it a session's process (see [`container::stub`]).
+#[async_trait]
+pub trait StubShells: Send + Sync {
+    /// Starts a stub in `sandbox`; resolves once it is ready for its activation line.
+    async fn start_stub(&self, sandbox: &Sandbox) -> Result<TtyProcess>;
+
+    /// Turns a stub in `sandbox` into what [`SandboxBackend::start_process`] would start there,
+    /// sized for `spec`. Fails, and the stub is not to be used, when the stub does not take it
+    /// (it died while it waited).
+    async fn activate(
+        &self,
+        stub: TtyProcess,
+        sandbox: &Sandbox,
+        spec: &ProcessSpec,
+    ) -> Result<TtyProcess>;
+}
+
+/// A backend that can make sandboxes before their user is known. Claims are decided by the
+/// store; the backend only makes them and, once claimed, shows whose they are.
+#[async_trait]
+pub trait WarmSandboxes: StubShells {
+    /// A sandbox of `spec` (whose `user` is `None`) bound to nobody yet.
+    async fn create_warm(&self, spec: &SandboxSpec) -> Result<Sandbox>;
+
+    /// Makes a claimed warm sandbox say whose it is where operators look (a container's name,
+    /// a pod's labels). The store already says so; this is for people.
+    async fn show_owner(&self, sandbox: &Sandbox, user: &str) -> Result<()>;
 }
 
 /// Bytes arriving over time: a command's input.
@@ -209,6 +232,19 @@ pub const MAX_STDERR: usize = 64 * 1024;
 pub struct RunningCommand {
     pub stdout: Pin<Box<dyn AsyncRead + Send>>,
     pub exit: Pin<Box<dyn Future<Output = CommandExit> + Send>>,
+}
+
+/// Feeds a command's input stream to its stdin, then closes it (a half-close, where the
+/// connection is a socket). Stops when the command stops reading: its exit code tells why.
+pub(crate) async fn feed_stdin(mut body: ByteStream, mut input: impl AsyncWrite + Unpin) {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    while let Some(Ok(chunk)) = body.next().await {
+        if input.write_all(&chunk).await.is_err() {
+            return;
+        }
+    }
+    let _ = input.shutdown().await;
 }
 
 /// Appends what fits of `chunk` to a stderr buffer capped at [`MAX_STDERR`].

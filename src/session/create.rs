@@ -1,11 +1,13 @@
-//! Creating a session: the caller's namespace and request are checked, a slot under
+//! Creating a session: the caller's namespace, profile and request are checked, a place under
 //! `sessions.max_per_user` is reserved, the user's sandbox is found or made (see
-//! [`super::sandboxes`]), the shell is started (from the spare stub when there is one) and the
-//! session is recorded and registered.
+//! [`super::sandboxes`]), the shell is started (from a pre-started stub when there is one) and
+//! the session is recorded and registered — all within `sessions.create_timeout`.
 //!
 //! Invariants:
-//! - A reserved slot is released if creation fails; a created session's slot is released when
-//!   it ends (in `finish`).
+//! - A reserved place is released if creation fails; a created session's place is released
+//!   when it ends (in `finish`). The same holds for the use of the sandbox's slot: a creation
+//!   that fails or gives up releases it (see [`Reservation`]), and the sandbox is removed when
+//!   nobody else uses it.
 //! - A started shell lives on only if the store has its record as running; otherwise it is
 //!   killed and the creation fails. A shell that could not start is recorded as failed.
 //! - Creation runs on the server's main runtime, not on the HTTP worker that asked for it.
@@ -15,23 +17,37 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::sandboxes::activate;
+use super::slots::SlotKey;
 use super::validate::{validate_context, validate_namespace};
-use super::DEFAULT_NAMESPACE;
-use super::{Caller, CreateSession, Lifecycle, Session, SessionInfo, SessionRegistry};
+use super::{
+    Caller, CreateSession, Lifecycle, Session, SessionInfo, SessionProfile, SessionRegistry,
+};
 use crate::error::{Error, Result};
-use crate::sandbox::ProcessSpec;
+use crate::sandbox::{ProcessSpec, Sandbox, TtyProcess};
 use crate::store::{SessionRecord, SessionStatus};
 
+/// What a session is made of, once the request is checked.
+struct Plan {
+    user: String,
+    key: SlotKey,
+    profile: SessionProfile,
+    cols: u16,
+    rows: u16,
+    context: BTreeMap<String, String>,
+}
+
 impl SessionRegistry {
-    /// Creates a session for `caller` in a namespace they may use: reserves a slot, finds or
-    /// makes the sandbox, starts the shell, and records it.
+    /// Creates a session for `caller` in a namespace and with a profile they may use: reserves
+    /// a place, finds or makes the sandbox, starts the shell, and records it.
     pub async fn create(
         self: &Arc<Self>,
         caller: &Caller,
         request: CreateSession,
     ) -> Result<SessionRecord> {
-        let namespace = request.namespace.clone().unwrap_or_else(|| caller.default_namespace());
+        let namespace = match request.namespace.clone() {
+            Some(namespace) => namespace,
+            None => caller.default_namespace(&self.default_namespace),
+        };
         validate_namespace(&namespace)?;
         if !caller.may_use(&namespace) {
             return Err(Error::Forbidden(format!(
@@ -39,22 +55,7 @@ impl SessionRegistry {
                 caller.user
             )));
         }
-        let registry = self.clone();
-        let user = caller.user.clone();
-        let request = CreateSession { namespace: Some(namespace), ..request };
-        self.runtime
-            .spawn(async move { registry.create_here(&user, request).await })
-            .await
-            .map_err(|e| Error::Internal(format!("session creation failed: {e}")))?
-    }
-
-    async fn create_here(
-        self: &Arc<Self>,
-        user: &str,
-        request: CreateSession,
-    ) -> Result<SessionRecord> {
-        let namespace = request.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.into());
-        validate_namespace(&namespace)?;
+        let profile = self.profiles.choose(caller, request.profile.as_deref())?.clone();
         validate_context(&request.context)?;
         let cols = request.cols.unwrap_or(80);
         let rows = request.rows.unwrap_or(24);
@@ -63,16 +64,43 @@ impl SessionRegistry {
                 "cols and rows must be between 1 and 1000, not {cols}x{rows}"
             )));
         }
-        self.reserve_slot(user)?;
-        let result = self.create_reserved(user, &namespace, cols, rows, request.context).await;
+        let plan = Plan {
+            user: caller.user.clone(),
+            key: SlotKey {
+                user: caller.user.clone(),
+                namespace,
+                profile: profile.name().to_string(),
+            },
+            profile,
+            cols,
+            rows,
+            context: request.context,
+        };
+        let registry = self.clone();
+        self.runtime
+            .spawn(async move { registry.create_here(plan).await })
+            .await
+            .map_err(|e| Error::Internal(format!("session creation failed: {e}")))?
+    }
+
+    async fn create_here(self: &Arc<Self>, plan: Plan) -> Result<SessionRecord> {
+        self.reserve_place(&plan.user)?;
+        let limit = self.config.create_timeout.0;
+        let result = match tokio::time::timeout(limit, self.create_reserved(&plan)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::BackendUnavailable(format!(
+                "the sandbox and shell were not ready within {} (sessions.create_timeout)",
+                humantime::format_duration(limit)
+            ))),
+        };
         if result.is_err() {
-            self.release_slot(user);
+            self.release_place(&plan.user);
             self.metrics.session_create_failures.inc();
         }
         result
     }
 
-    fn reserve_slot(&self, user: &str) -> Result<()> {
+    fn reserve_place(&self, user: &str) -> Result<()> {
         let mut live = Self::lock(&self.live_per_user);
         let count = live.entry(user.to_string()).or_default();
         if *count >= self.config.max_per_user {
@@ -85,7 +113,7 @@ impl SessionRegistry {
         Ok(())
     }
 
-    pub(super) fn release_slot(&self, user: &str) {
+    pub(super) fn release_place(&self, user: &str) {
         let mut live = Self::lock(&self.live_per_user);
         if let Some(count) = live.get_mut(user) {
             *count = count.saturating_sub(1);
@@ -95,38 +123,36 @@ impl SessionRegistry {
         }
     }
 
-    async fn create_reserved(
-        self: &Arc<Self>,
-        user: &str,
-        namespace: &str,
-        cols: u16,
-        rows: u16,
-        context: BTreeMap<String, String>,
-    ) -> Result<SessionRecord> {
-        let key = (user.to_string(), namespace.to_string());
-        let slot = Self::lock(&self.sandboxes).entry(key.clone()).or_default().clone();
-        let mut slot = slot.lock().await;
-        let sandbox = self.sandbox_for(&mut slot, user, namespace).await?;
-
-        let now = Utc::now();
+    async fn create_reserved(self: &Arc<Self>, plan: &Plan) -> Result<SessionRecord> {
+        let reservation = Reservation::new(self.clone(), plan.key.clone());
         let lifetime = chrono::Duration::from_std(self.config.max_lifetime.0)
             .unwrap_or(chrono::Duration::hours(8));
-        let expires_at = *slot.expires_at.get_or_insert(now + lifetime);
+        let now = Utc::now();
         let mut info = SessionInfo {
             id: uuid::Uuid::new_v4().to_string(),
-            user: user.into(),
-            namespace: namespace.into(),
-            sandbox_id: sandbox.id.clone(),
-            context,
+            user: plan.user.clone(),
+            namespace: plan.key.namespace.clone(),
+            profile: plan.key.profile.clone(),
+            sandbox_id: String::new(),
+            context: plan.context.clone(),
             created_at: now,
-            expires_at,
+            expires_at: now,
         };
-        let mut record = SessionRecord {
+        let spec = ProcessSpec {
+            command: self.config.command.clone(),
+            init: Some(plan.profile.init.clone()).filter(|s| !s.trim().is_empty()),
+            env: self.session_env(&info, &plan.profile),
+            cols: plan.cols,
+            rows: plan.rows,
+        };
+        let started = self.start_in_sandbox(&plan.key, &plan.profile, &spec).await;
+        let record = |info: &SessionInfo, status| SessionRecord {
             id: info.id.clone(),
             user: info.user.clone(),
             namespace: info.namespace.clone(),
+            profile: info.profile.clone(),
             sandbox_id: info.sandbox_id.clone(),
-            status: SessionStatus::Pending,
+            status,
             context: info.context.clone(),
             created_at: now,
             last_active: now,
@@ -134,61 +160,29 @@ impl SessionRegistry {
             exit_code: None,
             end_reason: None,
         };
-
-        let spec = ProcessSpec {
-            command: self.config.command.clone(),
-            init: Some(self.config.init.clone()).filter(|s| !s.trim().is_empty()),
-            env: self.session_env(&info),
-            cols,
-            rows,
-        };
-        let mut started = match slot.spare.take().filter(|stub| !stub.control.has_ended()) {
-            Some(stub) => activate(stub, self.backend.activation(&spec), &spec).await,
-            None => self.backend.start_process(&sandbox, &spec).await,
-        };
-        let mut sandbox = sandbox;
-        if let Err(Error::SandboxGone(reason)) = &started {
-            // The container died or was removed behind our back: replace it, once.
-            tracing::warn!(sandbox = %sandbox.id, reason, "sandbox is gone; making a new one");
-            slot.sandbox = None;
-            slot.expires_at = None;
-            slot.spare = None;
-            self.destroy_sandbox(&sandbox.id).await;
-            sandbox = self.sandbox_for(&mut slot, user, namespace).await?;
-            info.sandbox_id = sandbox.id.clone();
-            record.sandbox_id = sandbox.id.clone();
-            started = self.backend.start_process(&sandbox, &spec).await;
-        }
-        let process = match started {
-            Ok(process) => process,
+        let (sandbox, process) = match started {
+            Ok(started) => started,
             Err(e) => {
                 // Recorded as failed, for the audit trail and GET.
-                if self.store.insert_session(&record).await.is_ok() {
+                if self.store.insert_session(&record(&info, SessionStatus::Pending)).await.is_ok() {
                     let _ = self
                         .store
                         .end_session(&info.id, SessionStatus::Failed, None, &e.to_string())
                         .await;
                 }
-                if slot.sessions == 0 {
-                    slot.sandbox = None;
-                    slot.expires_at = None;
-                    self.destroy_sandbox(&sandbox.id).await;
-                }
                 return Err(e);
             }
         };
+        info.sandbox_id = sandbox.id.clone();
+        info.expires_at = self.slots.expires_at(&plan.key, lifetime);
         // One write for a started session; without it the process must not live on.
-        record.status = SessionStatus::Running;
+        let record = record(&info, SessionStatus::Running);
         if let Err(e) = self.store.insert_session(&record).await {
             process.control.kill().await;
             return Err(e);
         }
-        slot.unused_since = None;
-        if self.pool.enabled() && slot.spare.is_none() {
-            self.start_spare(key.clone(), sandbox.clone());
-        }
-        slot.sessions += 1;
-        drop(slot);
+        reservation.becomes_session();
+        self.start_spare(plan.key.clone(), sandbox);
 
         let (session, pump) = Session::start(
             info,
@@ -206,22 +200,120 @@ impl SessionRegistry {
             let code = pump.await;
             registry.finish(ended, code).await;
         });
-        tracing::info!(session = %record.id, user = %crate::audit::escape_for_log(user), namespace, sandbox = %record.sandbox_id, "session started");
+        let user = crate::audit::escape_for_log(&plan.user);
+        tracing::info!(session = %record.id, user, namespace = %record.namespace, profile = %record.profile, sandbox = %record.sandbox_id, "session started");
         Ok(record)
     }
 
-    /// The environment of a session's shell: fixed variables, then the context.
-    fn session_env(&self, info: &SessionInfo) -> Vec<(String, String)> {
+    /// Starts the session's process in its slot's sandbox (found, claimed warm, or made): from
+    /// a live stub when there is one, else as a new exec. A warm sandbox whose stub does not
+    /// take its activation is discarded, and so is a sandbox that turns out to be gone; then
+    /// the next one is tried (a few times at most). The user's own sandbox is never discarded
+    /// for a dead spare shell: a new exec is started in it instead.
+    async fn start_in_sandbox(
+        self: &Arc<Self>,
+        key: &SlotKey,
+        profile: &SessionProfile,
+        spec: &ProcessSpec,
+    ) -> Result<(Sandbox, TtyProcess)> {
+        const ATTEMPTS: u32 = 3;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (sandbox, claimed) = self.sandbox_for(key, profile).await?;
+            let warm = claimed.is_some();
+            let started = match (claimed, self.backend.stubs()) {
+                (Some(stub), Some(stubs)) => stubs.activate(stub, &sandbox, spec).await,
+                _ => self.start_in_own_sandbox(key, &sandbox, spec).await,
+            };
+            match started {
+                Ok(process) => return Ok((sandbox, process)),
+                // A warm sandbox was nobody's a moment ago: discarding it loses nothing.
+                Err(e) if attempt < ATTEMPTS && (warm || gone(&e)) => {
+                    tracing::warn!(sandbox = %sandbox.id, error = %e, "discarding a sandbox that cannot run the session; trying another");
+                    if let Some(spare) = self.slots.forget(key, &sandbox.id) {
+                        spare.abandon().await;
+                    }
+                    self.destroy_sandbox(&sandbox.id).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Starts the process in the user's own sandbox: from its spare shell when that is alive
+    /// and takes its activation, else as a new exec.
+    async fn start_in_own_sandbox(
+        &self,
+        key: &SlotKey,
+        sandbox: &Sandbox,
+        spec: &ProcessSpec,
+    ) -> Result<TtyProcess> {
+        let spare = match self.slots.take_spare(key, &sandbox.id) {
+            Some(spare) => spare.hand_over().await,
+            None => None,
+        };
+        if let (Some(stub), Some(stubs)) = (spare, self.backend.stubs()) {
+            match stubs.activate(stub, sandbox, spec).await {
+                Ok(process) => return Ok(process),
+                Err(e) => {
+                    tracing::warn!(sandbox = %sandbox.id, error = %e, "a spare shell could not be activated; starting a new one")
+                }
+            }
+        }
+        self.backend.start_process(sandbox, spec).await
+    }
+
+    /// The environment of a session's shell: the profile's variables, then kterm's, then the
+    /// context.
+    fn session_env(&self, info: &SessionInfo, profile: &SessionProfile) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> =
-            self.config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            profile.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         env.push(("TERM".into(), "xterm-256color".into()));
         env.push(("COLORTERM".into(), "truecolor".into()));
         env.push(("KTERM_SESSION_ID".into(), info.id.clone()));
         env.push(("KTERM_USER".into(), info.user.clone()));
         env.push(("KTERM_NAMESPACE".into(), info.namespace.clone()));
+        env.push(("KTERM_PROFILE".into(), info.profile.clone()));
         for (key, value) in &info.context {
             env.push((format!("KTERM_CTX_{}", key.to_ascii_uppercase()), value.clone()));
         }
         env
+    }
+}
+
+/// Whether `error` says the sandbox itself is gone.
+fn gone(error: &Error) -> bool {
+    matches!(error, Error::SandboxGone(_))
+}
+
+/// A creation's use of its slot: released when the creation fails or gives up (even when
+/// its future is dropped at the deadline), kept when it became a session.
+struct Reservation {
+    registry: Arc<SessionRegistry>,
+    key: SlotKey,
+    kept: bool,
+}
+
+impl Reservation {
+    fn new(registry: Arc<SessionRegistry>, key: SlotKey) -> Reservation {
+        registry.slots.reserve(&key);
+        Reservation { registry, key, kept: false }
+    }
+
+    fn becomes_session(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        if let Some(unused) = self.registry.slots.release(&self.key) {
+            let registry = self.registry.clone();
+            self.registry.runtime.spawn(async move { registry.remove_unused(unused).await });
+        }
     }
 }

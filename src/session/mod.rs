@@ -1,18 +1,25 @@
 //! The session registry: creates sessions in their user's sandbox, finds them for their owner,
 //! ends them (on exit, delete, idle timeout, max lifetime or shutdown) and keeps the store in
-//! step. It owns the per-user sandbox bookkeeping: a user's sessions in one namespace share one
-//! sandbox, which is destroyed when the last of them ends.
+//! step. It owns the per-user sandbox bookkeeping: a user's sessions in one namespace and
+//! profile share one sandbox, which is destroyed when the last of them ends.
 //!
 //! This file holds the registry itself, lookup and the ending of sessions; creation is in
-//! `create.rs`, sandbox bookkeeping in `sandboxes.rs`. A session's own process and output are in
-//! `terminal.rs`, a client's attachment to it in `attachment.rs`.
+//! `create.rs`, sandbox bookkeeping in `sandboxes.rs` (its slots in `slots.rs`), profiles in
+//! `profiles.rs`. A session's own process and output are in `terminal.rs`, a client's
+//! attachment to it in `attachment.rs`.
+//!
+//! Invariant: no lock is held across a backend call; a slow or hung backend delays only the
+//! creation that waits on it (bounded by `sessions.create_timeout`), never the reaper, other
+//! users, or the end of other sessions.
 
 mod attachment;
 mod create;
 mod deadlines;
 mod input;
+mod profiles;
 mod ring;
 mod sandboxes;
+mod slots;
 mod terminal;
 mod validate;
 
@@ -29,22 +36,29 @@ use crate::config::SessionsConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::pool::WarmPool;
-use crate::sandbox::{Sandbox, SandboxBackend, TtyProcess};
+use crate::sandbox::SandboxBackend;
 use crate::store::{SessionRecord, SessionStatus, Store};
 
 pub use attachment::{AttachEvent, Attachment};
 pub use deadlines::{Deadline, Lifecycle, Warning};
 pub use input::{InputClosed, InputQueue, INPUT_BUDGET};
+pub use profiles::{ProfileSummary, Profiles, SessionProfile};
 pub use ring::ScrollbackRing;
+pub use slots::SlotKey;
 pub use terminal::{Session, SessionInfo};
 
+/// The namespace of sessions that name none on backends without namespaces of their own.
 pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// How long ending a session (delete, shutdown) waits for its shell to be gone.
+const END_WAIT: Duration = Duration::from_secs(5);
 
 /// The body of `POST /api/v1/sessions`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     pub namespace: Option<String>,
+    pub profile: Option<String>,
     pub cols: Option<u16>,
     pub rows: Option<u16>,
     #[serde(default)]
@@ -85,31 +99,14 @@ impl Caller {
         self.namespaces.iter().any(|n| n == "*" || n == namespace)
     }
 
-    /// The namespace of a session that names none: the default one when allowed, else the
-    /// caller's first.
-    fn default_namespace(&self) -> String {
-        if self.may_use(DEFAULT_NAMESPACE) {
-            return DEFAULT_NAMESPACE.to_string();
+    /// The namespace of a session that names none: `default` (the backend's default namespace)
+    /// when allowed, else the caller's first.
+    fn default_namespace(&self, default: &str) -> String {
+        if self.may_use(default) {
+            return default.to_string();
         }
-        self.namespaces.first().cloned().unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
+        self.namespaces.iter().find(|n| *n != "*").cloned().unwrap_or_else(|| default.to_string())
     }
-}
-
-type SandboxKey = (String, String);
-
-/// A user's sandbox in one namespace and how many sessions use it.
-#[derive(Default)]
-struct SandboxSlot {
-    sandbox: Option<Sandbox>,
-    sessions: u32,
-    /// Set for a sandbox adopted at start with no session yet; it is removed when it stays
-    /// unused for `sessions.idle_timeout`.
-    unused_since: Option<std::time::Instant>,
-    /// A started stub for the user's next tab (backends with a pool).
-    spare: Option<TtyProcess>,
-    /// When the sandbox reaches `sessions.max_lifetime` (counted from when it became the
-    /// user's): no session in it lives longer, so neither does the sandbox.
-    expires_at: Option<chrono::DateTime<Utc>>,
 }
 
 pub struct SessionRegistry {
@@ -117,9 +114,12 @@ pub struct SessionRegistry {
     backend: Arc<dyn SandboxBackend>,
     store: Store,
     metrics: Arc<Metrics>,
+    profiles: Profiles,
+    /// Where sessions that name no namespace go (the backend's default).
+    default_namespace: String,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     live_per_user: Mutex<HashMap<String, u32>>,
-    sandboxes: Mutex<HashMap<SandboxKey, Arc<tokio::sync::Mutex<SandboxSlot>>>>,
+    slots: slots::Slots,
     /// Sandboxes this registry made and has not destroyed (bounded by `max_sandboxes`).
     sandboxes_live: AtomicU32,
     audit: Audit,
@@ -136,6 +136,8 @@ impl SessionRegistry {
         store: Store,
         metrics: Arc<Metrics>,
         pool: Arc<WarmPool>,
+        profiles: Profiles,
+        default_namespace: &str,
     ) -> Arc<SessionRegistry> {
         let audit = Audit::new(store.clone());
         Arc::new(SessionRegistry {
@@ -143,9 +145,11 @@ impl SessionRegistry {
             backend,
             store,
             metrics,
+            profiles,
+            default_namespace: default_namespace.to_string(),
             sessions: Mutex::default(),
             live_per_user: Mutex::default(),
-            sandboxes: Mutex::default(),
+            slots: slots::Slots::default(),
             sandboxes_live: AtomicU32::new(0),
             audit,
             runtime: tokio::runtime::Handle::current(),
@@ -174,7 +178,7 @@ impl SessionRegistry {
         {
             tracing::error!(session = %info.id, error = %e, "could not record the end of a session");
         }
-        self.release_slot(&info.user);
+        self.release_place(&info.user);
         self.metrics.sessions_active.dec();
         let detail = match code {
             Some(code) => format!("reason={reason} exit_code={code}"),
@@ -186,19 +190,10 @@ impl SessionRegistry {
             .detail(detail);
         self.audit.record(event).await;
 
-        let key = (info.user.clone(), info.namespace.clone());
-        let slot = Self::lock(&self.sandboxes).get(&key).cloned();
-        if let Some(slot) = slot {
-            let mut slot = slot.lock().await;
-            slot.sessions = slot.sessions.saturating_sub(1);
-            // At shutdown the sandbox stays (with the user's files) for the next run to adopt.
-            if slot.sessions == 0 && reason != "server_shutdown" {
-                slot.spare = None;
-                if let Some(sandbox) = slot.sandbox.take() {
-                    slot.expires_at = None;
-                    self.destroy_sandbox(&sandbox.id).await;
-                }
-            }
+        // At shutdown the sandbox stays (with the user's files) for the next run to adopt.
+        let keep = reason == "server_shutdown";
+        if let Some(unused) = self.slots.leave(&info.slot_key(), keep) {
+            self.remove_unused(unused).await;
         }
 
         session.mark_recorded();
@@ -256,7 +251,13 @@ impl SessionRegistry {
     pub async fn delete(&self, caller: &Caller, id: &str) -> Result<()> {
         match self.live(caller, id) {
             Ok(session) => {
-                self.end(&session, "deleted").await;
+                if !self.end(&session, "deleted").await {
+                    return Err(Error::BackendUnavailable(format!(
+                        "session {id} did not end within {}s (the backend does not answer); \
+                         kterm keeps trying",
+                        END_WAIT.as_secs()
+                    )));
+                }
                 Self::lock(&self.sessions).remove(id);
                 Ok(())
             }
@@ -267,12 +268,22 @@ impl SessionRegistry {
         }
     }
 
-    /// Ends a session and waits (bounded) until its end is recorded.
-    async fn end(&self, session: &Arc<Session>, reason: &str) {
-        session.terminate(reason).await;
-        if tokio::time::timeout(Duration::from_secs(5), session.recorded()).await.is_err() {
-            tracing::warn!(session = %session.info.id, "the shell did not end within 5s of being killed");
+    /// Ends a session and waits (up to [`END_WAIT`]) until its end is recorded; `false` when
+    /// it was not by then. The kill runs in a task of its own, so an engine that does not
+    /// answer holds up nobody, and it goes on trying.
+    async fn end(&self, session: &Arc<Session>, reason: &str) -> bool {
+        self.end_later(session, reason);
+        let ended = tokio::time::timeout(END_WAIT, session.recorded()).await.is_ok();
+        if !ended {
+            tracing::warn!(session = %session.info.id, "the shell did not end within {END_WAIT:?} of being killed");
         }
+        ended
+    }
+
+    /// Starts ending a session without waiting for it.
+    fn end_later(&self, session: &Arc<Session>, reason: &str) {
+        let (session, reason) = (session.clone(), reason.to_string());
+        self.runtime.spawn(async move { session.terminate(&reason).await });
     }
 
     fn live_sessions(&self) -> Vec<Arc<Session>> {
@@ -304,20 +315,12 @@ impl SessionRegistry {
             };
             if let Some(reason) = reason {
                 tracing::info!(session = %session.info.id, reason, "ending session");
-                session.terminate(reason).await;
+                self.end_later(&session, reason);
             }
         }
-        let slots: Vec<_> = Self::lock(&self.sandboxes).values().cloned().collect();
-        for slot in slots {
-            let mut slot = slot.lock().await;
-            let unused =
-                slot.sessions == 0 && slot.unused_since.is_some_and(|t| t.elapsed() >= idle);
-            if let Some(sandbox) = slot.sandbox.take_if(|_| unused) {
-                slot.expires_at = None;
-                tracing::info!(sandbox = %sandbox.id, "removing an adopted sandbox nobody used");
-                slot.unused_since = None;
-                self.destroy_sandbox(&sandbox.id).await;
-            }
+        for unused in self.slots.take_unused(idle) {
+            tracing::info!(sandbox = %unused.sandbox.id, "removing an adopted sandbox nobody used");
+            self.remove_unused(unused).await;
         }
     }
 
@@ -339,5 +342,9 @@ impl SessionRegistry {
 
     pub fn pool(&self) -> &Arc<WarmPool> {
         &self.pool
+    }
+
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
     }
 }

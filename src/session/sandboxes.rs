@@ -1,15 +1,20 @@
-//! The registry's sandbox bookkeeping: one sandbox per user and namespace, taken from the warm
-//! pool or made cold, counted against `sessions.max_sandboxes`, with a spare pre-started shell
-//! for the next tab; and the reconciliation with what a previous run left.
+//! The registry's sandbox bookkeeping: one sandbox per user, namespace and profile, taken from
+//! the warm pool or made cold (once per slot, in a task of its own so that it finishes and is
+//! booked even when the creation that asked gives up), counted against
+//! `sessions.max_sandboxes`, with a spare pre-started shell for the next tab; and the
+//! reconciliation with what a previous run left.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::{Caller, SandboxKey, SandboxSlot, Session, SessionRegistry};
+use super::slots::{SlotKey, Step, Unused};
+use super::{Caller, Session, SessionProfile, SessionRegistry};
 use crate::error::{Error, Result};
-use crate::sandbox::{ProcessSpec, Sandbox, SandboxSpec, TtyProcess};
+use crate::pool::{PoolKey, WatchedStub};
+use crate::sandbox::{Sandbox, SandboxSpec, TtyProcess};
 use crate::store::{SandboxRecord, SandboxStatus};
 
 impl SessionRegistry {
@@ -24,18 +29,7 @@ impl SessionRegistry {
                 tracing::info!(sessions = ended, "ended the sessions of the previous run");
             }
         }
-        // Bound sandboxes are their users'; warm ones are the pool's to adopt.
         let records = self.store.live_sandboxes(self.backend.kind()).await?;
-        let warm_known: std::collections::HashSet<String> = records
-            .iter()
-            .filter(|r| r.status == SandboxStatus::Warm)
-            .map(|r| r.id.clone())
-            .collect();
-        let known: std::collections::HashMap<String, SandboxRecord> = records
-            .into_iter()
-            .filter(|r| r.status == SandboxStatus::Running)
-            .map(|r| (r.id.clone(), r))
-            .collect();
         let existing = match self.backend.list_sandboxes().await {
             Ok(existing) => existing,
             Err(e) => {
@@ -43,69 +37,112 @@ impl SessionRegistry {
                 return Ok(());
             }
         };
-        let mut adopted = std::collections::HashSet::new();
+        let mut known: HashMap<String, SandboxRecord> =
+            records.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let mut adopted = HashSet::new();
         for mut sandbox in existing {
-            if let Some(user) = known.get(&sandbox.id).and_then(|r| r.user.clone()) {
-                // The store says whose it is (a claimed warm sandbox's labels say "warm").
-                sandbox.user = user;
+            // Records made before sandbox ids were the engine's ids name the container.
+            if !known.contains_key(&sandbox.id) {
+                if let Some(mut record) = known.remove(&sandbox.name) {
+                    self.store.rename_sandbox(&sandbox.name, &sandbox.id).await?;
+                    record.id = sandbox.id.clone();
+                    known.insert(sandbox.id.clone(), record);
+                }
             }
-            if sandbox.running && warm_known.contains(&sandbox.id) && self.pool.enabled() {
-                adopted.insert(sandbox.id.clone());
-                self.pool.adopt(sandbox).await;
-                continue;
-            }
-            if sandbox.running && known.contains_key(&sandbox.id) {
-                self.backend.end_stray_processes(&sandbox).await;
-                tracing::info!(sandbox = %sandbox.id, user = %crate::audit::escape_for_log(&sandbox.user), "adopted sandbox");
-                self.sandboxes_live.fetch_add(1, Ordering::AcqRel);
-                adopted.insert(sandbox.id.clone());
-                let key = (sandbox.user.clone(), sandbox.namespace.clone());
-                let slot = SandboxSlot {
-                    sandbox: Some(sandbox),
-                    sessions: 0,
-                    unused_since: Some(std::time::Instant::now()),
-                    spare: None,
-                    expires_at: None,
-                };
-                Self::lock(&self.sandboxes).insert(key, Arc::new(tokio::sync::Mutex::new(slot)));
-            } else {
-                tracing::info!(sandbox = %sandbox.id, "removing an orphaned sandbox of this instance");
-                if let Err(e) = self.backend.destroy_sandbox(&sandbox.id).await {
-                    tracing::warn!(sandbox = %sandbox.id, error = %e, "could not remove an orphan");
+            let record = known.get(&sandbox.id).filter(|_| sandbox.running);
+            match record.map(|r| (r.status, r.user.clone())) {
+                Some((SandboxStatus::Warm, _)) if self.pool.enabled() => {
+                    adopted.insert(sandbox.id.clone());
+                    self.pool.adopt(sandbox).await;
+                }
+                Some((SandboxStatus::Running, Some(user))) => {
+                    if let Err(e) = self.backend.end_stray_processes(&sandbox).await {
+                        tracing::warn!(sandbox = %sandbox.id, error = %e, "could not end a previous run's processes");
+                    }
+                    let shown = crate::audit::escape_for_log(&user);
+                    tracing::info!(sandbox = %sandbox.id, user = %shown, "adopted sandbox");
+                    self.sandboxes_live.fetch_add(1, Ordering::AcqRel);
+                    adopted.insert(sandbox.id.clone());
+                    sandbox.user = Some(user.clone());
+                    let key = SlotKey {
+                        user,
+                        namespace: sandbox.namespace.clone(),
+                        profile: sandbox.profile.clone(),
+                    };
+                    self.slots.adopt(key, sandbox);
+                }
+                _ => {
+                    tracing::info!(sandbox = %sandbox.id, "removing an orphaned sandbox of this instance");
+                    if let Err(e) = self.backend.destroy_sandbox(&sandbox.id).await {
+                        tracing::warn!(sandbox = %sandbox.id, error = %e, "could not remove an orphan");
+                    }
                 }
             }
         }
-        for id in known.keys().chain(warm_known.iter()).filter(|id| !adopted.contains(*id)) {
+        for id in known.keys().filter(|id| !adopted.contains(*id)) {
             self.store.end_sandbox(id).await?;
         }
         Ok(())
     }
 
-    /// The slot's sandbox, made (and recorded) if there is none.
+    /// The slot's sandbox: the one there, the one another creation is making, or a new one
+    /// (claimed warm, with its stub, or made cold).
     pub(super) async fn sandbox_for(
-        &self,
-        slot: &mut SandboxSlot,
-        user: &str,
-        namespace: &str,
-    ) -> Result<Sandbox> {
-        if let Some(sandbox) = &slot.sandbox {
-            return Ok(sandbox.clone());
+        self: &Arc<Self>,
+        key: &SlotKey,
+        profile: &SessionProfile,
+    ) -> Result<(Sandbox, Option<TtyProcess>)> {
+        loop {
+            match self.slots.next_step(key) {
+                Step::Use(sandbox) => return Ok((sandbox, None)),
+                Step::Wait(mut done) => {
+                    // Woken when the maker is done (its sender is dropped); then ask again.
+                    let _ = done.changed().await;
+                }
+                Step::Make(maker) => {
+                    let registry = self.clone();
+                    let (key, sandbox_profile) = (key.clone(), profile.sandbox.clone());
+                    let making = self.runtime.spawn(async move {
+                        let made = registry.make_sandbox(&key, sandbox_profile).await;
+                        let sandbox = made.as_ref().ok().map(|(s, _)| s.clone());
+                        if let Some(unwanted) = registry.slots.made(&key, sandbox) {
+                            tracing::info!(sandbox = %unwanted.id, "nobody waits for a new sandbox any more; removing it");
+                            registry.destroy_sandbox(&unwanted.id).await;
+                        }
+                        drop(maker);
+                        made
+                    });
+                    return making
+                        .await
+                        .map_err(|e| Error::Internal(format!("making a sandbox failed: {e}")))?;
+                }
+            }
         }
+    }
+
+    /// A new sandbox for `key`: a warm one claimed from the pool (with its live stub), or one
+    /// made now; recorded in the store as the user's.
+    async fn make_sandbox(
+        &self,
+        key: &SlotKey,
+        profile: Arc<crate::sandbox::Profile>,
+    ) -> Result<(Sandbox, Option<TtyProcess>)> {
         // Counted against sessions.max_sandboxes from here; destroy_sandbox gives it back.
         self.reserve_sandbox()?;
-        if let Some(warm) = self.pool.claim(user, namespace).await {
-            slot.sandbox = Some(warm.sandbox.clone());
-            slot.spare = warm.stub;
-            return Ok(warm.sandbox);
+        let pool_key = PoolKey::new(&key.namespace, &key.profile);
+        if let Some(claimed) = self.pool.claim(&key.user, &pool_key).await {
+            return Ok((claimed.sandbox, Some(claimed.stub)));
         }
-        let spec = SandboxSpec { user: user.into(), namespace: namespace.into() };
+        let spec =
+            SandboxSpec { user: Some(key.user.clone()), namespace: key.namespace.clone(), profile };
         let sandbox =
             self.backend.create_sandbox(&spec).await.inspect_err(|_| self.release_sandbox())?;
         let record = SandboxRecord {
             id: sandbox.id.clone(),
             backend: self.backend.kind().into(),
-            user: Some(user.into()),
-            namespace: namespace.into(),
+            user: Some(key.user.clone()),
+            namespace: key.namespace.clone(),
+            profile: key.profile.clone(),
             status: SandboxStatus::Running,
             created_at: Utc::now(),
             expires_at: None,
@@ -114,29 +151,27 @@ impl SessionRegistry {
             self.destroy_sandbox(&sandbox.id).await;
             return Err(e);
         }
-        slot.sandbox = Some(sandbox.clone());
-        Ok(sandbox)
+        Ok((sandbox, None))
     }
 
-    /// Starts, in the background, a stub for the user's next tab in `sandbox`.
-    pub(super) fn start_spare(self: &Arc<Self>, key: SandboxKey, sandbox: Sandbox) {
+    /// Starts, in the background, a stub for the user's next tab in `sandbox`, where the
+    /// backend has stubs and the sandbox lacks one.
+    pub(super) fn start_spare(self: &Arc<Self>, key: SlotKey, sandbox: Sandbox) {
+        if self.backend.stubs().is_none() || !self.slots.wants_spare(&key, &sandbox.id) {
+            return;
+        }
         let registry = self.clone();
         self.runtime.spawn(async move {
-            let stub = match registry.backend.start_stub(&sandbox).await {
-                Ok(stub) => stub,
+            let Some(stubs) = registry.backend.stubs() else { return };
+            let stub = match stubs.start_stub(&sandbox).await {
+                Ok(stub) => WatchedStub::watch(stub),
                 Err(e) => {
                     tracing::debug!(sandbox = %sandbox.id, error = %e, "no spare shell");
                     return;
                 }
             };
-            let slot = Self::lock(&registry.sandboxes).get(&key).cloned();
-            if let Some(slot) = slot {
-                let mut slot = slot.lock().await;
-                let same = slot.sandbox.as_ref().is_some_and(|s| s.id == sandbox.id);
-                if same && slot.spare.is_none() {
-                    slot.spare = Some(stub);
-                }
-            }
+            // Not wanted any more (the sandbox went, or got one meanwhile): dropping it ends it.
+            drop(registry.slots.offer_spare(&key, &sandbox.id, stub));
         });
     }
 
@@ -169,6 +204,14 @@ impl SessionRegistry {
         }
     }
 
+    /// Removes a sandbox nobody uses any more (its spare shell goes with it).
+    pub(super) async fn remove_unused(&self, unused: Unused) {
+        if let Some(spare) = unused.spare {
+            spare.abandon().await;
+        }
+        self.destroy_sandbox(&unused.sandbox.id).await;
+    }
+
     /// The live session `id` and its sandbox, if `caller` may see it (for the files API).
     /// An ended session is 409; a sandbox that went away is 503.
     pub async fn sandbox_of(&self, caller: &Caller, id: &str) -> Result<(Arc<Session>, Sandbox)> {
@@ -176,42 +219,11 @@ impl SessionRegistry {
         if session.has_exited() {
             return Err(Error::Conflict(format!("session {id} has ended")));
         }
-        let key = (session.info.user.clone(), session.info.namespace.clone());
-        let slot = Self::lock(&self.sandboxes).get(&key).cloned();
-        let sandbox = match slot {
-            Some(slot) => slot.lock().await.sandbox.clone(),
-            None => None,
-        };
-        match sandbox {
+        match self.slots.ready(&session.info.slot_key()) {
             Some(sandbox) if sandbox.id == session.info.sandbox_id && sandbox.running => {
                 Ok((session, sandbox))
             }
             _ => Err(Error::SandboxGone(format!("the sandbox of session {id} is gone"))),
         }
     }
-}
-
-/// Turns a started stub into the session's process: one line on its input, then its size.
-pub(super) async fn activate(
-    mut stub: TtyProcess,
-    line: Vec<u8>,
-    spec: &ProcessSpec,
-) -> Result<TtyProcess> {
-    use tokio::io::AsyncWriteExt;
-    // The stub's terminal is 80x24; a different size is set alongside the line, and both are
-    // done before the session is handed out, so its first command already sees its size.
-    let control = stub.control.clone();
-    let resize = async {
-        if (spec.cols, spec.rows) != (80, 24) {
-            if let Err(e) = control.resize(spec.cols, spec.rows).await {
-                tracing::warn!(error = %e, "could not size a started shell's terminal");
-            }
-        }
-    };
-    let (written, ()) = tokio::join!(stub.input.write_all(&line), resize);
-    written.map_err(|e| Error::io("activating a started shell", e))?;
-    if let Some(id) = spec.session_id() {
-        stub.control.bind_session(&id);
-    }
-    Ok(stub)
 }

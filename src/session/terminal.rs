@@ -40,10 +40,22 @@ pub struct SessionInfo {
     pub id: String,
     pub user: String,
     pub namespace: String,
+    pub profile: String,
     pub sandbox_id: String,
     pub context: BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+}
+
+impl SessionInfo {
+    /// The slot of the sandbox the session runs in.
+    pub fn slot_key(&self) -> super::SlotKey {
+        super::SlotKey {
+            user: self.user.clone(),
+            namespace: self.namespace.clone(),
+            profile: self.profile.clone(),
+        }
+    }
 }
 
 pub struct Session {
@@ -57,6 +69,8 @@ pub struct Session {
     control: Arc<dyn ProcessControl>,
     last_active_ms: AtomicI64,
     touched: AtomicBool,
+    /// Set while a kill of the process is under way.
+    killing: AtomicBool,
     /// Set once the registry has recorded the end of the session.
     recorded: watch::Sender<bool>,
     pub(super) metrics: Arc<Metrics>,
@@ -117,6 +131,7 @@ impl Session {
             control: process.control,
             last_active_ms: AtomicI64::new(info.created_at.timestamp_millis()),
             touched: AtomicBool::new(false),
+            killing: AtomicBool::new(false),
             recorded: watch::Sender::new(false),
             metrics,
             lifecycle,
@@ -265,7 +280,8 @@ impl Session {
         self.control.resize(cols, rows).await
     }
 
-    /// Ends the process for `reason`; the pump then finishes the session.
+    /// Ends the process for `reason`; the pump then finishes the session. A kill already
+    /// under way is not started twice; a later call tries again if the process outlived it.
     pub async fn terminate(&self, reason: &str) {
         {
             let mut state = self.state();
@@ -276,7 +292,11 @@ impl Session {
         }
         // A client that stopped reading must not keep the pump from draining the process.
         self.room.notify_one();
+        if self.killing.swap(true, Ordering::AcqRel) {
+            return;
+        }
         self.control.kill().await;
+        self.killing.store(false, Ordering::Release);
     }
 
     /// The reason kterm gave when it ended the session, if it did.
@@ -357,6 +377,7 @@ impl Session {
             id: self.info.id.clone(),
             user: self.info.user.clone(),
             namespace: self.info.namespace.clone(),
+            profile: self.info.profile.clone(),
             sandbox_id: self.info.sandbox_id.clone(),
             status,
             context: self.info.context.clone(),

@@ -87,6 +87,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_by_at ON audit (at);
     CREATE INDEX audit_by_user ON audit (user, id);
     "#,
+    // 3: profiles: a sandbox is per (user, namespace, profile).
+    r#"
+    ALTER TABLE sandboxes ADD COLUMN profile TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE sessions ADD COLUMN profile TEXT NOT NULL DEFAULT 'default';
+    "#,
 ];
 
 #[derive(Clone)]

@@ -47,6 +47,7 @@ pub struct SessionRecord {
     pub id: String,
     pub user: String,
     pub namespace: String,
+    pub profile: String,
     pub sandbox_id: String,
     pub status: SessionStatus,
     pub context: BTreeMap<String, String>,
@@ -91,6 +92,7 @@ pub struct SandboxRecord {
     pub backend: String,
     pub user: Option<String>,
     pub namespace: String,
+    pub profile: String,
     pub status: SandboxStatus,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -110,6 +112,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         id: row.get("id")?,
         user: row.get("user")?,
         namespace: row.get("namespace")?,
+        profile: row.get("profile")?,
         sandbox_id: row.get("sandbox_id")?,
         status: SessionStatus::parse(&row.get::<_, String>("status")?),
         context: serde_json::from_str(&context).unwrap_or_default(),
@@ -128,8 +131,8 @@ impl Store {
         self.run(move |c| {
             c.execute(
                 "INSERT INTO sessions (id, user, namespace, sandbox_id, status, context,
-                     created_at, last_active, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     created_at, last_active, expires_at, profile)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     s.id,
                     s.user,
@@ -139,7 +142,8 @@ impl Store {
                     context,
                     millis(s.created_at),
                     millis(s.last_active),
-                    millis(s.expires_at)
+                    millis(s.expires_at),
+                    s.profile
                 ],
             )
         })
@@ -233,8 +237,8 @@ impl Store {
         self.run(move |c| {
             c.execute(
                 "INSERT OR REPLACE INTO sandboxes
-                     (id, backend, user, namespace, status, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     (id, backend, user, namespace, status, created_at, expires_at, profile)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     s.id,
                     s.backend,
@@ -242,7 +246,8 @@ impl Store {
                     s.namespace,
                     s.status.as_str(),
                     millis(s.created_at),
-                    s.expires_at.map(millis)
+                    s.expires_at.map(millis),
+                    s.profile
                 ],
             )
         })
@@ -264,13 +269,29 @@ impl Store {
         .map(drop)
     }
 
+    /// Gives a sandbox record a new id (a container known by its name before ids were
+    /// container IDs), with its sessions.
+    pub async fn rename_sandbox(&self, old: &str, new: &str) -> Result<()> {
+        let (old, new) = (old.to_string(), new.to_string());
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute("UPDATE sandboxes SET id = ?2 WHERE id = ?1", params![old, new])?;
+            tx.execute(
+                "UPDATE sessions SET sandbox_id = ?2 WHERE sandbox_id = ?1",
+                params![old, new],
+            )?;
+            tx.commit()
+        })
+        .await
+    }
+
     /// The sandboxes of `backend` not recorded as ended (warm ones included).
     pub async fn live_sandboxes(&self, backend: &str) -> Result<Vec<SandboxRecord>> {
         let backend = backend.to_string();
         self.run(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, backend, user, namespace, status, created_at, expires_at FROM sandboxes
-                 WHERE backend = ?1 AND status != 'terminated' ORDER BY created_at",
+                "SELECT id, backend, user, namespace, status, created_at, expires_at, profile
+                 FROM sandboxes WHERE backend = ?1 AND status != 'terminated' ORDER BY created_at",
             )?;
             let rows = stmt.query_map([backend], |r| {
                 Ok(SandboxRecord {
@@ -281,6 +302,7 @@ impl Store {
                     status: SandboxStatus::parse(&r.get::<_, String>(4)?),
                     created_at: from_millis(r.get(5)?),
                     expires_at: r.get::<_, Option<i64>>(6)?.map(from_millis),
+                    profile: r.get(7)?,
                 })
             })?;
             rows.collect()
@@ -288,25 +310,27 @@ impl Store {
         .await
     }
 
-    /// Binds one warm sandbox of `backend` in `namespace`, among `candidates`, to `user`;
-    /// returns its id. The update is the decision: two claims never get the same sandbox.
+    /// Binds one warm sandbox of `backend` in `namespace` with `profile`, among `candidates`,
+    /// to `user`; returns its id. The update is the decision: two claims never get the same
+    /// sandbox.
     pub async fn claim_warm_sandbox(
         &self,
         backend: &str,
-        namespace: &str,
+        (namespace, profile): (&str, &str),
         user: &str,
         candidates: Vec<String>,
     ) -> Result<Option<String>> {
-        let (backend, namespace, user) =
-            (backend.to_string(), namespace.to_string(), user.to_string());
+        let (backend, user) = (backend.to_string(), user.to_string());
+        let (namespace, profile) = (namespace.to_string(), profile.to_string());
         self.run(move |c| {
             let tx = c.transaction()?;
             let mut claimed = None;
             for id in &candidates {
                 let changed = tx.execute(
                     "UPDATE sandboxes SET status = 'running', user = ?4
-                     WHERE id = ?1 AND backend = ?2 AND namespace = ?3 AND status = 'warm'",
-                    params![id, backend, namespace, user],
+                     WHERE id = ?1 AND backend = ?2 AND namespace = ?3 AND profile = ?5
+                       AND status = 'warm'",
+                    params![id, backend, namespace, user, profile],
                 )?;
                 if changed == 1 {
                     claimed = Some(id.clone());
@@ -333,6 +357,7 @@ mod tests {
             id: "s1".into(),
             user: "alice'; DROP TABLE sessions; --".into(),
             namespace: "default".into(),
+            profile: "default".into(),
             sandbox_id: "sb1".into(),
             status: SessionStatus::Pending,
             context: BTreeMap::from([("run_id".to_string(), "r-\"1\"".to_string())]),

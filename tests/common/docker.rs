@@ -70,10 +70,10 @@ impl Cleanup {
         format!("{TEST_LABEL}={}", self.id)
     }
 
-    /// Names of the containers this test made (all states).
+    /// IDs of the containers this test made (all states), as kterm names sandboxes.
     pub fn containers(&self) -> Vec<String> {
         let out = Command::new("docker")
-            .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+            .args(["ps", "-a", "--no-trunc", "--format", "{{.ID}}", "--filter"])
             .arg(format!("label={}", self.label()))
             .output()
             .expect("docker ps");
@@ -136,6 +136,11 @@ pub fn inspect(name: &str, format: &str) -> String {
         .output()
         .expect("docker inspect");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A container's name, as operators see it (without Docker's leading `/`).
+pub fn name(id: &str) -> String {
+    inspect(id, "{{.Name}}").trim_start_matches('/').to_string()
 }
 
 /// Whether a runtime is registered with the daemon.

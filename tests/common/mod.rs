@@ -41,6 +41,9 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.server.listen = "127.0.0.1:0".into();
     config.server.ping_interval = HumanDuration(Duration::from_secs(5));
     config.state.path = dir.join("kterm.db");
+    // Tests say the backend they mean: a machine with the sandbox image must not silently run
+    // a "local" test on Docker (Docker tests set it in `docker::configure`).
+    config.backend.kind = kterm::config::BackendKind::Local;
     config.local.root = dir.join("workspaces");
     config.sessions.command = vec!["bash".into(), "--noprofile".into(), "--norc".into()];
     config.sessions.env.insert("PS1".into(), "$ ".into());
@@ -64,6 +67,26 @@ impl TestServer {
         adjust(&mut config);
         config.validate().expect("test config is valid");
         let server = kterm::Server::start(config).await.expect("server starts");
+        Self::serving(server, dir)
+    }
+
+    /// Starts on `dir` with the fake engine `fake` (kept by the caller across restarts).
+    pub async fn start_fake(
+        dir: tempfile::TempDir,
+        fake: &std::sync::Arc<kterm::sandbox::fake::FakePlatform>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        config.validate().expect("test config is valid");
+        let backend = kterm::sandbox::container::ContainerBackend::new(fake.clone());
+        let server = kterm::Server::start_with_backend(config, std::sync::Arc::new(backend))
+            .await
+            .expect("server starts");
+        Self::serving(server, dir)
+    }
+
+    fn serving(server: kterm::Server, dir: tempfile::TempDir) -> TestServer {
         let base = format!("http://{}", server.addr());
         TestServer { server: Some(server), base, http: reqwest::Client::new(), dir, auth: None }
     }
@@ -124,12 +147,10 @@ impl TestServer {
         self.client().attach(id).await
     }
 
-    /// A metric's value from /metrics.
+    /// A metric's value from /metrics: the sum of its series (labelled ones included).
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
+        metric_sum(&text, name).unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
     }
 
     pub async fn stop(mut self) {
@@ -246,6 +267,48 @@ impl Client {
             Ok(t) => panic!("expected a refusal, but attached: {}", t.attached),
         }
     }
+}
+
+/// Creates one session for each of `users` users at once (straight through the registry, as
+/// concurrently as it gets); every create must succeed and no two users may share a sandbox.
+/// Returns the pool's hits and misses.
+pub async fn create_concurrently_sharing_nothing(server: &TestServer, users: usize) -> (f64, f64) {
+    use kterm::session::{Caller, CreateSession};
+    let registry = server.state().registry.clone();
+    let tasks: Vec<_> = (0..users)
+        .map(|i| {
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                registry.create(&Caller::user(&format!("u{i}")), CreateSession::default()).await
+            })
+        })
+        .collect();
+    let mut sandboxes = std::collections::HashSet::new();
+    for task in tasks {
+        let record = task.await.unwrap().expect("every create succeeds, warm or cold");
+        let user = record.user;
+        assert!(sandboxes.insert(record.sandbox_id), "{user} got someone's sandbox");
+    }
+    let hits = server.metric("kterm_pool_hits_total").await;
+    let misses = server.metric("kterm_pool_misses_total").await;
+    assert_eq!(hits + misses, users as f64);
+    (hits, misses)
+}
+
+/// The sum of the series of metric `name` in a Prometheus text exposition, if it has any.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once('}')?.1,
+                None => rest,
+            };
+            value.trim().parse().ok()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// Waits until `check` returns `Some`, polling; panics with `what` at the deadline.

@@ -1,61 +1,125 @@
 //! Pre-started shells: a *stub* is a process already running on a TTY in a sandbox that waits,
 //! with echo off, for one activation line, then becomes the session's program. Starting a
-//! Docker exec costs ~45 ms before its first byte; a stub pays that before anyone asks, so a
-//! claim only writes one line.
+//! Docker exec costs ~45 ms before its first byte, a Kubernetes one ~60 ms; a stub pays that
+//! before anyone asks, so a claim only writes one line.
+//!
+//! A stub records its PID in the sandbox's run directory under its stub id (so it can be ended
+//! like a session, see `exec.rs`), and removes that record when it is activated: the session's
+//! program then records itself under the session's id.
+//!
+//! A stub acknowledges its activation line with [`GO`] before it runs it, so a stub that died
+//! while it waited (its sandbox removed, its engine restarted) is found out before its session
+//! is handed to anyone: its write fails, its output ends, or no acknowledgement comes.
 //!
 //! The activation line carries the environment and the argv single-quoted, and any value with a
 //! quote, backslash, newline or other byte outside printable ASCII as `printf %b` octal escapes
 //! inside single quotes: no value is ever parsed by the shell, so no context value can run a
 //! command, and newlines cannot end the line early.
 
+use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::TtyProcess;
 use crate::error::{Error, Result};
+use crate::sandbox::TtyProcess;
 
 /// What the stub runs: terminal in non-canonical mode without echo (so a long line is not cut
 /// at the TTY's 4 KiB line limit and is not shown), say so with [`READY`], read one line,
 /// restore, evaluate it.
-pub const STUB_SCRIPT: &str = r#"s=$(stty -g 2>/dev/null); stty -echo -icanon 2>/dev/null && echo kterm-stub-ready
+pub const STUB_SCRIPT: &str = r#"r="$KTERM_RUN_DIR/$KTERM_STUB_ID"; unset KTERM_RUN_DIR KTERM_STUB_ID
+{ [ -d "${r%/*}" ] || mkdir -p "${r%/*}"; echo $$ > "$r"; } 2>/dev/null
+s=$(stty -g 2>/dev/null); stty -echo -icanon 2>/dev/null && echo kterm-stub-ready
 IFS= read -r line || exit 0
-[ -n "$s" ] && stty "$s" 2>/dev/null
-eval "$line""#;
+rm -f "$r"; [ -n "$s" ] && stty "$s" 2>/dev/null
+echo kterm-stub-go; eval "$line""#;
+
+/// The environment a stub starts with: where it records its PID, and under which name.
+pub fn stub_env(run_dir: &str, stub_id: &str) -> Vec<(String, String)> {
+    vec![("KTERM_RUN_DIR".into(), run_dir.into()), ("KTERM_STUB_ID".into(), stub_id.into())]
+}
+
+/// A new stub's id, as its PID file is named until it becomes a session.
+pub fn new_stub_id() -> String {
+    format!("stub-{}", uuid::Uuid::new_v4().simple())
+}
 
 /// What the stub prints once echo is off. Until then the TTY would echo an activation line
 /// (context values included) into the session's output, so a stub counts as started only
 /// after [`wait_ready`] has read this, and nothing before it reaches a session.
 pub const READY: &[u8] = b"kterm-stub-ready\r\n";
 
+/// What the stub prints when it has read its activation line, before it runs it.
+pub const GO: &[u8] = b"kterm-stub-go\r\n";
+
 /// Reads a fresh stub's output up to and including [`READY`]. A stub that cannot turn its echo
 /// off never says it is ready: it is ended here, and sessions start cold instead.
 pub async fn wait_ready(process: &mut TtyProcess, timeout: Duration) -> Result<()> {
-    let mut seen = Vec::new();
-    let mut chunk = [0u8; 256];
-    let read = async {
-        while !seen.ends_with(READY) {
-            let n = process.output.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
-            }
-            seen.extend_from_slice(&chunk[..n]);
-            if seen.len() > 4096 {
-                return Err(std::io::Error::other("no ready line in its first 4 KiB"));
-            }
-        }
-        Ok(())
-    };
-    let outcome = tokio::time::timeout(timeout, read).await;
-    if !matches!(outcome, Ok(Ok(()))) {
+    let outcome = tokio::time::timeout(timeout, read_through(&mut process.output, READY)).await;
+    if !matches!(outcome, Ok(Ok(_))) {
         process.control.kill().await;
     }
     match outcome {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(Error::Internal(format!("a pre-started shell did not start: {e}"))),
         Err(_) => {
             Err(Error::Internal(format!("a pre-started shell did not start within {timeout:?}")))
         }
+    }
+}
+
+/// Writes the activation `line` to a stub and waits (up to `timeout`) for its [`GO`]; the
+/// process is handed back with the output that followed the acknowledgement in front of the
+/// rest. A stub that does not acknowledge is an error: it is never handed out.
+pub async fn activate(
+    mut process: TtyProcess,
+    line: &[u8],
+    timeout: Duration,
+) -> Result<TtyProcess> {
+    let confirm = async {
+        process.input.write_all(line).await?;
+        read_through(&mut process.output, GO).await
+    };
+    let after = match tokio::time::timeout(timeout, confirm).await {
+        Ok(Ok(after)) => after,
+        Ok(Err(e)) => {
+            return Err(Error::BackendUnavailable(format!(
+                "a pre-started shell did not take its activation: {e}"
+            )))
+        }
+        Err(_) => {
+            return Err(Error::BackendUnavailable(format!(
+                "a pre-started shell did not acknowledge its activation within {timeout:?}"
+            )))
+        }
+    };
+    if !after.is_empty() {
+        let rest = std::mem::replace(&mut process.output, Box::pin(tokio::io::empty()));
+        process.output = Box::pin(std::io::Cursor::new(after).chain(rest));
+    }
+    Ok(process)
+}
+
+/// Reads `output` up to and including `marker` (which must come within its first 4 KiB);
+/// returns what followed it in the same reads.
+async fn read_through(
+    output: &mut Pin<Box<dyn AsyncRead + Send>>,
+    marker: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 512];
+    loop {
+        if let Some(at) = seen.windows(marker.len()).position(|w| w == marker) {
+            return Ok(seen.split_off(at + marker.len()));
+        }
+        if seen.len() > 4096 {
+            return Err(std::io::Error::other("no acknowledgement in its first 4 KiB"));
+        }
+        let n = output.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        }
+        seen.extend_from_slice(&chunk[..n]);
     }
 }
 

@@ -10,26 +10,37 @@ use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions};
 
-use crate::config::DockerConfig;
+use crate::config::{DockerConfig, UserIds};
+use crate::sandbox::container::hardening::Limits;
+use crate::sandbox::container::{HOME, WORKSPACE};
 
 /// Keeps the container alive without a terminal; ends promptly on SIGTERM.
 const KEEPALIVE: &str = "trap 'exit 0' TERM INT; while :; do sleep 86400 & wait $!; done";
 
-pub fn container_body(
-    config: &DockerConfig,
-    labels: HashMap<String, String>,
-) -> ContainerCreateBody {
-    let (uid, gid) = (config.user.uid, config.user.gid);
+/// One sandbox container to make: what the config says, with its profile's image and limits.
+pub struct ContainerPlan<'a> {
+    pub config: &'a DockerConfig,
+    pub image: &'a str,
+    pub user: UserIds,
+    pub limits: Limits,
+    pub labels: HashMap<String, String>,
+    /// The user's workspace volume, when `docker.workspace_volume_prefix` is set.
+    pub workspace_volume: Option<String>,
+}
+
+pub fn container_body(plan: ContainerPlan<'_>) -> ContainerCreateBody {
+    let config = plan.config;
+    let UserIds { uid, gid } = plan.user;
     let tmpfs_opts =
         |size: u64| format!("rw,nosuid,nodev,size={size},uid={uid},gid={gid},mode=0755");
     let mut tmpfs = HashMap::from([
         ("/tmp".to_string(), format!("rw,nosuid,nodev,size={},mode=1777", config.tmp_size.0)),
-        ("/home/user".to_string(), tmpfs_opts(config.home_size.0)),
+        (HOME.to_string(), tmpfs_opts(config.home_size.0)),
     ]);
     let mut mounts = Vec::new();
-    match workspace_volume(config, labels.get(super::docker::LABEL_USER).map(String::as_str)) {
+    match plan.workspace_volume {
         Some(volume) => mounts.push(Mount {
-            target: Some(super::docker::WORKSPACE.into()),
+            target: Some(WORKSPACE.into()),
             source: Some(volume),
             typ: Some(MountType::VOLUME),
             read_only: Some(false),
@@ -39,10 +50,10 @@ pub fn container_body(
             ..Default::default()
         }),
         None => {
-            tmpfs.insert(super::docker::WORKSPACE.into(), tmpfs_opts(config.workspace_size.0));
+            tmpfs.insert(WORKSPACE.into(), tmpfs_opts(config.workspace_size.0));
         }
     }
-    let memory = config.memory.0 as i64;
+    let memory = plan.limits.memory as i64;
     let host_config = HostConfig {
         readonly_rootfs: Some(true),
         tmpfs: Some(tmpfs),
@@ -50,10 +61,10 @@ pub fn container_body(
         cap_drop: Some(vec!["ALL".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
         privileged: Some(false),
-        pids_limit: Some(config.pids_limit),
+        pids_limit: Some(plan.limits.pids),
         memory: Some(memory),
         memory_swap: Some(memory),
-        nano_cpus: Some((config.cpus * 1e9) as i64),
+        nano_cpus: Some((plan.limits.cpus * 1e9) as i64),
         network_mode: Some(config.network.clone()),
         ipc_mode: Some("private".into()),
         pid_mode: Some(String::new()),
@@ -62,13 +73,13 @@ pub fn container_body(
         ..Default::default()
     };
     ContainerCreateBody {
-        image: Some(config.image.clone()),
+        image: Some(plan.image.to_string()),
         cmd: Some(vec!["sh".into(), "-c".into(), KEEPALIVE.into()]),
         entrypoint: Some(vec![]),
-        user: Some(config.user.to_string()),
-        working_dir: Some(super::docker::WORKSPACE.into()),
-        env: Some(vec!["HOME=/home/user".into(), "USER=user".into(), "LANG=C.UTF-8".into()]),
-        labels: Some(labels),
+        user: Some(plan.user.to_string()),
+        working_dir: Some(WORKSPACE.into()),
+        env: Some(vec![format!("HOME={HOME}"), "USER=user".into(), "LANG=C.UTF-8".into()]),
+        labels: Some(plan.labels),
         network_disabled: Some(config.network == "none"),
         host_config: Some(host_config),
         ..Default::default()
@@ -77,13 +88,8 @@ pub fn container_body(
 
 /// A one-off container that gives a fresh workspace volume to the sandbox user: root inside,
 /// but with only CAP_CHOWN, no network, and the same limits.
-pub fn volume_init_body(
-    config: &DockerConfig,
-    volume: &str,
-    labels: HashMap<String, String>,
-) -> ContainerCreateBody {
-    let mut labels = labels;
-    labels.insert(super::docker::LABEL_ROLE.into(), "volume-init".into());
+pub fn volume_init_body(plan: &ContainerPlan<'_>, volume: &str) -> ContainerCreateBody {
+    let config = plan.config;
     let host_config = HostConfig {
         mounts: Some(vec![Mount {
             target: Some("/w".into()),
@@ -97,43 +103,53 @@ pub fn volume_init_body(
         cap_add: Some(vec!["CHOWN".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
         network_mode: Some("none".into()),
-        pids_limit: Some(config.pids_limit),
-        memory: Some(config.memory.0 as i64),
+        pids_limit: Some(plan.limits.pids),
+        memory: Some(plan.limits.memory as i64),
         runtime: if config.runtime.is_empty() { None } else { Some(config.runtime.clone()) },
         ..Default::default()
     };
     ContainerCreateBody {
-        image: Some(config.image.clone()),
+        image: Some(plan.image.to_string()),
         entrypoint: Some(vec![]),
-        cmd: Some(vec!["chown".into(), config.user.to_string(), "/w".into()]),
+        cmd: Some(vec!["chown".into(), plan.user.to_string(), "/w".into()]),
         user: Some("0:0".into()),
-        labels: Some(labels),
+        labels: Some(plan.labels.clone()),
         network_disabled: Some(true),
         host_config: Some(host_config),
         ..Default::default()
     }
 }
 
-/// The named volume holding `user`'s workspace, when `docker.workspace_volume_prefix` is set.
+/// The named volume holding `user`'s workspace, when `docker.workspace_volume_prefix` is set
+/// (a warm sandbox, whose user is not known yet, has none).
 pub fn workspace_volume(config: &DockerConfig, user: Option<&str>) -> Option<String> {
+    let user = user?;
     if config.workspace_volume_prefix.is_empty() {
         return None;
     }
     // Volume names allow [a-zA-Z0-9][a-zA-Z0-9_.-].
-    Some(format!(
-        "{}{}",
-        config.workspace_volume_prefix,
-        super::safe_name(user.unwrap_or("unknown"))
-    ))
+    Some(format!("{}{}", config.workspace_volume_prefix, crate::sandbox::safe_name(user)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn plan(config: &DockerConfig) -> ContainerPlan<'_> {
+        ContainerPlan {
+            config,
+            image: &config.image,
+            user: UserIds { uid: 1000, gid: 1000 },
+            limits: Limits { memory: config.memory.0, cpus: config.cpus, pids: config.pids_limit },
+            labels: HashMap::new(),
+            workspace_volume: None,
+        }
+    }
+
     #[test]
     fn the_default_policy_is_locked_down() {
-        let body = container_body(&DockerConfig::default(), HashMap::new());
+        let config = DockerConfig::default();
+        let body = container_body(plan(&config));
         let host = body.host_config.unwrap();
         assert_eq!(host.readonly_rootfs, Some(true));
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));

@@ -1,0 +1,240 @@
+//! A TTY exec as a session's process ([`ExecProcess`]): its output as a byte stream that says
+//! when it has ended, its exit code, and ending it.
+//!
+//! No engine has an API to signal an exec. So every session records the PID of its program in
+//! the sandbox's run directory under its session id (see `shell.rs`), and a pre-started shell
+//! under its stub id (see `stub.rs`); that PID leads the exec's process group. Ending a process
+//! is a second, short exec that hangs up that group, waits a little, then kills what is left.
+//!
+//! Invariant: a process is reported ended only when its output has ended; a kill whose control
+//! exec failed (the engine did not answer) is retried, and logged when it never succeeds.
+//!
+//! Piped (non-TTY) commands share [`piped_command`]: the engine hands over its demultiplexed
+//! output, this turns it into a [`RunningCommand`].
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{ContainerPlatform, ExecControl, Layout, PipedRequest, TtyExec};
+use crate::error::{Error, Result};
+use crate::sandbox::{
+    keep_stderr, CommandExit, ProcessControl, RunningCommand, Sandbox, TtyProcess,
+};
+
+/// Hangs up the process group recorded as `$2` in run directory `$1`, then kills what is left.
+const END_SCRIPT: &str = r#"f="$1/$2"; p=$(cat "$f" 2>/dev/null) || exit 0
+kill -HUP -"$p" 2>/dev/null || kill -HUP "$p" 2>/dev/null
+i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done
+kill -KILL -"$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; rm -f "$f""#;
+
+/// Kills every process recorded in run directory `$1` (what a previous run of kterm left).
+const END_ALL_SCRIPT: &str = r#"for f in "$1"/*; do [ -f "$f" ] || continue
+p=$(cat "$f"); kill -KILL -"$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; rm -f "$f"; done"#;
+
+/// How often a failed kill is tried.
+const KILL_ATTEMPTS: u32 = 3;
+/// How long one control exec may take.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a killed process's output may take to end.
+const END_WAIT: Duration = Duration::from_secs(5);
+
+/// A TTY exec that is a session's (or a stub's) process.
+pub struct ExecProcess {
+    platform: Arc<dyn ContainerPlatform>,
+    sandbox: Sandbox,
+    layout: Layout,
+    control: Arc<dyn ExecControl>,
+    /// The name the process recorded its PID under: a stub's id, then its session's.
+    recorded_as: Mutex<String>,
+    /// Set when the output has ended: only then is the exit code asked for.
+    output_ended: watch::Sender<bool>,
+}
+
+impl ExecProcess {
+    /// Wraps a started exec; `recorded_as` is the name its PID file has (or will have).
+    pub fn start(
+        platform: Arc<dyn ContainerPlatform>,
+        sandbox: &Sandbox,
+        exec: TtyExec,
+        recorded_as: &str,
+    ) -> TtyProcess {
+        let layout = platform.layout(sandbox);
+        let process = Arc::new(ExecProcess {
+            platform,
+            sandbox: sandbox.clone(),
+            layout,
+            control: exec.control,
+            recorded_as: Mutex::new(recorded_as.to_string()),
+            output_ended: watch::Sender::new(false),
+        });
+        let ended = process.output_ended.clone();
+        let failed = process.output_ended.clone();
+        let bytes = exec
+            .output
+            .map(move |item| {
+                // A broken stream (the engine went away) ends the output too.
+                if item.is_err() {
+                    failed.send_replace(true);
+                }
+                item
+            })
+            .chain(futures_util::stream::once(async move {
+                ended.send_replace(true);
+                Ok(Bytes::new())
+            }))
+            .filter(|item| std::future::ready(!matches!(item, Ok(b) if b.is_empty())));
+        TtyProcess {
+            output: Box::pin(tokio_util::io::StreamReader::new(Box::pin(bytes))),
+            input: exec.input,
+            control: process,
+        }
+    }
+}
+
+#[async_trait]
+impl ProcessControl for ExecProcess {
+    fn bind_session(&self, session_id: &str) {
+        *self.recorded_as.lock().unwrap_or_else(|p| p.into_inner()) = session_id.to_string();
+    }
+
+    fn has_ended(&self) -> bool {
+        *self.output_ended.borrow()
+    }
+
+    async fn resize(&self, cols: u16, rows: u16) -> Result<()> {
+        self.control.resize(cols, rows).await
+    }
+
+    async fn wait(&self) -> Option<i32> {
+        let mut ended = self.output_ended.subscribe();
+        let _ = ended.wait_for(|e| *e).await;
+        self.control.exit_code().await
+    }
+
+    async fn kill(&self) {
+        if self.has_ended() {
+            return;
+        }
+        let name = self.recorded_as.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let argv = control_argv(END_SCRIPT, &[&self.layout.run_dir, &name]);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match run_control(self.platform.as_ref(), &self.sandbox, &argv).await {
+                Ok(()) => break,
+                Err(e) if attempt < KILL_ATTEMPTS && !matches!(e, Error::SandboxGone(_)) => {
+                    tracing::debug!(sandbox = %self.sandbox.id, error = %e, "ending a process failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(e) => {
+                    tracing::warn!(sandbox = %self.sandbox.id, process = name, error = %e, "could not end a process");
+                    break;
+                }
+            }
+        }
+        let mut ended = self.output_ended.subscribe();
+        let _ = tokio::time::timeout(END_WAIT, ended.wait_for(|e| *e)).await;
+    }
+}
+
+/// Kills every process a previous run of kterm left in `sandbox`.
+pub async fn end_all(platform: &dyn ContainerPlatform, sandbox: &Sandbox) -> Result<()> {
+    let layout = platform.layout(sandbox);
+    run_control(platform, sandbox, &control_argv(END_ALL_SCRIPT, &[&layout.run_dir])).await
+}
+
+fn control_argv(script: &str, args: &[&str]) -> Vec<String> {
+    let mut argv = vec!["sh".to_string(), "-c".to_string(), script.to_string(), "kterm".into()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    argv
+}
+
+/// Runs a short control command to its end, within [`CONTROL_TIMEOUT`].
+async fn run_control(
+    platform: &dyn ContainerPlatform,
+    sandbox: &Sandbox,
+    argv: &[String],
+) -> Result<()> {
+    let work = async {
+        let mut command = platform.exec(sandbox, PipedRequest { argv, stdin: None }).await?;
+        let mut sink = Vec::new();
+        let _ = command.stdout.read_to_end(&mut sink).await;
+        let exit = command.exit.await;
+        match exit.code {
+            Some(0) => Ok(()),
+            code => Err(Error::BackendUnavailable(format!(
+                "a control command in sandbox {} ended with {code:?}: {}",
+                sandbox.id,
+                String::from_utf8_lossy(&exit.stderr).trim()
+            ))),
+        }
+    };
+    tokio::time::timeout(CONTROL_TIMEOUT, work).await.unwrap_or_else(|_| {
+        Err(Error::BackendUnavailable(format!(
+            "a control command in sandbox {} did not end within {CONTROL_TIMEOUT:?}",
+            sandbox.id
+        )))
+    })
+}
+
+/// One chunk of a piped command's output, as an engine demultiplexes it.
+pub enum Piped {
+    Stdout(Bytes),
+    Stderr(Bytes),
+}
+
+/// Stdout chunks buffered between the command and a reader that has not taken them.
+const STDOUT_QUEUE: usize = 16;
+
+/// A piped command from its output and a way to learn its exit code once the output ended. A
+/// task splits the output: stdout goes to the caller through a small channel (so a slow reader
+/// slows the command down and memory stays bounded), the start of stderr is kept.
+pub fn piped_command<Fut>(
+    mut output: Pin<Box<dyn Stream<Item = io::Result<Piped>> + Send>>,
+    exit_code: impl FnOnce() -> Fut + Send + 'static,
+) -> RunningCommand
+where
+    Fut: Future<Output = Option<i32>> + Send,
+{
+    let (stdout_tx, mut stdout_rx) = mpsc::channel::<io::Result<Bytes>>(STDOUT_QUEUE);
+    let (exit_tx, exit_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut stderr = Vec::new();
+        while let Some(item) = output.next().await {
+            match item {
+                Ok(Piped::Stdout(data)) => {
+                    if stdout_tx.send(Ok(data)).await.is_err() {
+                        // Nobody reads any more: let the connection go.
+                        break;
+                    }
+                }
+                Ok(Piped::Stderr(data)) => keep_stderr(&mut stderr, &data),
+                Err(e) => {
+                    let _ = stdout_tx.send(Err(e)).await;
+                    break;
+                }
+            }
+        }
+        drop(output);
+        drop(stdout_tx);
+        let code = exit_code().await;
+        let _ = exit_tx.send(CommandExit { code, stderr });
+    });
+    let chunks = futures_util::stream::poll_fn(move |cx| stdout_rx.poll_recv(cx))
+        .filter(|c| std::future::ready(!matches!(c, Ok(b) if b.is_empty())));
+    RunningCommand {
+        stdout: Box::pin(tokio_util::io::StreamReader::new(chunks)),
+        exit: Box::pin(async move {
+            exit_rx.await.unwrap_or(CommandExit { code: None, stderr: Vec::new() })
+        }),
+    }
+}
