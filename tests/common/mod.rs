@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod files;
+pub mod kube_fake;
 
 use std::time::{Duration, Instant};
 

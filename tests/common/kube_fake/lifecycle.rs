@@ -1,0 +1,391 @@
+//! The fake scheduler and kubelet: each pod's life from Pending to Running on its own task, with
+//! the watch events, statuses and Events a v1.24 node produces (scheduling, image pulls and
+//! their failures, container start), `activeDeadlineSeconds`, eviction, and termination after a
+//! DELETE (MODIFIED with deletionTimestamp -> containers stopped -> grace 0 -> DELETED).
+//!
+//! Invariants: every status write goes through [`update`], which only touches the pod with the
+//! task's UID, so a re-created pod of the same name is never written by an old task; a pod's
+//! sandbox is killed before its terminal status is written.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::events::{self, PodEvent, Severity, Source};
+use super::pod_status::{self, container_names};
+use super::sandbox::{self, Sandbox};
+use super::state::{now, Shared, State};
+use super::store::Kind;
+
+/// Which pod a task is about.
+#[derive(Clone, Debug)]
+pub struct PodKey {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl PodKey {
+    pub fn of(pod: &Value) -> PodKey {
+        let text = |k: &str| pod["metadata"][k].as_str().unwrap_or_default().to_string();
+        PodKey { namespace: text("namespace"), name: text("name"), uid: text("uid") }
+    }
+}
+
+/// Applies `change` to the pod (if it is still the same pod) and commits it; the closure gets
+/// the state too (for events). `None` when the pod is gone.
+pub fn update(shared: &Shared, key: &PodKey, change: impl FnOnce(&mut Value, &mut State)) -> Option<Value> {
+    let mut state = shared.lock();
+    let mut pod = state.store.get(Kind::Pod, &key.namespace, &key.name)?.clone();
+    if pod["metadata"]["uid"] != key.uid.as_str() {
+        return None;
+    }
+    change(&mut pod, &mut state);
+    Some(state.store.put(Kind::Pod, pod))
+}
+
+fn event(state: &mut State, shared: &Shared, pod: &Value, source: Source, severity: Severity, reason: &str, message: &str, container: Option<&str>) {
+    let action = if reason == "Scheduled" { "Binding" } else { "Scheduling" };
+    events::record(state, &shared.fixed.node_name, pod, PodEvent { source, severity, reason, message, container, action });
+}
+
+/// Runs the pod's life until it is Running (or stuck in a failure), then enforces its deadline.
+pub async fn run(shared: Arc<Shared>, key: PodKey) {
+    if start(&shared, &key).await.is_some() {
+        let deadline = {
+            let state = shared.lock();
+            state.store.get(Kind::Pod, &key.namespace, &key.name).and_then(|p| p["spec"]["activeDeadlineSeconds"].as_u64())
+        };
+        if let Some(seconds) = deadline {
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            fail(&shared, &key, "DeadlineExceeded", "Pod was active on the node longer than the specified deadline");
+        }
+    }
+}
+
+async fn start(shared: &Arc<Shared>, key: &PodKey) -> Option<()> {
+    let delays = shared.lock().delays;
+    tokio::time::sleep(delays.schedule).await;
+    schedule(shared, key).await?;
+    let kubelet = shared.lock().delays.kubelet;
+    tokio::time::sleep(kubelet).await;
+    let mut ip = String::new();
+    let pod = update(shared, key, |pod, state| {
+        ip = format!("10.244.0.{}", state.next_pod_ip);
+        state.next_pod_ip = state.next_pod_ip % 250 + 1;
+        let names = container_names(pod);
+        let waiting = pod_status::waiting(pod, "ContainerCreating", None);
+        let status = &mut pod["status"];
+        pod_status::set_condition(status, "Initialized", true, None, None);
+        pod_status::set_not_ready(status, &names);
+        status["hostIP"] = json!("192.0.2.2");
+        status["startTime"] = json!(now());
+        status["containerStatuses"] = waiting;
+    })?;
+    if let Some(message) = runs_as_root(&pod, shared) {
+        let reason = "CreateContainerConfigError";
+        update(shared, key, |pod, state| {
+            pod["status"]["containerStatuses"] = pod_status::waiting(pod, reason, Some(&message));
+            let snapshot = pod.clone();
+            event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, "Failed", &format!("Error: {message}"), first_container(&snapshot).as_deref());
+        })?;
+        return None;
+    }
+    for container in pod["spec"]["containers"].as_array().cloned().unwrap_or_default() {
+        pull(shared, key, &container, &ip).await?;
+    }
+    let start_delay = shared.lock().delays.start;
+    tokio::time::sleep(start_delay).await;
+    let plan = sandbox::plan(&pod, &shared.fixed.base.clone(), &shared.fixed.image, &ip);
+    let sandbox = match Sandbox::start(plan).await {
+        Ok(sandbox) => Arc::new(sandbox),
+        Err(message) => {
+            update(shared, key, |pod, state| {
+                pod["status"]["containerStatuses"] = pod_status::waiting(pod, "RunContainerError", Some(&message));
+                let snapshot = pod.clone();
+                event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, "Failed", &format!("Error: {message}"), first_container(&snapshot).as_deref());
+            });
+            return None;
+        }
+    };
+    let running = update(shared, key, |pod, state| {
+        let Some(runtime) = state.pods.get_mut(&key.uid) else { return };
+        runtime.sandbox = Some(sandbox.clone());
+        let snapshot = pod.clone();
+        for name in container_names(&snapshot) {
+            event(state, shared, &snapshot, Source::Kubelet, Severity::Normal, "Created", &format!("Created container {name}"), Some(&name));
+            event(state, shared, &snapshot, Source::Kubelet, Severity::Normal, "Started", &format!("Started container {name}"), Some(&name));
+        }
+        let status = &mut pod["status"];
+        status["phase"] = json!("Running");
+        pod_status::set_condition(status, "Ready", true, None, None);
+        pod_status::set_condition(status, "ContainersReady", true, None, None);
+        status["podIP"] = json!(ip);
+        status["podIPs"] = json!([{"ip": ip}]);
+        status["containerStatuses"] = pod_status::running(&snapshot);
+    });
+    let adopted = shared.lock().pods.get(&key.uid).and_then(|r| r.sandbox.clone()).is_some_and(|s| Arc::ptr_eq(&s, &sandbox));
+    if running.is_none() || !adopted {
+        // Deleted while starting: nobody else will kill it.
+        tokio::task::spawn_blocking(move || sandbox.destroy());
+        return None;
+    }
+    Some(())
+}
+
+fn first_container(pod: &Value) -> Option<String> {
+    pod["spec"]["containers"][0]["name"].as_str().map(String::from)
+}
+
+/// The kubelet's refusal to run a root container under `runAsNonRoot`.
+fn runs_as_root(pod: &Value, shared: &Shared) -> Option<String> {
+    let pod_sc = &pod["spec"]["securityContext"];
+    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        let sc = &c["securityContext"];
+        let non_root = sc["runAsNonRoot"].as_bool().or(pod_sc["runAsNonRoot"].as_bool()) == Some(true);
+        let uid = sc["runAsUser"].as_u64().or(pod_sc["runAsUser"].as_u64()).unwrap_or(shared.fixed.image.user as u64);
+        if non_root && uid == 0 {
+            return Some("container has runAsNonRoot and image will run as root".to_string());
+        }
+    }
+    None
+}
+
+/// Waits until the pod can be scheduled (reporting why not, once per reason), then binds it.
+async fn schedule(shared: &Shared, key: &PodKey) -> Option<()> {
+    let mut reported: Option<String> = None;
+    loop {
+        let wake = shared.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        let blocked = {
+            let state = shared.lock();
+            let pod = state.store.get(Kind::Pod, &key.namespace, &key.name)?;
+            unschedulable(&state, shared, pod)
+        };
+        let Some(message) = blocked else { break };
+        if reported.as_deref() != Some(message.as_str()) {
+            update(shared, key, |pod, state| {
+                pod_status::set_condition(&mut pod["status"], "PodScheduled", false, Some("Unschedulable"), Some(&message));
+                let snapshot = pod.clone();
+                event(state, shared, &snapshot, Source::Scheduler, Severity::Warning, "FailedScheduling", &message, None);
+            })?;
+            reported = Some(message);
+        }
+        wake.await;
+    }
+    let node = shared.fixed.node_name.clone();
+    update(shared, key, |pod, state| {
+        pod["spec"]["nodeName"] = json!(node);
+        pod_status::set_condition(&mut pod["status"], "PodScheduled", true, None, None);
+        let message = format!("Successfully assigned {}/{} to {node}", key.namespace, key.name);
+        let snapshot = pod.clone();
+        event(state, shared, &snapshot, Source::Scheduler, Severity::Normal, "Scheduled", &message, None);
+    })?;
+    Some(())
+}
+
+const NO_FIT_SUFFIX: &str = " preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
+
+fn unschedulable(state: &State, shared: &Shared, pod: &Value) -> Option<String> {
+    let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+    if let Some(message) = state.unschedulable.get(namespace) {
+        return Some(message.clone());
+    }
+    let selector = pod["spec"]["nodeSelector"].as_object();
+    let fits = selector.into_iter().flatten().all(|(k, v)| shared.fixed.node_labels.get(k).map(String::as_str) == v.as_str());
+    if !fits {
+        return Some(format!("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.{NO_FIT_SUFFIX}"));
+    }
+    for volume in pod["spec"]["volumes"].as_array().into_iter().flatten() {
+        if let Some(claim) = volume["persistentVolumeClaim"]["claimName"].as_str() {
+            if state.store.get(Kind::PersistentVolumeClaim, namespace, claim).is_none() {
+                return Some(format!("0/1 nodes are available: 1 persistentvolumeclaim \"{claim}\" not found.{NO_FIT_SUFFIX}"));
+            }
+        }
+    }
+    None
+}
+
+/// Gets `container`'s image onto the node, failing (and retrying with back-off) while the image
+/// is missing, as `02-image-pull-*` shows.
+async fn pull(shared: &Arc<Shared>, key: &PodKey, container: &Value, ip: &str) -> Option<()> {
+    let image = container["image"].as_str().unwrap_or_default().to_string();
+    let name = container["name"].as_str().unwrap_or_default().to_string();
+    let policy = container["imagePullPolicy"].as_str().unwrap_or("IfNotPresent").to_string();
+    let mut backoff = shared.lock().delays.pull_backoff;
+    loop {
+        let missing = shared.lock().missing_images.contains(&image);
+        let delays = shared.lock().delays;
+        if !missing {
+            if policy == "Always" {
+                kubelet_event(shared, key, Severity::Normal, "Pulling", &format!("Pulling image \"{image}\""), &name)?;
+                tokio::time::sleep(delays.pull).await;
+                let message = format!("Successfully pulled image \"{image}\" in {}ms", delays.pull.as_millis());
+                kubelet_event(shared, key, Severity::Normal, "Pulled", &message, &name)?;
+            } else {
+                kubelet_event(shared, key, Severity::Normal, "Pulled", &format!("Container image \"{image}\" already present on machine"), &name)?;
+            }
+            return Some(());
+        }
+        if policy == "Never" {
+            let message = format!("Container image \"{image}\" is not present with pull policy of Never");
+            update(shared, key, |pod, state| {
+                set_waiting(pod, &name, "ErrImageNeverPull", Some(&message), ip);
+                let snapshot = pod.clone();
+                event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, "ErrImageNeverPull", &message, Some(&name));
+                event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, "Failed", "Error: ErrImageNeverPull", Some(&name));
+            })?;
+        } else {
+            kubelet_event(shared, key, Severity::Normal, "Pulling", &format!("Pulling image \"{image}\""), &name)?;
+            tokio::time::sleep(delays.pull).await;
+            let reference = qualified_image(&image);
+            let error = format!(
+                "rpc error: code = NotFound desc = failed to pull and unpack image \"{reference}\": failed to resolve reference \"{reference}\": {reference}: not found"
+            );
+            update(shared, key, |pod, state| {
+                set_waiting(pod, &name, "ErrImagePull", Some(&error), ip);
+                let snapshot = pod.clone();
+                let failed = format!("Failed to pull image \"{image}\": {error}");
+                event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, "Failed", &failed, Some(&name));
+                event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, "Failed", "Error: ErrImagePull", Some(&name));
+            })?;
+            tokio::time::sleep(backoff).await;
+            let message = format!("Back-off pulling image \"{image}\"");
+            update(shared, key, |pod, state| {
+                set_waiting(pod, &name, "ImagePullBackOff", Some(&message), ip);
+                let snapshot = pod.clone();
+                event(state, shared, &snapshot, Source::Kubelet, Severity::Normal, "BackOff", &message, Some(&name));
+                event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, "Failed", "Error: ImagePullBackOff", Some(&name));
+            })?;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(delays.pull_backoff * 8);
+    }
+}
+
+/// How containerd names an image in its errors (`docker.io/library/x:tag`).
+fn qualified_image(image: &str) -> String {
+    let with_tag = if image.rsplit('/').next().is_some_and(|last| last.contains(':') || last.contains('@')) {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    };
+    let first = with_tag.split('/').next().unwrap_or_default();
+    let has_registry = with_tag.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    match (has_registry, with_tag.contains('/')) {
+        (true, _) => with_tag,
+        (false, true) => format!("docker.io/{with_tag}"),
+        (false, false) => format!("docker.io/library/{with_tag}"),
+    }
+}
+
+fn set_waiting(pod: &mut Value, container: &str, reason: &str, message: Option<&str>, ip: &str) {
+    let waiting = pod_status::waiting(pod, reason, message);
+    let statuses = pod["status"]["containerStatuses"].as_array_mut();
+    if let (Some(statuses), Some(fresh)) = (statuses, waiting.as_array()) {
+        for (slot, new) in statuses.iter_mut().zip(fresh) {
+            if slot["name"] == container {
+                *slot = new.clone();
+            }
+        }
+    }
+    pod["status"]["podIP"] = json!(ip);
+    pod["status"]["podIPs"] = json!([{"ip": ip}]);
+}
+
+fn kubelet_event(shared: &Shared, key: &PodKey, severity: Severity, reason: &str, message: &str, container: &str) -> Option<()> {
+    let mut state = shared.lock();
+    let pod = state.store.get(Kind::Pod, &key.namespace, &key.name)?.clone();
+    if pod["metadata"]["uid"] != key.uid.as_str() {
+        return None;
+    }
+    event(&mut state, shared, &pod, Source::Kubelet, severity, reason, message, Some(container));
+    Some(())
+}
+
+/// Takes the pod's sandbox out of its runtime (so it is killed exactly once).
+pub fn take_sandbox(state: &mut State, uid: &str) -> Option<Arc<Sandbox>> {
+    state.pods.get_mut(uid).and_then(|r| r.sandbox.take())
+}
+
+/// Ends a running pod as the kubelet does for eviction or an exceeded deadline: processes
+/// killed, phase Failed with `reason` and `message`, Warning event, lifecycle stopped.
+pub fn fail(shared: &Shared, key: &PodKey, reason: &str, message: &str) -> bool {
+    let sandbox = {
+        let mut state = shared.lock();
+        if let Some(runtime) = state.pods.get(&key.uid) {
+            runtime.stop.cancel();
+        }
+        take_sandbox(&mut state, &key.uid)
+    };
+    if let Some(sandbox) = sandbox {
+        sandbox.destroy();
+    }
+    update(shared, key, |pod, state| {
+        let snapshot = pod.clone();
+        event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, reason, message, None);
+        for name in container_names(&snapshot) {
+            event(state, shared, &snapshot, Source::Kubelet, Severity::Normal, "Killing", &format!("Stopping container {name}"), Some(&name));
+        }
+        pod_status::fail(&mut pod["status"], reason, message);
+    })
+    .is_some()
+}
+
+/// After a graceful DELETE: containers stopped, then the final grace-0 update and DELETED.
+pub async fn terminate(shared: Arc<Shared>, key: PodKey, grace: u64) {
+    let wait = shared.lock().delays.terminate.min(Duration::from_secs(grace));
+    let has_sandbox = shared.lock().pods.get(&key.uid).is_some_and(|r| r.sandbox.is_some());
+    if has_sandbox {
+        let _ = kubelet_event(&shared, &key, Severity::Normal, "Killing", &format!("Stopping container {}", first_name(&shared, &key)), &first_name(&shared, &key));
+    }
+    tokio::time::sleep(wait).await;
+    let sandbox = take_sandbox(&mut shared.lock(), &key.uid);
+    if let Some(sandbox) = sandbox {
+        let _ = tokio::task::spawn_blocking(move || sandbox.destroy()).await;
+        update(&shared, &key, |pod, _| {
+            let names = container_names(pod);
+            let status = &mut pod["status"];
+            pod_status::set_not_ready(status, &names);
+            let containers = pod_status::terminated(status);
+            status["containerStatuses"] = containers;
+        });
+    }
+    // The kubelet confirms with grace 0, which moves deletionTimestamp back by the old grace.
+    update(&shared, &key, |pod, _| {
+        let meta = &mut pod["metadata"];
+        let old_grace = meta["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+        if let Some(ts) = meta["deletionTimestamp"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+            let moved = ts - chrono::Duration::seconds(old_grace);
+            meta["deletionTimestamp"] = json!(moved.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        }
+        meta["deletionGracePeriodSeconds"] = json!(0);
+    });
+    remove(&shared, &key);
+}
+
+fn first_name(shared: &Shared, key: &PodKey) -> String {
+    let state = shared.lock();
+    state.store.get(Kind::Pod, &key.namespace, &key.name).and_then(first_container).unwrap_or_default()
+}
+
+/// Removes the pod object (DELETED) and its runtime, killing what is left of its sandbox.
+pub fn remove(shared: &Shared, key: &PodKey) {
+    let runtime = {
+        let mut state = shared.lock();
+        let same = state.store.get(Kind::Pod, &key.namespace, &key.name).is_some_and(|p| p["metadata"]["uid"] == key.uid.as_str());
+        if same {
+            state.store.remove(Kind::Pod, &key.namespace, &key.name);
+        }
+        state.pods.remove(&key.uid)
+    };
+    shared.wake.notify_waiters();
+    if let Some(runtime) = runtime {
+        runtime.stop.cancel();
+        if let Some(sandbox) = runtime.sandbox {
+            shared.rt.spawn_blocking(move || sandbox.destroy());
+        }
+    }
+}
