@@ -349,7 +349,8 @@ pub async fn terminate(shared: Arc<Shared>, key: PodKey, grace: u64) {
             let names = container_names(pod);
             let status = &mut pod["status"];
             pod_status::set_not_ready(status, &names);
-            let containers = pod_status::terminated(status);
+            // Stopped well within the grace period: as a container that exits on SIGTERM.
+            let containers = pod_status::terminated(status, 0, "Completed");
             status["containerStatuses"] = containers;
         });
     }

@@ -111,7 +111,11 @@ impl FakeApiServer {
             .enable_all()
             .build()
             .expect("the fake API server's runtime starts");
-        let dir = tempfile::Builder::new().prefix("kube-fake-").tempdir().expect("a temporary directory for the fake cluster");
+        // Not under /tmp or /home: pods bind their own directories over those.
+        let dir = tempfile::Builder::new()
+            .prefix("kube-fake-")
+            .tempdir_in("/var/tmp")
+            .expect("a temporary directory for the fake cluster in /var/tmp");
         let pki = tls::generate().expect("the fake cluster's certificates");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1");
         let addr = listener.local_addr().expect("the fake API server's address");
@@ -365,6 +369,18 @@ impl FakeApiServer {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Waits until the pod no longer exists, up to `timeout`.
+    pub async fn wait_gone(&self, namespace: &str, name: &str, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        while self.pod(namespace, name).is_some() {
+            if Instant::now() > deadline {
+                return Err(format!("pod {namespace}/{name} still exists after {timeout:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
     }
 
     fn key(&self, namespace: &str, name: &str) -> Option<PodKey> {

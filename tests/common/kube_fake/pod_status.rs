@@ -103,8 +103,9 @@ pub fn running(pod: &Value) -> Value {
     Value::Array(statuses)
 }
 
-/// Containers as they are after being killed (exit 137), keeping their IDs and start times.
-pub fn terminated(status: &Value) -> Value {
+/// Containers as they are after ending with `exit_code` and `reason` (0 "Completed" when they
+/// stopped on SIGTERM within the grace period, 137 "Error" when killed), keeping IDs and starts.
+pub fn terminated(status: &Value, exit_code: i32, reason: &str) -> Value {
     let finished = now();
     let statuses: Vec<Value> = status["containerStatuses"]
         .as_array()
@@ -114,8 +115,8 @@ pub fn terminated(status: &Value) -> Value {
             let mut s = s.clone();
             if let Some(started) = s["state"]["running"]["startedAt"].as_str().map(String::from) {
                 s["state"] = json!({"terminated": {
-                    "exitCode": 137,
-                    "reason": "Error",
+                    "exitCode": exit_code,
+                    "reason": reason,
                     "startedAt": started,
                     "finishedAt": finished,
                     "containerID": s["containerID"],
@@ -136,6 +137,6 @@ pub fn fail(status: &mut Value, reason: &str, message: &str) {
     status["message"] = json!(message);
     set_condition(status, "Ready", false, Some("PodCompleted"), None);
     set_condition(status, "ContainersReady", false, Some("PodCompleted"), None);
-    let containers = terminated(status);
+    let containers = terminated(status, 137, "Error");
     status["containerStatuses"] = containers;
 }

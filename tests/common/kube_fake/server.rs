@@ -95,7 +95,7 @@ pub fn serve(shared: Arc<Shared>, tls: Arc<rustls::ServerConfig>, listener: std:
                     let (shared, epoch) = (shared.clone(), epoch.clone());
                     async move { Ok::<_, Infallible>(handle(shared, epoch, req).await) }
                 });
-                let connection = http1::Builder::new().serve_connection(TokioIo::new(tls), service).with_upgrades();
+                let connection = http1::Builder::new().title_case_headers(true).serve_connection(TokioIo::new(tls), service).with_upgrades();
                 tokio::select! {
                     _ = cancel.cancelled() => {}
                     _ = connection => {}

@@ -184,6 +184,11 @@ async fn bridge(
                 }
             }
             message = incoming.next() => match message {
+                // A client close (kube's only way to end stdin under v4): answer it and go.
+                Some(Ok(Message::Close(_))) => {
+                    let _ = sink.close().await;
+                    return detach(process);
+                }
                 Some(Ok(message)) => handle_client(&mut process, protocol, &spec, &message).await,
                 // The client closed or vanished: the process lives on without it.
                 _ => return detach(process),
