@@ -43,10 +43,14 @@ pub fn sample_cluster_with(adjust: impl FnOnce(&mut FakeOptions)) -> FakeApiServ
 
 /// A real kube client from the fake's kubeconfig.
 pub async fn client_from(path: &std::path::Path) -> kube::Client {
-    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("the fake's kubeconfig parses");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("kube accepts the fake's kubeconfig");
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(path).expect("the fake's kubeconfig parses");
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .expect("kube accepts the fake's kubeconfig");
     kube::Client::try_from(config).expect("a kube client")
 }
 
@@ -70,7 +74,10 @@ pub fn restricted_pod(name: &str) -> Value {
 
 pub async fn create_pod(client: &kube::Client, namespace: &str, pod: &Value) -> Pod {
     let pod: Pod = serde_json::from_value(pod.clone()).expect("a pod");
-    Api::<Pod>::namespaced(client.clone(), namespace).create(&PostParams::default(), &pod).await.expect("the pod is created")
+    Api::<Pod>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("the pod is created")
 }
 
 pub fn phase(pod: &Value) -> &str {
@@ -84,7 +91,13 @@ pub async fn running_pod(fake: &FakeApiServer, client: &kube::Client, name: &str
 }
 
 /// A request as raw as a client can send it: `(status, body as JSON, or as a string)`.
-pub async fn raw(client: &kube::Client, method: &str, path: &str, body: Option<&Value>, content_type: &str) -> (u16, Value) {
+pub async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    content_type: &str,
+) -> (u16, Value) {
     let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
     let request = hyper::Request::builder()
         .method(method)
@@ -96,7 +109,8 @@ pub async fn raw(client: &kube::Client, method: &str, path: &str, body: Option<&
     let response = client.send(request).await.expect("the fake answers");
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await.expect("a body").to_bytes();
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, value)
 }
 
@@ -112,7 +126,9 @@ pub fn normalize(value: &Value) -> Value {
                     "uid" | "resourceVersion" | "containerID" => json!(format!("<{k}>")),
                     "imageID" if v.as_str().is_some_and(|s| !s.is_empty()) => json!("<imageID>"),
                     "podIP" | "ip" => json!("<ip>"),
-                    "name" if v.as_str().is_some_and(|s| s.starts_with("kube-api-access-")) => json!("kube-api-access-<x>"),
+                    "name" if v.as_str().is_some_and(|s| s.starts_with("kube-api-access-")) => {
+                        json!("kube-api-access-<x>")
+                    }
                     _ => normalize(v),
                 };
                 out.insert(k.clone(), v);
@@ -127,7 +143,12 @@ pub fn normalize(value: &Value) -> Value {
 
 fn is_timestamp(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() >= 20 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && s.ends_with('Z')
+    b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && s.ends_with('Z')
 }
 
 /// Panics with every differing path when two normalized objects differ.
@@ -135,7 +156,11 @@ pub fn assert_same_shape(what: &str, ours: &Value, recorded: &Value) {
     let (ours, recorded) = (normalize(ours), normalize(recorded));
     let mut differences = Vec::new();
     diff("", &ours, &recorded, &mut differences);
-    assert!(differences.is_empty(), "{what} differs from the recording (fake / recorded):\n{}", differences.join("\n"));
+    assert!(
+        differences.is_empty(),
+        "{what} differs from the recording (fake / recorded):\n{}",
+        differences.join("\n")
+    );
 }
 
 fn diff(path: &str, ours: &Value, theirs: &Value, out: &mut Vec<String>) {
@@ -143,7 +168,12 @@ fn diff(path: &str, ours: &Value, theirs: &Value, out: &mut Vec<String>) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
-                diff(&format!("{path}.{k}"), a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), out);
+                diff(
+                    &format!("{path}.{k}"),
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
             }
         }
         (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
@@ -162,10 +192,19 @@ async fn kubeconfig_works_and_discovery_answers_like_v1_24() {
     let client = client(&fake).await;
     let version = client.apiserver_version().await.expect("/version");
     assert_eq!(version.git_version, "v1.24.0+0");
-    assert!(fake.url().starts_with("https://127.0.0.1:"), "TLS like a real API server: {}", fake.url());
+    assert!(
+        fake.url().starts_with("https://127.0.0.1:"),
+        "TLS like a real API server: {}",
+        fake.url()
+    );
     let (code, resources) = raw(&client, "GET", "/api/v1", None, "application/json").await;
     assert_eq!(code, 200);
-    let names: Vec<&str> = resources["resources"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+    let names: Vec<&str> = resources["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
     assert!(names.contains(&"pods") && names.contains(&"pods/exec"), "{names:?}");
     let (code, groups) = raw(&client, "GET", "/apis", None, "application/json").await;
     assert_eq!(code, 200);

@@ -28,8 +28,14 @@ async fn read_until(reader: &mut (impl AsyncRead + Unpin), needle: &str) -> Stri
 }
 
 /// Runs `command` to its end and returns (stdout, stderr, status) as kube reports them.
-async fn run(pods: &Api<Pod>, pod: &str, command: &[&str], params: &AttachParams) -> (String, String, Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>) {
-    let mut process: AttachedProcess = pods.exec(pod, command.to_vec(), params).await.expect("exec");
+async fn run(
+    pods: &Api<Pod>,
+    pod: &str,
+    command: &[&str],
+    params: &AttachParams,
+) -> (String, String, Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>) {
+    let mut process: AttachedProcess =
+        pods.exec(pod, command.to_vec(), params).await.expect("exec");
     let status = process.take_status().expect("a status future");
     let mut stdout = process.stdout();
     let mut stderr = process.stderr();
@@ -44,7 +50,9 @@ async fn run(pods: &Api<Pod>, pod: &str, command: &[&str], params: &AttachParams
             let _ = s.read_to_string(&mut err).await;
         }
     };
-    tokio::time::timeout(WAIT, async { tokio::join!(read_out, read_err) }).await.expect("the exec ends");
+    tokio::time::timeout(WAIT, async { tokio::join!(read_out, read_err) })
+        .await
+        .expect("the exec ends");
     let status = tokio::time::timeout(WAIT, status).await.expect("a status in time");
     (out, err, status)
 }
@@ -64,12 +72,17 @@ async fn tty_exec_runs_resizes_and_takes_typed_input() {
     assert_eq!(out, "hello\r\n", "TTY output (with the TTY's CRLF)");
     assert_eq!(status.and_then(|s| s.status).as_deref(), Some("Success"));
 
-    let mut shell = pods.exec("tty", vec!["sh"], &AttachParams::interactive_tty()).await.expect("an interactive shell");
+    let mut shell = pods
+        .exec("tty", vec!["sh"], &AttachParams::interactive_tty())
+        .await
+        .expect("an interactive shell");
     let status = shell.take_status().expect("a status future");
     let mut stdin = shell.stdin().expect("stdin");
     let mut stdout = shell.stdout().expect("stdout");
     let mut size = shell.terminal_size().expect("a terminal-size channel");
-    futures_util::SinkExt::send(&mut size, TerminalSize { width: 100, height: 30 }).await.expect("resize");
+    futures_util::SinkExt::send(&mut size, TerminalSize { width: 100, height: 30 })
+        .await
+        .expect("resize");
     // The resize frame and the typed line may race; ask until the new size shows.
     let deadline = Instant::now() + WAIT;
     loop {
@@ -82,7 +95,10 @@ async fn tty_exec_runs_resizes_and_takes_typed_input() {
     }
     stdin.write_all(b"id -u; pwd; echo $HOME; exit 7\n").await.expect("typing");
     let text = read_until(&mut stdout, "/home/user\r\n").await;
-    assert!(text.contains("1000\r\n") && text.contains("/home/user/workspace\r\n"), "runs as runAsUser in the workspace: {text:?}");
+    assert!(
+        text.contains("1000\r\n") && text.contains("/home/user/workspace\r\n"),
+        "runs as runAsUser in the workspace: {text:?}"
+    );
     let status = tokio::time::timeout(WAIT, status).await.expect("status").expect("a status");
     assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));
     let causes = status.details.and_then(|d| d.causes).unwrap_or_default();
@@ -96,9 +112,11 @@ async fn non_tty_exec_separates_streams_and_reports_the_exit_code() {
     running_pod(&fake, &client, "pipes").await;
     let pods: Api<Pod> = Api::namespaced(client, "samples");
     let command = ["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 7"];
-    let (out, err, status) = run(&pods, "pipes", &command, &AttachParams::default().stdout(true).stderr(true)).await;
+    let (out, err, status) =
+        run(&pods, "pipes", &command, &AttachParams::default().stdout(true).stderr(true)).await;
     assert_eq!((out.as_str(), err.as_str()), ("to-stdout\n", "to-stderr\n"));
-    let recorded = &sample("05-exec-websocket.json")["exit7_notty_stderr"]["status_channel_json"][0];
+    let recorded =
+        &sample("05-exec-websocket.json")["exit7_notty_stderr"]["status_channel_json"][0];
     let status = serde_json::to_value(status.expect("a status")).unwrap();
     assert_eq!(status["message"], recorded["message"]);
     assert_eq!(status["reason"], recorded["reason"]);
@@ -128,21 +146,27 @@ async fn v4_cannot_close_stdin_but_v5_can() {
     read_until(&mut stdout, "abc\n").await;
     // Dropping kube's stdin writer is not enough: only a shutdown ends its stdin.
     stdin.shutdown().await.expect("shutdown");
-    assert_eq!(tokio::time::timeout(WAIT, status).await.expect("the stream ends"), None, "no status after kube closed the socket");
+    assert_eq!(
+        tokio::time::timeout(WAIT, status).await.expect("the stream ends"),
+        None,
+        "no status after kube closed the socket"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let running = fake.pod_processes("samples", "stdin");
     assert!(!running.is_empty(), "cat still runs without EOF");
 
     // v5 (a newer server): channel 255 closes stdin, cat ends, the status arrives.
     fake.set_exec_protocols(ExecProtocols::WithV5);
-    let mut cat = pods.exec("stdin", vec!["sh", "-c", "cat; echo done"], &params).await.expect("exec");
+    let mut cat =
+        pods.exec("stdin", vec!["sh", "-c", "cat; echo done"], &params).await.expect("exec");
     let status = cat.take_status().expect("a status future");
     let mut stdin = cat.stdin().expect("stdin");
     let mut stdout = cat.stdout().expect("stdout");
     stdin.write_all(b"xyz\n").await.expect("write");
     stdin.shutdown().await.expect("shutdown");
     read_until(&mut stdout, "xyz\ndone\n").await;
-    let status = tokio::time::timeout(WAIT, status).await.expect("status in time").expect("a status");
+    let status =
+        tokio::time::timeout(WAIT, status).await.expect("status in time").expect("a status");
     assert_eq!(status.status.as_deref(), Some("Success"));
 }
 
@@ -154,13 +178,21 @@ async fn exec_into_a_pod_that_does_not_run_fails_like_a_real_server() {
     create_pod(&client, "samples", &restricted_pod("nowhere")).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "samples");
     let err = pods.exec("nowhere", vec!["true"], &tty()).await.err().expect("unscheduled");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 400 && s.message == "pod nowhere does not have a host assigned"), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 400 && s.message == "pod nowhere does not have a host assigned"),
+        "{err:?}"
+    );
 
     fake.set_schedulable("samples");
     fake.fail_image_pull("k8s.local/busybox:1.35");
-    fake.wait_pod("samples", "nowhere", WAIT, |p| !p["spec"]["nodeName"].is_null()).await.expect("scheduled");
+    fake.wait_pod("samples", "nowhere", WAIT, |p| !p["spec"]["nodeName"].is_null())
+        .await
+        .expect("scheduled");
     let err = pods.exec("nowhere", vec!["true"], &tty()).await.err().expect("not running");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 500 && s.message == "container not found (\"main\")"), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 500 && s.message == "container not found (\"main\")"),
+        "{err:?}"
+    );
     let err = pods.exec("missing", vec!["true"], &tty()).await.err().expect("no such pod");
     assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404), "{err:?}");
 }
@@ -178,8 +210,14 @@ async fn each_pod_has_its_own_tmp_home_and_workspace_and_a_claim_outlives_its_po
     claims.create(&PostParams::default(), &claim).await.expect("a claim");
     let with_claim = |name: &str| {
         let mut pod = restricted_pod(name);
-        pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "ws", "persistentVolumeClaim": {"claimName": "ws-alice"}}));
-        pod["spec"]["containers"][0]["volumeMounts"].as_array_mut().unwrap().push(json!({"name": "ws", "mountPath": "/home/user/workspace"}));
+        pod["spec"]["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "ws", "persistentVolumeClaim": {"claimName": "ws-alice"}}));
+        pod["spec"]["containers"][0]["volumeMounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "ws", "mountPath": "/home/user/workspace"}));
         pod
     };
     create_pod(&client, "samples", &with_claim("a")).await;
@@ -204,7 +242,10 @@ async fn each_pod_has_its_own_tmp_home_and_workspace_and_a_claim_outlives_its_po
     pods.delete("a", &DeleteParams::default()).await.expect("delete a");
     fake.wait_gone("samples", "a", WAIT).await.expect("a is gone");
     assert!(!host.exists(), "a's own directories went with it");
-    assert_eq!(std::fs::read_to_string(fake.pvc_dir("samples", "ws-alice").join("f")).unwrap(), "kept\n");
+    assert_eq!(
+        std::fs::read_to_string(fake.pvc_dir("samples", "ws-alice").join("f")).unwrap(),
+        "kept\n"
+    );
 
     create_pod(&client, "samples", &with_claim("a2")).await;
     fake.wait_pod("samples", "a2", WAIT, |p| phase(p) == "Running").await.expect("a2 runs");

@@ -29,7 +29,10 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 struct RawSocket {
@@ -38,9 +41,15 @@ struct RawSocket {
 }
 
 /// Opens the exec WebSocket by hand: `(HTTP head, socket if upgraded)`.
-async fn open(fake: &FakeApiServer, query: &str, protocols: &[&str]) -> (String, Option<RawSocket>) {
+async fn open(
+    fake: &FakeApiServer,
+    query: &str,
+    protocols: &[&str],
+) -> (String, Option<RawSocket>) {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(fake.ca_pem().as_bytes()).expect("the CA")).expect("a root");
+    roots
+        .add(CertificateDer::from_pem_slice(fake.ca_pem().as_bytes()).expect("the CA"))
+        .expect("a root");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -49,7 +58,10 @@ async fn open(fake: &FakeApiServer, query: &str, protocols: &[&str]) -> (String,
         .with_no_client_auth();
     let tcp = TcpStream::connect(fake.addr()).await.expect("connect");
     let name = ServerName::IpAddress(fake.addr().ip().into());
-    let mut tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("TLS with the fake's CA");
+    let mut tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS with the fake's CA");
     let key = "sGCZppGK+uG/+Oq3xUeeCQ==";
     let request = format!(
         "GET /api/v1/namespaces/samples/pods/exec-target/exec?{query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n",
@@ -63,7 +75,10 @@ async fn open(fake: &FakeApiServer, query: &str, protocols: &[&str]) -> (String,
             break i + 4;
         }
         let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, tls.read(&mut chunk)).await.expect("a response in time").expect("read");
+        let n = tokio::time::timeout(WAIT, tls.read(&mut chunk))
+            .await
+            .expect("a response in time")
+            .expect("read");
         assert!(n > 0, "the server closed before answering");
         buffer.extend_from_slice(&chunk[..n]);
     };
@@ -72,7 +87,11 @@ async fn open(fake: &FakeApiServer, query: &str, protocols: &[&str]) -> (String,
         return (head, None);
     }
     let accept = derive_accept_key(key.as_bytes());
-    assert!(head.to_ascii_lowercase().contains(&format!("sec-websocket-accept: {}", accept.to_ascii_lowercase())), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("sec-websocket-accept: {}", accept.to_ascii_lowercase())),
+        "{head}"
+    );
     let rest = buffer[head_end..].to_vec();
     (head, Some(RawSocket { tls, buffer: rest }))
 }
@@ -81,7 +100,10 @@ impl RawSocket {
     async fn fill(&mut self, want: usize) {
         while self.buffer.len() < want {
             let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(WAIT, self.tls.read(&mut chunk)).await.expect("a frame in time").expect("read");
+            let n = tokio::time::timeout(WAIT, self.tls.read(&mut chunk))
+                .await
+                .expect("a frame in time")
+                .expect("read");
             assert!(n > 0, "the connection ended mid-frame");
             self.buffer.extend_from_slice(&chunk[..n]);
         }
@@ -164,14 +186,30 @@ async fn exec_target(lossy: bool) -> FakeApiServer {
 async fn tty_sessions_match_the_recording_frame_for_frame() {
     let recorded = sample("05-exec-websocket.json");
     let fake = exec_target(true).await;
-    let mut sessions: Vec<(&str, &Value)> = vec![("exit7_tty", &recorded["exit7_tty"]), ("exit0_tty_sleep", &recorded["exit0_tty_sleep"])];
+    let mut sessions: Vec<(&str, &Value)> = vec![
+        ("exit7_tty", &recorded["exit7_tty"]),
+        ("exit0_tty_sleep", &recorded["exit0_tty_sleep"]),
+    ];
     let attempts = recorded["exit0_tty_attempts"].as_array().unwrap();
     // Attempts that lost their output, as the lossy fake does.
-    sessions.extend(attempts.iter().filter(|a| a["first_stdout_byte_ms"].is_null()).map(|a| ("exit0_tty_attempts", a)));
+    sessions.extend(
+        attempts
+            .iter()
+            .filter(|a| a["first_stdout_byte_ms"].is_null())
+            .map(|a| ("exit0_tty_attempts", a)),
+    );
     for (name, session) in sessions {
-        let offered: Vec<&str> = session["subprotocols_offered"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        let offered: Vec<&str> = session["subprotocols_offered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
         let (head, socket) = open(&fake, session["query"].as_str().unwrap(), &offered).await;
-        assert!(head.to_ascii_lowercase().contains("sec-websocket-protocol: v4.channel.k8s.io"), "{name}: {head}");
+        assert!(
+            head.to_ascii_lowercase().contains("sec-websocket-protocol: v4.channel.k8s.io"),
+            "{name}: {head}"
+        );
         let frames = socket.expect("upgraded").frames_until_close().await;
         let ours: Vec<String> = frames.iter().map(|f| hex(&f.bytes)).collect();
         assert_eq!(ours, server_frames(session), "{name}: every server frame, byte for byte");
@@ -182,11 +220,17 @@ async fn tty_sessions_match_the_recording_frame_for_frame() {
 async fn a_tty_exec_keeps_its_output_unless_the_race_is_asked_for() {
     let recorded = &sample("05-exec-websocket.json")["exit7_tty"];
     let fake = exec_target(false).await;
-    let (_, socket) = open(&fake, recorded["query"].as_str().unwrap(), &["v5.channel.k8s.io", "v4.channel.k8s.io"]).await;
+    let (_, socket) = open(
+        &fake,
+        recorded["query"].as_str().unwrap(),
+        &["v5.channel.k8s.io", "v4.channel.k8s.io"],
+    )
+    .await;
     let frames = socket.expect("upgraded").frames_until_close().await;
     let recorded_frames = server_frames(recorded);
     assert_eq!(hex(&frames[0].bytes), recorded_frames[0], "the empty stdout frame first");
-    let output: Vec<u8> = frames[1..frames.len() - 2].iter().flat_map(|f| f.payload[1..].to_vec()).collect();
+    let output: Vec<u8> =
+        frames[1..frames.len() - 2].iter().flat_map(|f| f.payload[1..].to_vec()).collect();
     assert_eq!(String::from_utf8_lossy(&output), "about to fail\r\n");
     assert_eq!(hex(&frames[frames.len() - 2].bytes), recorded_frames[1], "the status frame");
     assert_eq!(hex(&frames[frames.len() - 1].bytes), recorded_frames[2], "the close frame");
@@ -196,9 +240,21 @@ async fn a_tty_exec_keeps_its_output_unless_the_race_is_asked_for() {
 async fn a_non_tty_session_matches_the_recording() {
     let recorded = &sample("05-exec-websocket.json")["exit7_notty_stderr"];
     let fake = exec_target(false).await;
-    let offered = ["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
+    let offered = [
+        "v5.channel.k8s.io",
+        "v4.channel.k8s.io",
+        "v3.channel.k8s.io",
+        "v2.channel.k8s.io",
+        "channel.k8s.io",
+    ];
     let (_, socket) = open(&fake, recorded["query"].as_str().unwrap(), &offered).await;
-    let ours: Vec<String> = socket.expect("upgraded").frames_until_close().await.iter().map(|f| hex(&f.bytes)).collect();
+    let ours: Vec<String> = socket
+        .expect("upgraded")
+        .frames_until_close()
+        .await
+        .iter()
+        .map(|f| hex(&f.bytes))
+        .collect();
     let theirs = server_frames(recorded);
     assert_eq!(ours.len(), theirs.len(), "{ours:?}");
     assert_eq!(ours[0], theirs[0], "the empty stdout frame");
@@ -216,19 +272,32 @@ async fn a_non_tty_session_matches_the_recording() {
 async fn the_interactive_session_resizes_and_takes_stdin_like_the_recording() {
     let recorded = &sample("05-exec-websocket.json")["interactive_tty_resize_stdin"];
     let fake = exec_target(false).await;
-    let offered: Vec<&str> = recorded["subprotocols_offered"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let offered: Vec<&str> = recorded["subprotocols_offered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     let (_, socket) = open(&fake, recorded["query"].as_str().unwrap(), &offered).await;
     let mut socket = socket.expect("upgraded");
     let mut frames = vec![socket.frame().await];
     assert_eq!(hex(&frames[0].bytes), "820101");
     let stdout = |frames: &[Frame]| -> String {
-        let bytes: Vec<u8> = frames.iter().filter(|f| f.payload.first() == Some(&1)).flat_map(|f| f.payload[1..].to_vec()).collect();
+        let bytes: Vec<u8> = frames
+            .iter()
+            .filter(|f| f.payload.first() == Some(&1))
+            .flat_map(|f| f.payload[1..].to_vec())
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     };
     // The recorded client's frames, as it sent them (resize JSON with spaces, typed lines),
     // each line's answer awaited as the recording did.
-    let sent: Vec<&Value> =
-        recorded["frames"].as_array().unwrap().iter().filter(|f| f["direction"] == "client->server" && f["opcode"] == "binary").collect();
+    let sent: Vec<&Value> = recorded["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["direction"] == "client->server" && f["opcode"] == "binary")
+        .collect();
     for (frame, answer) in sent.iter().zip(["", "30 100\r\n", "", ""]) {
         socket.send(0x2, &unhex(frame["payload_hex"].as_str().unwrap())).await;
         while !stdout(&frames).contains(answer) {
@@ -237,10 +306,17 @@ async fn the_interactive_session_resizes_and_takes_stdin_like_the_recording() {
     }
     frames.extend(socket.frames_until_close().await);
     let text = stdout(&frames);
-    assert!(text.contains("30 100\r\n") && text.contains("43 132\r\n"), "both sizes took effect: {text:?}");
+    assert!(
+        text.contains("30 100\r\n") && text.contains("43 132\r\n"),
+        "both sizes took effect: {text:?}"
+    );
     let theirs = server_frames(recorded);
     let ours: Vec<String> = frames.iter().map(|f| hex(&f.bytes)).collect();
-    assert_eq!(ours[ours.len() - 2..], theirs[theirs.len() - 2..], "status (exit 7 of [sh]) and close, byte for byte");
+    assert_eq!(
+        ours[ours.len() - 2..],
+        theirs[theirs.len() - 2..],
+        "status (exit 7 of [sh]) and close, byte for byte"
+    );
 }
 
 #[tokio::test]
@@ -248,19 +324,38 @@ async fn only_v5_is_refused_without_upgrade_and_base64_is_spoken() {
     let recorded = sample("05-exec-websocket.json");
     let fake = exec_target(true).await;
     let only_v5 = &recorded["only_v5_offered"];
-    let (head, socket) = open(&fake, only_v5["query"].as_str().unwrap(), &["v5.channel.k8s.io"]).await;
+    let (head, socket) =
+        open(&fake, only_v5["query"].as_str().unwrap(), &["v5.channel.k8s.io"]).await;
     assert!(socket.is_none());
     assert!(head.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{head}");
     assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
 
     let base64 = &recorded["base64_v4_offered"];
-    let (head, socket) = open(&fake, base64["query"].as_str().unwrap(), &["v4.base64.channel.k8s.io"]).await;
-    assert!(head.to_ascii_lowercase().contains("sec-websocket-protocol: v4.base64.channel.k8s.io"), "{head}");
-    let ours: Vec<String> = socket.expect("upgraded").frames_until_close().await.iter().map(|f| hex(&f.bytes)).collect();
+    let (head, socket) =
+        open(&fake, base64["query"].as_str().unwrap(), &["v4.base64.channel.k8s.io"]).await;
+    assert!(
+        head.to_ascii_lowercase().contains("sec-websocket-protocol: v4.base64.channel.k8s.io"),
+        "{head}"
+    );
+    let ours: Vec<String> = socket
+        .expect("upgraded")
+        .frames_until_close()
+        .await
+        .iter()
+        .map(|f| hex(&f.bytes))
+        .collect();
     assert_eq!(ours, server_frames(base64), "text frames, channel digit, base64 data");
 
     // A v1.30+ server would pick v5 from the same offer.
     fake.set_exec_protocols(common::kube_fake::ExecProtocols::WithV5);
-    let (head, _) = open(&fake, only_v5["query"].as_str().unwrap(), &["v5.channel.k8s.io", "v4.channel.k8s.io"]).await;
-    assert!(head.to_ascii_lowercase().contains("sec-websocket-protocol: v5.channel.k8s.io"), "{head}");
+    let (head, _) = open(
+        &fake,
+        only_v5["query"].as_str().unwrap(),
+        &["v5.channel.k8s.io", "v4.channel.k8s.io"],
+    )
+    .await;
+    assert!(
+        head.to_ascii_lowercase().contains("sec-websocket-protocol: v5.channel.k8s.io"),
+        "{head}"
+    );
 }

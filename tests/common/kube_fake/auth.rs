@@ -45,7 +45,14 @@ pub enum Verdict {
 }
 
 /// Decides `verb` on `resource` (with subresource) in `namespace` ("" = cluster scope).
-pub fn decide(rules: &[AccessRule], user: &str, groups: &[String], verb: &str, resource: &str, namespace: &str) -> Verdict {
+pub fn decide(
+    rules: &[AccessRule],
+    user: &str,
+    groups: &[String],
+    verb: &str,
+    resource: &str,
+    namespace: &str,
+) -> Verdict {
     if groups.iter().any(|g| g == MASTERS) {
         return Verdict::Allowed(None);
     }
@@ -105,14 +112,21 @@ pub fn review(rules: &[AccessRule], caller: &Identity, body: &Value, own: bool) 
     let (user, groups) = if own {
         (caller.name.clone(), caller.groups.clone())
     } else {
-        let groups = spec["groups"].as_array().map(|g| g.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+        let groups = spec["groups"]
+            .as_array()
+            .map(|g| g.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default();
         (spec["user"].as_str().unwrap_or_default().to_string(), groups)
     };
     let resource = &spec["resourceAttributes"];
     let non_resource = &spec["nonResourceAttributes"];
     let mut causes = Vec::new();
     if !own && user.is_empty() && groups.is_empty() {
-        causes.push(Cause::invalid("spec.user", "", "at least one of user or group must be specified"));
+        causes.push(Cause::invalid(
+            "spec.user",
+            "",
+            "at least one of user or group must be specified",
+        ));
     }
     if resource.is_object() == non_resource.is_object() {
         causes.push(Cause::invalid(
@@ -122,7 +136,13 @@ pub fn review(rules: &[AccessRule], caller: &Identity, body: &Value, own: bool) 
         ));
     }
     if !causes.is_empty() {
-        return respond::invalid_raw(&format!("{kind}.authorization.k8s.io"), kind, "authorization.k8s.io", "", &causes);
+        return respond::invalid_raw(
+            &format!("{kind}.authorization.k8s.io"),
+            kind,
+            "authorization.k8s.io",
+            "",
+            &causes,
+        );
     }
     let verdict = if resource.is_object() {
         let text = |k: &str| resource[k].as_str().unwrap_or_default().to_string();
@@ -140,13 +160,17 @@ pub fn review(rules: &[AccessRule], caller: &Identity, body: &Value, own: bool) 
         Verdict::Allowed(Some(reason)) => json!({"allowed": true, "reason": reason}),
         Verdict::Allowed(None) => json!({"allowed": true}),
         Verdict::NoOpinion => json!({"allowed": false}),
-        Verdict::Denied(Some(reason)) => json!({"allowed": false, "denied": true, "reason": reason}),
+        Verdict::Denied(Some(reason)) => {
+            json!({"allowed": false, "denied": true, "reason": reason})
+        }
         Verdict::Denied(None) => json!({"allowed": false, "denied": true}),
     };
     // The spec comes back as decoded: empty fields (e.g. `groups: []`) are omitted.
     let mut echoed = spec.clone();
     if let Some(obj) = echoed.as_object_mut() {
-        obj.retain(|_, v| !(v.is_null() || v.as_array().is_some_and(|a| a.is_empty()) || v.as_str() == Some("")));
+        obj.retain(|_, v| {
+            !(v.is_null() || v.as_array().is_some_and(|a| a.is_empty()) || v.as_str() == Some(""))
+        });
     }
     let reply = json!({
         "kind": kind,

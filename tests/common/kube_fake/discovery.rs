@@ -27,7 +27,8 @@ fn resource(name: &str, namespaced: bool, kind: &str, verbs: &[&str], short: &[&
     r
 }
 
-const CRUD: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const CRUD: [&str; 8] =
+    ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 /// The discovery document for `target`, if it is one.
 pub fn document(target: &Target, port: u16) -> Option<Value> {

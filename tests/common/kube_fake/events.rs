@@ -41,6 +41,22 @@ pub struct PodEvent<'a> {
     pub action: &'a str,
 }
 
+impl<'a> PodEvent<'a> {
+    pub fn kubelet(
+        severity: Severity,
+        reason: &'a str,
+        message: &'a str,
+        container: Option<&'a str>,
+    ) -> Self {
+        PodEvent { source: Source::Kubelet, severity, reason, message, container, action: "" }
+    }
+
+    pub fn scheduler(severity: Severity, reason: &'a str, message: &'a str) -> Self {
+        let action = if reason == "Scheduled" { "Binding" } else { "Scheduling" };
+        PodEvent { source: Source::Scheduler, severity, reason, message, container: None, action }
+    }
+}
+
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 fn event_name(pod: &str) -> String {

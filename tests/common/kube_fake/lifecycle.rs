@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::events::{self, PodEvent, Severity, Source};
+use super::events::{self, PodEvent, Severity};
 use super::pod_status::{self, container_names};
 use super::sandbox::{self, Sandbox};
 use super::state::{now, Shared, State};
@@ -35,7 +35,11 @@ impl PodKey {
 
 /// Applies `change` to the pod (if it is still the same pod) and commits it; the closure gets
 /// the state too (for events). `None` when the pod is gone.
-pub fn update(shared: &Shared, key: &PodKey, change: impl FnOnce(&mut Value, &mut State)) -> Option<Value> {
+pub fn update(
+    shared: &Shared,
+    key: &PodKey,
+    change: impl FnOnce(&mut Value, &mut State),
+) -> Option<Value> {
     let mut state = shared.lock();
     let mut pod = state.store.get(Kind::Pod, &key.namespace, &key.name)?.clone();
     if pod["metadata"]["uid"] != key.uid.as_str() {
@@ -45,9 +49,8 @@ pub fn update(shared: &Shared, key: &PodKey, change: impl FnOnce(&mut Value, &mu
     Some(state.store.put(Kind::Pod, pod))
 }
 
-fn event(state: &mut State, shared: &Shared, pod: &Value, source: Source, severity: Severity, reason: &str, message: &str, container: Option<&str>) {
-    let action = if reason == "Scheduled" { "Binding" } else { "Scheduling" };
-    events::record(state, &shared.fixed.node_name, pod, PodEvent { source, severity, reason, message, container, action });
+fn event(state: &mut State, shared: &Shared, pod: &Value, event: PodEvent<'_>) {
+    events::record(state, &shared.fixed.node_name, pod, event);
 }
 
 /// Runs the pod's life until it is Running (or stuck in a failure), then enforces its deadline.
@@ -55,11 +58,19 @@ pub async fn run(shared: Arc<Shared>, key: PodKey) {
     if start(&shared, &key).await.is_some() {
         let deadline = {
             let state = shared.lock();
-            state.store.get(Kind::Pod, &key.namespace, &key.name).and_then(|p| p["spec"]["activeDeadlineSeconds"].as_u64())
+            state
+                .store
+                .get(Kind::Pod, &key.namespace, &key.name)
+                .and_then(|p| p["spec"]["activeDeadlineSeconds"].as_u64())
         };
         if let Some(seconds) = deadline {
             tokio::time::sleep(Duration::from_secs(seconds)).await;
-            fail(&shared, &key, "DeadlineExceeded", "Pod was active on the node longer than the specified deadline");
+            fail(
+                &shared,
+                &key,
+                "DeadlineExceeded",
+                "Pod was active on the node longer than the specified deadline",
+            );
         }
     }
 }
@@ -88,7 +99,17 @@ async fn start(shared: &Arc<Shared>, key: &PodKey) -> Option<()> {
         update(shared, key, |pod, state| {
             pod["status"]["containerStatuses"] = pod_status::waiting(pod, reason, Some(&message));
             let snapshot = pod.clone();
-            event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, "Failed", &format!("Error: {message}"), first_container(&snapshot).as_deref());
+            event(
+                state,
+                shared,
+                &snapshot,
+                PodEvent::kubelet(
+                    Severity::Warning,
+                    "Failed",
+                    &format!("Error: {message}"),
+                    first_container(&snapshot).as_deref(),
+                ),
+            );
         })?;
         return None;
     }
@@ -102,9 +123,20 @@ async fn start(shared: &Arc<Shared>, key: &PodKey) -> Option<()> {
         Ok(sandbox) => Arc::new(sandbox),
         Err(message) => {
             update(shared, key, |pod, state| {
-                pod["status"]["containerStatuses"] = pod_status::waiting(pod, "RunContainerError", Some(&message));
+                pod["status"]["containerStatuses"] =
+                    pod_status::waiting(pod, "RunContainerError", Some(&message));
                 let snapshot = pod.clone();
-                event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, "Failed", &format!("Error: {message}"), first_container(&snapshot).as_deref());
+                event(
+                    state,
+                    shared,
+                    &snapshot,
+                    PodEvent::kubelet(
+                        Severity::Warning,
+                        "Failed",
+                        &format!("Error: {message}"),
+                        first_container(&snapshot).as_deref(),
+                    ),
+                );
             });
             return None;
         }
@@ -114,8 +146,28 @@ async fn start(shared: &Arc<Shared>, key: &PodKey) -> Option<()> {
         runtime.sandbox = Some(sandbox.clone());
         let snapshot = pod.clone();
         for name in container_names(&snapshot) {
-            event(state, shared, &snapshot, Source::Kubelet, Severity::Normal, "Created", &format!("Created container {name}"), Some(&name));
-            event(state, shared, &snapshot, Source::Kubelet, Severity::Normal, "Started", &format!("Started container {name}"), Some(&name));
+            event(
+                state,
+                shared,
+                &snapshot,
+                PodEvent::kubelet(
+                    Severity::Normal,
+                    "Created",
+                    &format!("Created container {name}"),
+                    Some(&name),
+                ),
+            );
+            event(
+                state,
+                shared,
+                &snapshot,
+                PodEvent::kubelet(
+                    Severity::Normal,
+                    "Started",
+                    &format!("Started container {name}"),
+                    Some(&name),
+                ),
+            );
         }
         let status = &mut pod["status"];
         status["phase"] = json!("Running");
@@ -125,7 +177,12 @@ async fn start(shared: &Arc<Shared>, key: &PodKey) -> Option<()> {
         status["podIPs"] = json!([{"ip": ip}]);
         status["containerStatuses"] = pod_status::running(&snapshot);
     });
-    let adopted = shared.lock().pods.get(&key.uid).and_then(|r| r.sandbox.clone()).is_some_and(|s| Arc::ptr_eq(&s, &sandbox));
+    let adopted = shared
+        .lock()
+        .pods
+        .get(&key.uid)
+        .and_then(|r| r.sandbox.clone())
+        .is_some_and(|s| Arc::ptr_eq(&s, &sandbox));
     if running.is_none() || !adopted {
         // Deleted while starting: nobody else will kill it.
         tokio::task::spawn_blocking(move || sandbox.destroy());
@@ -143,8 +200,12 @@ fn runs_as_root(pod: &Value, shared: &Shared) -> Option<String> {
     let pod_sc = &pod["spec"]["securityContext"];
     for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
         let sc = &c["securityContext"];
-        let non_root = sc["runAsNonRoot"].as_bool().or(pod_sc["runAsNonRoot"].as_bool()) == Some(true);
-        let uid = sc["runAsUser"].as_u64().or(pod_sc["runAsUser"].as_u64()).unwrap_or(shared.fixed.image.user as u64);
+        let non_root =
+            sc["runAsNonRoot"].as_bool().or(pod_sc["runAsNonRoot"].as_bool()) == Some(true);
+        let uid = sc["runAsUser"]
+            .as_u64()
+            .or(pod_sc["runAsUser"].as_u64())
+            .unwrap_or(shared.fixed.image.user as u64);
         if non_root && uid == 0 {
             return Some("container has runAsNonRoot and image will run as root".to_string());
         }
@@ -167,9 +228,20 @@ async fn schedule(shared: &Shared, key: &PodKey) -> Option<()> {
         let Some(message) = blocked else { break };
         if reported.as_deref() != Some(message.as_str()) {
             update(shared, key, |pod, state| {
-                pod_status::set_condition(&mut pod["status"], "PodScheduled", false, Some("Unschedulable"), Some(&message));
+                pod_status::set_condition(
+                    &mut pod["status"],
+                    "PodScheduled",
+                    false,
+                    Some("Unschedulable"),
+                    Some(&message),
+                );
                 let snapshot = pod.clone();
-                event(state, shared, &snapshot, Source::Scheduler, Severity::Warning, "FailedScheduling", &message, None);
+                event(
+                    state,
+                    shared,
+                    &snapshot,
+                    PodEvent::scheduler(Severity::Warning, "FailedScheduling", &message),
+                );
             })?;
             reported = Some(message);
         }
@@ -181,12 +253,18 @@ async fn schedule(shared: &Shared, key: &PodKey) -> Option<()> {
         pod_status::set_condition(&mut pod["status"], "PodScheduled", true, None, None);
         let message = format!("Successfully assigned {}/{} to {node}", key.namespace, key.name);
         let snapshot = pod.clone();
-        event(state, shared, &snapshot, Source::Scheduler, Severity::Normal, "Scheduled", &message, None);
+        event(
+            state,
+            shared,
+            &snapshot,
+            PodEvent::scheduler(Severity::Normal, "Scheduled", &message),
+        );
     })?;
     Some(())
 }
 
-const NO_FIT_SUFFIX: &str = " preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
+const NO_FIT_SUFFIX: &str =
+    " preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
 
 fn unschedulable(state: &State, shared: &Shared, pod: &Value) -> Option<String> {
     let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
@@ -194,7 +272,10 @@ fn unschedulable(state: &State, shared: &Shared, pod: &Value) -> Option<String> 
         return Some(message.clone());
     }
     let selector = pod["spec"]["nodeSelector"].as_object();
-    let fits = selector.into_iter().flatten().all(|(k, v)| shared.fixed.node_labels.get(k).map(String::as_str) == v.as_str());
+    let fits = selector
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| shared.fixed.node_labels.get(k).map(String::as_str) == v.as_str());
     if !fits {
         return Some(format!("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.{NO_FIT_SUFFIX}"));
     }
@@ -220,25 +301,70 @@ async fn pull(shared: &Arc<Shared>, key: &PodKey, container: &Value, ip: &str) -
         let delays = shared.lock().delays;
         if !missing {
             if policy == "Always" {
-                kubelet_event(shared, key, Severity::Normal, "Pulling", &format!("Pulling image \"{image}\""), &name)?;
+                kubelet_event(
+                    shared,
+                    key,
+                    Severity::Normal,
+                    "Pulling",
+                    &format!("Pulling image \"{image}\""),
+                    &name,
+                )?;
                 tokio::time::sleep(delays.pull).await;
-                let message = format!("Successfully pulled image \"{image}\" in {}ms", delays.pull.as_millis());
+                let message = format!(
+                    "Successfully pulled image \"{image}\" in {}ms",
+                    delays.pull.as_millis()
+                );
                 kubelet_event(shared, key, Severity::Normal, "Pulled", &message, &name)?;
             } else {
-                kubelet_event(shared, key, Severity::Normal, "Pulled", &format!("Container image \"{image}\" already present on machine"), &name)?;
+                kubelet_event(
+                    shared,
+                    key,
+                    Severity::Normal,
+                    "Pulled",
+                    &format!("Container image \"{image}\" already present on machine"),
+                    &name,
+                )?;
             }
             return Some(());
         }
         if policy == "Never" {
-            let message = format!("Container image \"{image}\" is not present with pull policy of Never");
+            let message =
+                format!("Container image \"{image}\" is not present with pull policy of Never");
             update(shared, key, |pod, state| {
                 set_waiting(pod, &name, "ErrImageNeverPull", Some(&message), ip);
                 let snapshot = pod.clone();
-                event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, "ErrImageNeverPull", &message, Some(&name));
-                event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, "Failed", "Error: ErrImageNeverPull", Some(&name));
+                event(
+                    state,
+                    shared,
+                    &snapshot,
+                    PodEvent::kubelet(
+                        Severity::Warning,
+                        "ErrImageNeverPull",
+                        &message,
+                        Some(&name),
+                    ),
+                );
+                event(
+                    state,
+                    shared,
+                    &snapshot,
+                    PodEvent::kubelet(
+                        Severity::Warning,
+                        "Failed",
+                        "Error: ErrImageNeverPull",
+                        Some(&name),
+                    ),
+                );
             })?;
         } else {
-            kubelet_event(shared, key, Severity::Normal, "Pulling", &format!("Pulling image \"{image}\""), &name)?;
+            kubelet_event(
+                shared,
+                key,
+                Severity::Normal,
+                "Pulling",
+                &format!("Pulling image \"{image}\""),
+                &name,
+            )?;
             tokio::time::sleep(delays.pull).await;
             let reference = qualified_image(&image);
             let error = format!(
@@ -248,16 +374,46 @@ async fn pull(shared: &Arc<Shared>, key: &PodKey, container: &Value, ip: &str) -
                 set_waiting(pod, &name, "ErrImagePull", Some(&error), ip);
                 let snapshot = pod.clone();
                 let failed = format!("Failed to pull image \"{image}\": {error}");
-                event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, "Failed", &failed, Some(&name));
-                event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, "Failed", "Error: ErrImagePull", Some(&name));
+                event(
+                    state,
+                    shared,
+                    &snapshot,
+                    PodEvent::kubelet(Severity::Warning, "Failed", &failed, Some(&name)),
+                );
+                event(
+                    state,
+                    shared,
+                    &snapshot,
+                    PodEvent::kubelet(
+                        Severity::Warning,
+                        "Failed",
+                        "Error: ErrImagePull",
+                        Some(&name),
+                    ),
+                );
             })?;
             tokio::time::sleep(backoff).await;
             let message = format!("Back-off pulling image \"{image}\"");
             update(shared, key, |pod, state| {
                 set_waiting(pod, &name, "ImagePullBackOff", Some(&message), ip);
                 let snapshot = pod.clone();
-                event(state, shared, &snapshot, Source::Kubelet, Severity::Normal, "BackOff", &message, Some(&name));
-                event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, "Failed", "Error: ImagePullBackOff", Some(&name));
+                event(
+                    state,
+                    shared,
+                    &snapshot,
+                    PodEvent::kubelet(Severity::Normal, "BackOff", &message, Some(&name)),
+                );
+                event(
+                    state,
+                    shared,
+                    &snapshot,
+                    PodEvent::kubelet(
+                        Severity::Warning,
+                        "Failed",
+                        "Error: ImagePullBackOff",
+                        Some(&name),
+                    ),
+                );
             })?;
         }
         tokio::time::sleep(backoff).await;
@@ -267,13 +423,15 @@ async fn pull(shared: &Arc<Shared>, key: &PodKey, container: &Value, ip: &str) -
 
 /// How containerd names an image in its errors (`docker.io/library/x:tag`).
 fn qualified_image(image: &str) -> String {
-    let with_tag = if image.rsplit('/').next().is_some_and(|last| last.contains(':') || last.contains('@')) {
-        image.to_string()
-    } else {
-        format!("{image}:latest")
-    };
+    let with_tag =
+        if image.rsplit('/').next().is_some_and(|last| last.contains(':') || last.contains('@')) {
+            image.to_string()
+        } else {
+            format!("{image}:latest")
+        };
     let first = with_tag.split('/').next().unwrap_or_default();
-    let has_registry = with_tag.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_registry = with_tag.contains('/')
+        && (first.contains('.') || first.contains(':') || first == "localhost");
     match (has_registry, with_tag.contains('/')) {
         (true, _) => with_tag,
         (false, true) => format!("docker.io/{with_tag}"),
@@ -295,13 +453,20 @@ fn set_waiting(pod: &mut Value, container: &str, reason: &str, message: Option<&
     pod["status"]["podIPs"] = json!([{"ip": ip}]);
 }
 
-fn kubelet_event(shared: &Shared, key: &PodKey, severity: Severity, reason: &str, message: &str, container: &str) -> Option<()> {
+fn kubelet_event(
+    shared: &Shared,
+    key: &PodKey,
+    severity: Severity,
+    reason: &str,
+    message: &str,
+    container: &str,
+) -> Option<()> {
     let mut state = shared.lock();
     let pod = state.store.get(Kind::Pod, &key.namespace, &key.name)?.clone();
     if pod["metadata"]["uid"] != key.uid.as_str() {
         return None;
     }
-    event(&mut state, shared, &pod, Source::Kubelet, severity, reason, message, Some(container));
+    event(&mut state, shared, &pod, PodEvent::kubelet(severity, reason, message, Some(container)));
     Some(())
 }
 
@@ -325,9 +490,24 @@ pub fn fail(shared: &Shared, key: &PodKey, reason: &str, message: &str) -> bool 
     }
     update(shared, key, |pod, state| {
         let snapshot = pod.clone();
-        event(state, shared, &snapshot, Source::Kubelet, Severity::Warning, reason, message, None);
+        event(
+            state,
+            shared,
+            &snapshot,
+            PodEvent::kubelet(Severity::Warning, reason, message, None),
+        );
         for name in container_names(&snapshot) {
-            event(state, shared, &snapshot, Source::Kubelet, Severity::Normal, "Killing", &format!("Stopping container {name}"), Some(&name));
+            event(
+                state,
+                shared,
+                &snapshot,
+                PodEvent::kubelet(
+                    Severity::Normal,
+                    "Killing",
+                    &format!("Stopping container {name}"),
+                    Some(&name),
+                ),
+            );
         }
         pod_status::fail(&mut pod["status"], reason, message);
     })
@@ -339,7 +519,14 @@ pub async fn terminate(shared: Arc<Shared>, key: PodKey, grace: u64) {
     let wait = shared.lock().delays.terminate.min(Duration::from_secs(grace));
     let has_sandbox = shared.lock().pods.get(&key.uid).is_some_and(|r| r.sandbox.is_some());
     if has_sandbox {
-        let _ = kubelet_event(&shared, &key, Severity::Normal, "Killing", &format!("Stopping container {}", first_name(&shared, &key)), &first_name(&shared, &key));
+        let _ = kubelet_event(
+            &shared,
+            &key,
+            Severity::Normal,
+            "Killing",
+            &format!("Stopping container {}", first_name(&shared, &key)),
+            &first_name(&shared, &key),
+        );
     }
     tokio::time::sleep(wait).await;
     let sandbox = take_sandbox(&mut shared.lock(), &key.uid);
@@ -358,9 +545,13 @@ pub async fn terminate(shared: Arc<Shared>, key: PodKey, grace: u64) {
     update(&shared, &key, |pod, _| {
         let meta = &mut pod["metadata"];
         let old_grace = meta["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
-        if let Some(ts) = meta["deletionTimestamp"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+        if let Some(ts) = meta["deletionTimestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
             let moved = ts - chrono::Duration::seconds(old_grace);
-            meta["deletionTimestamp"] = json!(moved.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            meta["deletionTimestamp"] =
+                json!(moved.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%SZ").to_string());
         }
         meta["deletionGracePeriodSeconds"] = json!(0);
     });
@@ -369,14 +560,21 @@ pub async fn terminate(shared: Arc<Shared>, key: PodKey, grace: u64) {
 
 fn first_name(shared: &Shared, key: &PodKey) -> String {
     let state = shared.lock();
-    state.store.get(Kind::Pod, &key.namespace, &key.name).and_then(first_container).unwrap_or_default()
+    state
+        .store
+        .get(Kind::Pod, &key.namespace, &key.name)
+        .and_then(first_container)
+        .unwrap_or_default()
 }
 
 /// Removes the pod object (DELETED) and its runtime, killing what is left of its sandbox.
 pub fn remove(shared: &Shared, key: &PodKey) {
     let runtime = {
         let mut state = shared.lock();
-        let same = state.store.get(Kind::Pod, &key.namespace, &key.name).is_some_and(|p| p["metadata"]["uid"] == key.uid.as_str());
+        let same = state
+            .store
+            .get(Kind::Pod, &key.namespace, &key.name)
+            .is_some_and(|p| p["metadata"]["uid"] == key.uid.as_str());
         if same {
             state.store.remove(Kind::Pod, &key.namespace, &key.name);
         }

@@ -41,7 +41,10 @@ mod watch;
 #[allow(unused_imports)]
 pub use exec::{status_json, Outcome};
 #[allow(unused_imports)]
-pub use options::{AccessRule, Decision, Delays, ExecProtocols, FakeOptions, FakeUser, ImageConfig, NamespaceSpec, Subject, ADMIN_TOKEN, ADMIN_USER};
+pub use options::{
+    AccessRule, Decision, Delays, ExecProtocols, FakeOptions, FakeUser, ImageConfig, NamespaceSpec,
+    Subject, ADMIN_TOKEN, ADMIN_USER,
+};
 pub use state::RequestRecord;
 
 use std::collections::BTreeMap;
@@ -88,12 +91,16 @@ pub struct FakeApiServer {
 pub fn unavailable() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Some("the fake Kubernetes API server needs root (pods are mount namespaces)".into());
+        return Some(
+            "the fake Kubernetes API server needs root (pods are mount namespaces)".into(),
+        );
     }
     let path = std::env::var("PATH").unwrap_or_default();
     for tool in ["unshare", "nsenter", "setpriv", "mount", "env", "sleep"] {
         if !path.split(':').any(|d| Path::new(d).join(tool).is_file()) {
-            return Some(format!("the fake Kubernetes API server needs `{tool}` (util-linux/coreutils)"));
+            return Some(format!(
+                "the fake Kubernetes API server needs `{tool}` (util-linux/coreutils)"
+            ));
         }
     }
     None
@@ -117,7 +124,8 @@ impl FakeApiServer {
             .tempdir_in("/var/tmp")
             .expect("a temporary directory for the fake cluster in /var/tmp");
         let pki = tls::generate().expect("the fake cluster's certificates");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1");
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1");
         let addr = listener.local_addr().expect("the fake API server's address");
         let mut users = vec![FakeUser::new(ADMIN_TOKEN, ADMIN_USER, &[auth::MASTERS])];
         users.extend(options.users.iter().cloned());
@@ -138,11 +146,14 @@ impl FakeApiServer {
             }
         }
         let tls_config = pki.server.clone();
-        let epoch = server::serve(shared.clone(), tls_config.clone(), listener).expect("the fake API server serves");
+        let epoch = server::serve(shared.clone(), tls_config.clone(), listener)
+            .expect("the fake API server serves");
         let kubeconfig = dir.path().join("kubeconfig");
-        let default_ns = options.namespaces.first().map(|n| n.name.clone()).unwrap_or_else(|| "default".into());
+        let default_ns =
+            options.namespaces.first().map(|n| n.name.clone()).unwrap_or_else(|| "default".into());
         let url = format!("https://{addr}");
-        tls::write_kubeconfig(&kubeconfig, &url, &pki.ca_pem, ADMIN_USER, ADMIN_TOKEN, &default_ns).expect("the fake cluster's kubeconfig");
+        tls::write_kubeconfig(&kubeconfig, &url, &pki.ca_pem, ADMIN_USER, ADMIN_TOKEN, &default_ns)
+            .expect("the fake cluster's kubeconfig");
         FakeApiServer {
             shared,
             runtime: Some(runtime),
@@ -163,11 +174,14 @@ impl FakeApiServer {
     /// A kubeconfig authenticating as `user` (one of the configured users), with `namespace`
     /// as the context's default.
     pub fn kubeconfig_for(&self, user: &str, namespace: &str) -> PathBuf {
-        let token = self.shared.lock().users.iter().find(|u| u.name == user).map(|u| u.token.clone());
+        let token =
+            self.shared.lock().users.iter().find(|u| u.name == user).map(|u| u.token.clone());
         let token = token.unwrap_or_else(|| panic!("no fake user named {user}"));
-        let safe: String = user.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let safe: String =
+            user.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         let path = self.dir.path().join(format!("kubeconfig-{safe}-{namespace}"));
-        tls::write_kubeconfig(&path, &self.url(), &self.ca_pem, user, &token, namespace).expect("writing a kubeconfig");
+        tls::write_kubeconfig(&path, &self.url(), &self.ca_pem, user, &token, namespace)
+            .expect("writing a kubeconfig");
         path
     }
 
@@ -201,7 +215,10 @@ impl FakeApiServer {
 
     /// Nothing schedules in `namespace` (pending pods report `message`, or a default one).
     pub fn set_unschedulable(&self, namespace: &str, message: Option<&str>) {
-        self.shared.lock().unschedulable.insert(namespace.into(), message.unwrap_or(DEFAULT_UNSCHEDULABLE).into());
+        self.shared
+            .lock()
+            .unschedulable
+            .insert(namespace.into(), message.unwrap_or(DEFAULT_UNSCHEDULABLE).into());
         self.shared.wake.notify_waiters();
     }
 
@@ -275,11 +292,14 @@ impl FakeApiServer {
         let listener = loop {
             match std::net::TcpListener::bind(self.addr) {
                 Ok(l) => break l,
-                Err(e) if Instant::now() > deadline => panic!("re-binding {} to resume: {e}", self.addr),
+                Err(e) if Instant::now() > deadline => {
+                    panic!("re-binding {} to resume: {e}", self.addr)
+                }
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
         };
-        let epoch = server::serve(self.shared.clone(), self.tls.clone(), listener).expect("the fake API server serves again");
+        let epoch = server::serve(self.shared.clone(), self.tls.clone(), listener)
+            .expect("the fake API server serves again");
         *slot = Some(epoch);
     }
 
@@ -296,7 +316,12 @@ impl FakeApiServer {
 
     /// How many requests had `verb` on `resource` (`create`, `pods`; `get`, `pods/exec`).
     pub fn request_count(&self, verb: &str, resource: &str) -> usize {
-        self.shared.lock().requests.iter().filter(|r| r.verb == verb && r.resource == resource).count()
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.verb == verb && r.resource == resource)
+            .count()
     }
 
     pub fn clear_requests(&self) {
@@ -336,8 +361,15 @@ impl FakeApiServer {
     /// Events whose involvedObject is `name` in `namespace`, oldest first.
     pub fn events_for(&self, namespace: &str, name: &str) -> Vec<Value> {
         let state = self.shared.lock();
-        let mut events: Vec<Value> = state.store.list(Kind::Event, Some(namespace)).filter(|e| e["involvedObject"]["name"] == name).cloned().collect();
-        events.sort_by_key(|e| e["metadata"]["resourceVersion"].as_str().and_then(|rv| rv.parse::<u64>().ok()));
+        let mut events: Vec<Value> = state
+            .store
+            .list(Kind::Event, Some(namespace))
+            .filter(|e| e["involvedObject"]["name"] == name)
+            .cloned()
+            .collect();
+        events.sort_by_key(|e| {
+            e["metadata"]["resourceVersion"].as_str().and_then(|rv| rv.parse::<u64>().ok())
+        });
         events
     }
 
@@ -357,7 +389,13 @@ impl FakeApiServer {
     }
 
     /// Waits until the pod satisfies `condition` (checked every 10 ms), up to `timeout`.
-    pub async fn wait_pod(&self, namespace: &str, name: &str, timeout: Duration, condition: impl Fn(&Value) -> bool) -> Result<Value, String> {
+    pub async fn wait_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+        condition: impl Fn(&Value) -> bool,
+    ) -> Result<Value, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let pod = self.pod(namespace, name);
@@ -372,7 +410,12 @@ impl FakeApiServer {
     }
 
     /// Waits until the pod no longer exists, up to `timeout`.
-    pub async fn wait_gone(&self, namespace: &str, name: &str, timeout: Duration) -> Result<(), String> {
+    pub async fn wait_gone(
+        &self,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         while self.pod(namespace, name).is_some() {
             if Instant::now() > deadline {
@@ -398,10 +441,14 @@ impl Drop for FakeApiServer {
         self.pause();
         let sandboxes: Vec<Arc<sandbox::Sandbox>> = {
             let mut state = self.shared.lock();
-            state.pods.values_mut().filter_map(|r| {
-                r.stop.cancel();
-                r.sandbox.take()
-            }).collect()
+            state
+                .pods
+                .values_mut()
+                .filter_map(|r| {
+                    r.stop.cancel();
+                    r.sandbox.take()
+                })
+                .collect()
         };
         for sandbox in sandboxes {
             sandbox.destroy();

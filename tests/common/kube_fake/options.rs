@@ -113,7 +113,12 @@ pub struct AccessRule {
 impl AccessRule {
     /// Allows `verbs` on `resources` in `namespaces` (empty: everywhere) for `subject`, with
     /// the reason RBAC would give for a RoleBinding.
-    pub fn allow(subject: Subject, verbs: &[&str], resources: &[&str], namespaces: &[&str]) -> Self {
+    pub fn allow(
+        subject: Subject,
+        verbs: &[&str],
+        resources: &[&str],
+        namespaces: &[&str],
+    ) -> Self {
         let reason = match &subject {
             Subject::User(u) => format!("RBAC: allowed by RoleBinding \"kube-fake\" of Role \"kube-fake\" to User \"{u}\""),
             Subject::Group(g) => format!("RBAC: allowed by RoleBinding \"kube-fake\" of Role \"kube-fake\" to Group \"{g}\""),
@@ -130,7 +135,13 @@ impl AccessRule {
     }
 
     /// An explicit denial with a reason.
-    pub fn deny(subject: Subject, verbs: &[&str], resources: &[&str], namespaces: &[&str], reason: &str) -> Self {
+    pub fn deny(
+        subject: Subject,
+        verbs: &[&str],
+        resources: &[&str],
+        namespaces: &[&str],
+        reason: &str,
+    ) -> Self {
         AccessRule {
             decision: Decision::Deny,
             reason: Some(reason.into()),
@@ -192,7 +203,10 @@ impl Default for ImageConfig {
             user: 1000,
             workdir: "/home/user/workspace".into(),
             env: vec![
-                ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+                (
+                    "PATH".into(),
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                ),
                 ("LANG".into(), "C.UTF-8".into()),
                 ("TERM".into(), "xterm-256color".into()),
             ],

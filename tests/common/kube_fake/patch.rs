@@ -54,10 +54,14 @@ fn merge(target: &mut Value, patch: &Value, by_name: bool) {
             continue;
         }
         match (target_map.get_mut(key), value) {
-            (Some(existing), Value::Array(items)) if by_name && named(items) && existing.as_array().is_some_and(|a| named(a)) => {
+            (Some(existing), Value::Array(items))
+                if by_name && named(items) && existing.as_array().is_some_and(|a| named(a)) =>
+            {
                 merge_named(existing, items);
             }
-            (Some(existing), Value::Object(_)) if existing.is_object() => merge(existing, value, by_name),
+            (Some(existing), Value::Object(_)) if existing.is_object() => {
+                merge(existing, value, by_name)
+            }
             _ => {
                 // A new object is merged into nothing, which drops its nulls (RFC 7386).
                 let fresh = if value.is_object() {
@@ -107,7 +111,9 @@ fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
             }
             Some("move") | Some("copy") => {
                 let from = op["from"].as_str().ok_or("a JSON patch move/copy has no from")?;
-                let value = pointer(target, from).cloned().ok_or_else(|| format!("missing value at {from}"))?;
+                let value = pointer(target, from)
+                    .cloned()
+                    .ok_or_else(|| format!("missing value at {from}"))?;
                 if op["op"] == "move" {
                     remove(target, from)?;
                 }
@@ -124,7 +130,8 @@ fn unescape(token: &str) -> String {
 }
 
 fn split(path: &str) -> Result<(String, String), String> {
-    let (parent, last) = path.rsplit_once('/').ok_or_else(|| format!("invalid JSON pointer {path:?}"))?;
+    let (parent, last) =
+        path.rsplit_once('/').ok_or_else(|| format!("invalid JSON pointer {path:?}"))?;
     Ok((parent.to_string(), unescape(last)))
 }
 
@@ -144,7 +151,11 @@ fn add(target: &mut Value, path: &str, value: Value) -> Result<(), String> {
             Ok(())
         }
         Some(Value::Array(list)) => {
-            let index = if last == "-" { list.len() } else { last.parse().map_err(|_| format!("invalid index in {path}"))? };
+            let index = if last == "-" {
+                list.len()
+            } else {
+                last.parse().map_err(|_| format!("invalid index in {path}"))?
+            };
             if index > list.len() {
                 return Err(format!("index out of range in {path}"));
             }

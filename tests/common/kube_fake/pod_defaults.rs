@@ -16,7 +16,13 @@ pub fn default_pod(pod: &mut Value, namespace: &str) {
     meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
     meta["creationTimestamp"] = json!(now());
     if let Some(obj) = meta.as_object_mut() {
-        for transient in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink"] {
+        for transient in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "selfLink",
+        ] {
             obj.remove(transient);
         }
     }
@@ -30,7 +36,11 @@ pub fn default_pod(pod: &mut Value, namespace: &str) {
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "schedulerName", json!("default-scheduler"));
     set_default(spec, "enableServiceLinks", json!(true));
-    let account = spec["serviceAccountName"].as_str().or(spec["serviceAccount"].as_str()).unwrap_or("default").to_string();
+    let account = spec["serviceAccountName"]
+        .as_str()
+        .or(spec["serviceAccount"].as_str())
+        .unwrap_or("default")
+        .to_string();
     spec["serviceAccountName"] = json!(account);
     spec["serviceAccount"] = json!(account);
     for key in ["initContainers", "containers"] {
@@ -60,7 +70,8 @@ fn default_container(c: &mut Value) {
     set_default(c, "terminationMessagePolicy", json!("File"));
     let image = c["image"].as_str().unwrap_or_default();
     let last = image.rsplit('/').next().unwrap_or_default();
-    let tag_latest = !image.contains('@') && last.split_once(':').is_none_or(|(_, tag)| tag == "latest");
+    let tag_latest =
+        !image.contains('@') && last.split_once(':').is_none_or(|(_, tag)| tag == "latest");
     set_default(c, "imagePullPolicy", json!(if tag_latest { "Always" } else { "IfNotPresent" }));
     if let Some(ports) = c["ports"].as_array_mut() {
         for port in ports {
@@ -74,7 +85,9 @@ fn seccomp_annotations(pod: &mut Value) {
     let annotation = |profile: &Value| match profile["type"].as_str() {
         Some("RuntimeDefault") => Some("runtime/default".to_string()),
         Some("Unconfined") => Some("unconfined".to_string()),
-        Some("Localhost") => Some(format!("localhost/{}", profile["localhostProfile"].as_str().unwrap_or_default())),
+        Some("Localhost") => {
+            Some(format!("localhost/{}", profile["localhostProfile"].as_str().unwrap_or_default()))
+        }
         _ => None,
     };
     let mut add = Vec::new();
@@ -123,7 +136,8 @@ fn service_account_volume(pod: &mut Value) {
     }
     for key in ["initContainers", "containers"] {
         for c in spec[key].as_array_mut().into_iter().flatten() {
-            let mounted = c["volumeMounts"].as_array().into_iter().flatten().any(|m| m["mountPath"] == MOUNT);
+            let mounted =
+                c["volumeMounts"].as_array().into_iter().flatten().any(|m| m["mountPath"] == MOUNT);
             if mounted {
                 continue;
             }
@@ -140,7 +154,9 @@ fn service_account_volume(pod: &mut Value) {
 fn default_tolerations(spec: &mut Value) {
     let mut tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
     for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
-        let tolerated = tolerations.iter().any(|t| t["key"] == key && (t["effect"] == "NoExecute" || t["effect"].is_null()));
+        let tolerated = tolerations
+            .iter()
+            .any(|t| t["key"] == key && (t["effect"] == "NoExecute" || t["effect"].is_null()));
         if !tolerated {
             tolerations.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
         }
@@ -151,7 +167,10 @@ fn default_tolerations(spec: &mut Value) {
 /// BestEffort without any requests or limits; Guaranteed when every container's cpu and memory
 /// limits equal its requests (requests default to limits); Burstable otherwise.
 fn qos_class(spec: &Value) -> &'static str {
-    let containers: Vec<&Value> = ["initContainers", "containers"].iter().flat_map(|k| spec[*k].as_array().into_iter().flatten()).collect();
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| spec[*k].as_array().into_iter().flatten())
+        .collect();
     let mut any = false;
     let mut guaranteed = true;
     for c in containers {

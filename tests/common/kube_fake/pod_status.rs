@@ -9,7 +9,13 @@ use sha2::{Digest, Sha256};
 use super::state::now;
 
 /// Sets condition `kind`, keeping its `lastTransitionTime` when the status does not change.
-pub fn set_condition(status: &mut Value, kind: &str, value: bool, reason: Option<&str>, message: Option<&str>) {
+pub fn set_condition(
+    status: &mut Value,
+    kind: &str,
+    value: bool,
+    reason: Option<&str>,
+    message: Option<&str>,
+) {
     let text = if value { "True" } else { "False" };
     let mut conditions = status["conditions"].as_array().cloned().unwrap_or_default();
     let previous = conditions.iter().position(|c| c["type"] == kind);
@@ -41,7 +47,13 @@ pub fn set_not_ready(status: &mut Value, containers: &[String]) {
 }
 
 pub fn container_names(pod: &Value) -> Vec<String> {
-    pod["spec"]["containers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).map(String::from).collect()
+    pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .map(String::from)
+        .collect()
 }
 
 /// What every container's status holds besides its state.
@@ -96,7 +108,8 @@ pub fn running(pod: &Value) -> Value {
             s["ready"] = json!(true);
             s["started"] = json!(true);
             s["imageID"] = json!(format!("sha256:{}", hex_digest(image)));
-            s["containerID"] = json!(format!("containerd://{}", hex_digest(&format!("{uid}/{}", c["name"]))));
+            s["containerID"] =
+                json!(format!("containerd://{}", hex_digest(&format!("{uid}/{}", c["name"]))));
             s
         })
         .collect();

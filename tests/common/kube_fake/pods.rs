@@ -13,7 +13,7 @@ use super::patch::{self, PatchType};
 use super::pod_defaults::{default_pod, final_name};
 use super::pss;
 use super::respond::{self, Cause, Reply};
-use super::rest::{check_body, namespace_exists};
+use super::rest::{check_body, missing_namespace};
 use super::route::Query;
 use super::selector::{FieldSelector, LabelSelector};
 use super::state::{PodRuntime, Shared, State};
@@ -22,7 +22,9 @@ use super::validate;
 
 pub fn create(shared: &Arc<Shared>, namespace: &str, mut pod: Value, dry_run: bool) -> Reply {
     let mut state = shared.lock();
-    if let Err(reply) = check_body(Kind::Pod, namespace, &pod).and_then(|_| namespace_exists(&state.store, namespace)) {
+    if let Some(reply) = check_body(Kind::Pod, namespace, &pod)
+        .or_else(|| missing_namespace(&state.store, namespace))
+    {
         return reply;
     }
     let name = final_name(&pod["metadata"]);
@@ -60,7 +62,11 @@ pub fn create(shared: &Arc<Shared>, namespace: &str, mut pod: Value, dry_run: bo
 
 /// Validating admission: Pod Security, then ResourceQuota.
 fn admit(state: &State, namespace: &str, name: &str, pod: &Value) -> Option<Reply> {
-    let labels = state.store.get(Kind::Namespace, "", namespace).map(|ns| ns["metadata"]["labels"].clone()).unwrap_or_default();
+    let labels = state
+        .store
+        .get(Kind::Namespace, "", namespace)
+        .map(|ns| ns["metadata"]["labels"].clone())
+        .unwrap_or_default();
     let (level, version) = pss::enforced(&labels);
     if let Some(why) = pss::violations(pod, level, &version) {
         return Some(respond::admission_forbidden(Kind::Pod, name, &why));
@@ -69,7 +75,10 @@ fn admit(state: &State, namespace: &str, name: &str, pod: &Value) -> Option<Repl
         let used = state
             .store
             .list(Kind::Pod, Some(namespace))
-            .filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Failed" | "Succeeded")) && p["metadata"]["deletionTimestamp"].is_null())
+            .filter(|p| {
+                !matches!(p["status"]["phase"].as_str(), Some("Failed" | "Succeeded"))
+                    && p["metadata"]["deletionTimestamp"].is_null()
+            })
             .count();
         if used as u32 >= *limit {
             let why = format!("exceeded quota: pod-quota, requested: pods=1, used: pods={used}, limited: pods={limit}");
@@ -82,14 +91,20 @@ fn admit(state: &State, namespace: &str, name: &str, pod: &Value) -> Option<Repl
 const IMMUTABLE_SPEC: &str = "pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations) or `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 
 /// PATCH (`patch_type` set) or PUT of a pod.
-pub fn update(shared: &Shared, namespace: &str, name: &str, body: Value, patch_type: Option<PatchType>) -> Reply {
+pub fn update(
+    shared: &Shared,
+    namespace: &str,
+    name: &str,
+    body: Value,
+    patch_type: Option<PatchType>,
+) -> Reply {
     let mut state = shared.lock();
     let Some(old) = state.store.get(Kind::Pod, namespace, name).cloned() else {
         return respond::not_found(Kind::Pod, name);
     };
     let mut new = match patch_type {
         None => {
-            if let Err(reply) = check_body(Kind::Pod, namespace, &body) {
+            if let Some(reply) = check_body(Kind::Pod, namespace, &body) {
                 return reply;
             }
             body
@@ -104,7 +119,15 @@ pub fn update(shared: &Shared, namespace: &str, name: &str, body: Value, patch_t
             return respond::conflict(Kind::Pod, name, respond::MODIFIED);
         }
     }
-    for key in ["uid", "creationTimestamp", "namespace", "name", "generateName", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for key in [
+        "uid",
+        "creationTimestamp",
+        "namespace",
+        "name",
+        "generateName",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         match old["metadata"].get(key) {
             Some(v) => new["metadata"][key] = v.clone(),
             None => {
@@ -166,7 +189,9 @@ pub struct DeleteOptions {
 impl DeleteOptions {
     pub fn parse(body: &[u8], query: &Query) -> DeleteOptions {
         let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let grace = body["gracePeriodSeconds"].as_i64().or_else(|| query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()));
+        let grace = body["gracePeriodSeconds"]
+            .as_i64()
+            .or_else(|| query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()));
         DeleteOptions {
             grace: grace.map(|g| g.max(0) as u64),
             uid: body["preconditions"]["uid"].as_str().map(String::from),
@@ -181,11 +206,20 @@ pub fn delete(shared: &Arc<Shared>, namespace: &str, name: &str, options: &Delet
         return respond::not_found(Kind::Pod, name);
     };
     let meta = &pod["metadata"];
-    if let Some(uid) = options.uid.as_deref().filter(|u| *u != meta["uid"].as_str().unwrap_or_default()) {
-        let why = format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta["uid"].as_str().unwrap_or_default());
+    if let Some(uid) =
+        options.uid.as_deref().filter(|u| *u != meta["uid"].as_str().unwrap_or_default())
+    {
+        let why = format!(
+            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+            meta["uid"].as_str().unwrap_or_default()
+        );
         return respond::conflict(Kind::Pod, name, &why);
     }
-    if let Some(rv) = options.resource_version.as_deref().filter(|rv| *rv != meta["resourceVersion"].as_str().unwrap_or_default()) {
+    if let Some(rv) = options
+        .resource_version
+        .as_deref()
+        .filter(|rv| *rv != meta["resourceVersion"].as_str().unwrap_or_default())
+    {
         let why = format!(
             "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
             meta["resourceVersion"].as_str().unwrap_or_default()
@@ -196,7 +230,8 @@ pub fn delete(shared: &Arc<Shared>, namespace: &str, name: &str, options: &Delet
         return respond::json(200, &pod);
     }
     let key = PodKey::of(&pod);
-    let mut grace = options.grace.or(pod["spec"]["terminationGracePeriodSeconds"].as_u64()).unwrap_or(30);
+    let mut grace =
+        options.grace.or(pod["spec"]["terminationGracePeriodSeconds"].as_u64()).unwrap_or(30);
     let unscheduled = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
     let finished = matches!(pod["status"]["phase"].as_str(), Some("Failed" | "Succeeded"));
     if unscheduled || finished {
@@ -221,15 +256,21 @@ pub fn delete(shared: &Arc<Shared>, namespace: &str, name: &str, options: &Delet
 }
 
 /// DELETE of the collection: every pod matching the selectors, as a PodList of what was deleted.
-pub fn delete_collection(shared: &Arc<Shared>, namespace: &str, query: &Query, options: &DeleteOptions) -> Reply {
+pub fn delete_collection(
+    shared: &Arc<Shared>,
+    namespace: &str,
+    query: &Query,
+    options: &DeleteOptions,
+) -> Reply {
     let labels = match LabelSelector::parse(query.get("labelSelector").unwrap_or_default()) {
         Ok(s) => s,
         Err(e) => return respond::bad_request(&e),
     };
-    let fields = match FieldSelector::parse(Kind::Pod, query.get("fieldSelector").unwrap_or_default()) {
-        Ok(s) => s,
-        Err(e) => return respond::bad_request(&e),
-    };
+    let fields =
+        match FieldSelector::parse(Kind::Pod, query.get("fieldSelector").unwrap_or_default()) {
+            Ok(s) => s,
+            Err(e) => return respond::bad_request(&e),
+        };
     let pods: Vec<Value> = shared
         .lock()
         .store
@@ -245,5 +286,8 @@ pub fn delete_collection(shared: &Arc<Shared>, namespace: &str, query: &Query, o
         }
     }
     let rv = shared.lock().store.rv().to_string();
-    respond::json(200, &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": items}))
+    respond::json(
+        200,
+        &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": items}),
+    )
 }

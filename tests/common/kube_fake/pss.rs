@@ -60,7 +60,15 @@ pub fn violations(pod: &Value, level: Level, version: &str) -> Option<String> {
     let failed: Vec<String> = checks
         .into_iter()
         .filter_map(|(_, r)| r)
-        .map(|(reason, detail)| if detail.is_empty() { reason } else { format!("{reason} ({detail})") })
+        .map(
+            |(reason, detail)| {
+                if detail.is_empty() {
+                    reason
+                } else {
+                    format!("{reason} ({detail})")
+                }
+            },
+        )
         .collect();
     if failed.is_empty() {
         return None;
@@ -115,31 +123,53 @@ fn app_armor(annotations: &Value) -> Check {
         return None;
     }
     bad.sort();
-    fail(&pluralize("forbidden AppArmor profile", "forbidden AppArmor profiles", bad.len()), bad.join(", "))
+    fail(
+        &pluralize("forbidden AppArmor profile", "forbidden AppArmor profiles", bad.len()),
+        bad.join(", "),
+    )
 }
 
 fn host_namespaces(spec: &Value) -> Check {
-    let set: Vec<&str> = [("hostNetwork", "hostNetwork=true"), ("hostPID", "hostPID=true"), ("hostIPC", "hostIPC=true")]
-        .into_iter()
-        .filter(|(k, _)| spec[*k].as_bool() == Some(true))
-        .map(|(_, s)| s)
-        .collect();
+    let set: Vec<&str> = [
+        ("hostNetwork", "hostNetwork=true"),
+        ("hostPID", "hostPID=true"),
+        ("hostIPC", "hostIPC=true"),
+    ]
+    .into_iter()
+    .filter(|(k, _)| spec[*k].as_bool() == Some(true))
+    .map(|(_, s)| s)
+    .collect();
     (!set.is_empty()).then(|| ("host namespaces".to_string(), set.join(", ")))
 }
 
 fn host_path_volumes(spec: &Value) -> Check {
-    let names: Vec<String> = spec["volumes"].as_array().into_iter().flatten().filter(|v| v["hostPath"].is_object()).map(name).collect();
+    let names: Vec<String> = spec["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["hostPath"].is_object())
+        .map(name)
+        .collect();
     if names.is_empty() {
         return None;
     }
-    fail("hostPath volumes", format!("{} {}", pluralize("volume", "volumes", names.len()), join_quote(&names)))
+    fail(
+        "hostPath volumes",
+        format!("{} {}", pluralize("volume", "volumes", names.len()), join_quote(&names)),
+    )
 }
 
 fn host_ports(containers: &[&Value]) -> Check {
     let mut bad = Vec::new();
     let mut ports = BTreeSet::new();
     for c in containers {
-        let used: Vec<i64> = c["ports"].as_array().into_iter().flatten().filter_map(|p| p["hostPort"].as_i64()).filter(|p| *p != 0).collect();
+        let used: Vec<i64> = c["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["hostPort"].as_i64())
+            .filter(|p| *p != 0)
+            .collect();
         if !used.is_empty() {
             bad.push(name(c));
             ports.extend(used.into_iter().map(|p| p.to_string()));
@@ -160,11 +190,18 @@ fn host_ports(containers: &[&Value]) -> Check {
 }
 
 fn privileged(containers: &[&Value]) -> Check {
-    let bad: Vec<String> = containers.iter().filter(|c| c["securityContext"]["privileged"].as_bool() == Some(true)).map(|c| name(c)).collect();
+    let bad: Vec<String> = containers
+        .iter()
+        .filter(|c| c["securityContext"]["privileged"].as_bool() == Some(true))
+        .map(|c| name(c))
+        .collect();
     if bad.is_empty() {
         return None;
     }
-    fail("privileged", format!("{} must not set securityContext.privileged=true", containers_phrase(&bad)))
+    fail(
+        "privileged",
+        format!("{} must not set securityContext.privileged=true", containers_phrase(&bad)),
+    )
 }
 
 fn proc_mount(containers: &[&Value]) -> Check {
@@ -180,7 +217,14 @@ fn proc_mount(containers: &[&Value]) -> Check {
         return None;
     }
     let types: Vec<String> = types.into_iter().collect();
-    fail("procMount", format!("{} must not set securityContext.procMount to {}", containers_phrase(&bad), join_quote(&types)))
+    fail(
+        "procMount",
+        format!(
+            "{} must not set securityContext.procMount to {}",
+            containers_phrase(&bad),
+            join_quote(&types)
+        ),
+    )
 }
 
 fn se_linux(spec: &Value, containers: &[&Value]) -> Check {
@@ -210,7 +254,11 @@ fn se_linux(spec: &Value, containers: &[&Value]) -> Check {
     if !valid(&spec["securityContext"]["seLinuxOptions"]) {
         setters.push("pod".to_string());
     }
-    let bad: Vec<String> = containers.iter().filter(|c| !valid(&c["securityContext"]["seLinuxOptions"])).map(|c| name(c)).collect();
+    let bad: Vec<String> = containers
+        .iter()
+        .filter(|c| !valid(&c["securityContext"]["seLinuxOptions"]))
+        .map(|c| name(c))
+        .collect();
     if !bad.is_empty() {
         setters.push(containers_phrase(&bad));
     }
@@ -228,7 +276,14 @@ fn se_linux(spec: &Value, containers: &[&Value]) -> Check {
     if role {
         data.push("role may not be set".to_string());
     }
-    fail("seLinuxOptions", format!("{} set forbidden securityContext.seLinuxOptions: {}", setters.join(", "), data.join("; ")))
+    fail(
+        "seLinuxOptions",
+        format!(
+            "{} set forbidden securityContext.seLinuxOptions: {}",
+            setters.join(", "),
+            data.join("; ")
+        ),
+    )
 }
 
 fn sysctls(spec: &Value) -> Check {
@@ -251,16 +306,30 @@ fn sysctls(spec: &Value) -> Check {
 }
 
 fn privilege_escalation(containers: &[&Value]) -> Check {
-    let bad: Vec<String> =
-        containers.iter().filter(|c| c["securityContext"]["allowPrivilegeEscalation"].as_bool() != Some(false)).map(|c| name(c)).collect();
+    let bad: Vec<String> = containers
+        .iter()
+        .filter(|c| c["securityContext"]["allowPrivilegeEscalation"].as_bool() != Some(false))
+        .map(|c| name(c))
+        .collect();
     if bad.is_empty() {
         return None;
     }
-    fail("allowPrivilegeEscalation != false", format!("{} must set securityContext.allowPrivilegeEscalation=false", containers_phrase(&bad)))
+    fail(
+        "allowPrivilegeEscalation != false",
+        format!(
+            "{} must set securityContext.allowPrivilegeEscalation=false",
+            containers_phrase(&bad)
+        ),
+    )
 }
 
 fn capability_list<'a>(c: &'a Value, which: &str) -> Vec<&'a str> {
-    c["securityContext"]["capabilities"][which].as_array().into_iter().flatten().filter_map(Value::as_str).collect()
+    c["securityContext"]["capabilities"][which]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
 }
 
 fn capabilities_restricted(containers: &[&Value]) -> Check {
@@ -271,7 +340,8 @@ fn capabilities_restricted(containers: &[&Value]) -> Check {
         if !capability_list(c, "drop").contains(&"ALL") {
             missing_drop.push(name(c));
         }
-        let added: Vec<&str> = capability_list(c, "add").into_iter().filter(|a| *a != "NET_BIND_SERVICE").collect();
+        let added: Vec<&str> =
+            capability_list(c, "add").into_iter().filter(|a| *a != "NET_BIND_SERVICE").collect();
         if !added.is_empty() {
             adding.push(name(c));
             forbidden.extend(added.into_iter().map(String::from));
@@ -279,24 +349,44 @@ fn capabilities_restricted(containers: &[&Value]) -> Check {
     }
     let mut details = Vec::new();
     if !missing_drop.is_empty() {
-        details.push(format!("{} must set securityContext.capabilities.drop=[\"ALL\"]", containers_phrase(&missing_drop)));
+        details.push(format!(
+            "{} must set securityContext.capabilities.drop=[\"ALL\"]",
+            containers_phrase(&missing_drop)
+        ));
     }
     if !adding.is_empty() {
         let caps: Vec<String> = forbidden.into_iter().collect();
-        details.push(format!("{} must not include {} in securityContext.capabilities.add", containers_phrase(&adding), join_quote(&caps)));
+        details.push(format!(
+            "{} must not include {} in securityContext.capabilities.add",
+            containers_phrase(&adding),
+            join_quote(&caps)
+        ));
     }
     (!details.is_empty()).then(|| ("unrestricted capabilities".to_string(), details.join("; ")))
 }
 
 fn capabilities_baseline(containers: &[&Value]) -> Check {
     const DEFAULT: [&str; 14] = [
-        "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE", "SETFCAP", "SETGID",
-        "SETPCAP", "SETUID", "SYS_CHROOT", "",
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+        "",
     ];
     let mut bad = Vec::new();
     let mut caps = BTreeSet::new();
     for c in containers {
-        let added: Vec<&str> = capability_list(c, "add").into_iter().filter(|a| !DEFAULT.contains(a)).collect();
+        let added: Vec<&str> =
+            capability_list(c, "add").into_iter().filter(|a| !DEFAULT.contains(a)).collect();
         if !added.is_empty() {
             bad.push(name(c));
             caps.extend(added.into_iter().map(String::from));
@@ -306,11 +396,27 @@ fn capabilities_baseline(containers: &[&Value]) -> Check {
         return None;
     }
     let caps: Vec<String> = caps.into_iter().collect();
-    fail("non-default capabilities", format!("{} must not include {} in securityContext.capabilities.add", containers_phrase(&bad), join_quote(&caps)))
+    fail(
+        "non-default capabilities",
+        format!(
+            "{} must not include {} in securityContext.capabilities.add",
+            containers_phrase(&bad),
+            join_quote(&caps)
+        ),
+    )
 }
 
 fn restricted_volumes(spec: &Value) -> Check {
-    const ALLOWED: [&str; 8] = ["configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"];
+    const ALLOWED: [&str; 8] = [
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    ];
     let mut bad = Vec::new();
     let mut types = BTreeSet::new();
     for v in spec["volumes"].as_array().into_iter().flatten() {
@@ -357,10 +463,19 @@ fn run_as_non_root(spec: &Value, containers: &[&Value]) -> Check {
         setters.push(containers_phrase(&explicit));
     }
     if !setters.is_empty() {
-        return fail("runAsNonRoot != true", format!("{} must not set securityContext.runAsNonRoot=false", setters.join(" and ")));
+        return fail(
+            "runAsNonRoot != true",
+            format!("{} must not set securityContext.runAsNonRoot=false", setters.join(" and ")),
+        );
     }
     if !implicit.is_empty() {
-        return fail("runAsNonRoot != true", format!("pod or {} must set securityContext.runAsNonRoot=true", containers_phrase(&implicit)));
+        return fail(
+            "runAsNonRoot != true",
+            format!(
+                "pod or {} must set securityContext.runAsNonRoot=true",
+                containers_phrase(&implicit)
+            ),
+        );
     }
     None
 }
@@ -370,15 +485,23 @@ fn run_as_user(spec: &Value, containers: &[&Value]) -> Check {
     if spec["securityContext"]["runAsUser"].as_i64() == Some(0) {
         setters.push("pod".to_string());
     }
-    let bad: Vec<String> = containers.iter().filter(|c| c["securityContext"]["runAsUser"].as_i64() == Some(0)).map(|c| name(c)).collect();
+    let bad: Vec<String> = containers
+        .iter()
+        .filter(|c| c["securityContext"]["runAsUser"].as_i64() == Some(0))
+        .map(|c| name(c))
+        .collect();
     if !bad.is_empty() {
         setters.push(containers_phrase(&bad));
     }
-    (!setters.is_empty()).then(|| ("runAsUser=0".to_string(), format!("{} must not set runAsUser=0", setters.join(" and "))))
+    (!setters.is_empty()).then(|| {
+        ("runAsUser=0".to_string(), format!("{} must not set runAsUser=0", setters.join(" and ")))
+    })
 }
 
 fn seccomp_type(v: &Value) -> Option<&str> {
-    v["securityContext"]["seccompProfile"].is_object().then(|| v["securityContext"]["seccompProfile"]["type"].as_str().unwrap_or_default())
+    v["securityContext"]["seccompProfile"]
+        .is_object()
+        .then(|| v["securityContext"]["seccompProfile"]["type"].as_str().unwrap_or_default())
 }
 
 fn seccomp_restricted(spec: &Value, containers: &[&Value]) -> Check {
@@ -413,7 +536,11 @@ fn seccomp_restricted(spec: &Value, containers: &[&Value]) -> Check {
         let values: Vec<String> = values.into_iter().collect();
         return fail(
             "seccompProfile",
-            format!("{} must not set securityContext.seccompProfile.type to {}", setters.join(" and "), join_quote(&values)),
+            format!(
+                "{} must not set securityContext.seccompProfile.type to {}",
+                setters.join(" and "),
+                join_quote(&values)
+            ),
         );
     }
     if !implicit.is_empty() {
@@ -430,11 +557,21 @@ fn seccomp_baseline(spec: &Value, containers: &[&Value]) -> Check {
     if seccomp_type(spec) == Some("Unconfined") {
         setters.push("pod".to_string());
     }
-    let bad: Vec<String> = containers.iter().filter(|c| seccomp_type(c) == Some("Unconfined")).map(|c| name(c)).collect();
+    let bad: Vec<String> = containers
+        .iter()
+        .filter(|c| seccomp_type(c) == Some("Unconfined"))
+        .map(|c| name(c))
+        .collect();
     if !bad.is_empty() {
         setters.push(containers_phrase(&bad));
     }
     (!setters.is_empty()).then(|| {
-        ("seccompProfile".to_string(), format!("{} must not set securityContext.seccompProfile.type to \"Unconfined\"", setters.join(" and ")))
+        (
+            "seccompProfile".to_string(),
+            format!(
+                "{} must not set securityContext.seccompProfile.type to \"Unconfined\"",
+                setters.join(" and ")
+            ),
+        )
     })
 }

@@ -22,7 +22,8 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 /// A response with the headers every API response carries.
 pub fn with_headers(code: u16, content_type: &str, body: Body) -> Reply {
     let mut response = Response::new(body);
-    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
     let mut set = |name: &'static str, value: String| {
         if let Ok(value) = value.parse() {
@@ -43,8 +44,23 @@ pub fn json(code: u16, value: &Value) -> Reply {
 
 /// Keys a Go struct writes first, in its order; other keys follow sorted.
 const KEY_ORDER: [&str; 18] = [
-    "kind", "apiVersion", "type", "object", "metadata", "name", "generateName", "namespace", "uid", "resourceVersion",
-    "generation", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations", "spec",
+    "kind",
+    "apiVersion",
+    "type",
+    "object",
+    "metadata",
+    "name",
+    "generateName",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "spec",
     "status",
 ];
 
@@ -60,7 +76,9 @@ fn write_json(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_by_key(|k| (KEY_ORDER.iter().position(|o| o == k).unwrap_or(KEY_ORDER.len()), k.as_str()));
+            keys.sort_by_key(|k| {
+                (KEY_ORDER.iter().position(|o| o == k).unwrap_or(KEY_ORDER.len()), k.as_str())
+            });
             out.push('{');
             for (i, key) in keys.into_iter().enumerate() {
                 if i > 0 {
@@ -135,11 +153,13 @@ pub fn already_exists(kind: Kind, name: &str) -> Reply {
 
 /// 409 for a write whose resourceVersion (or UID precondition) is stale.
 pub fn conflict(kind: Kind, name: &str, why: &str) -> Reply {
-    let message = format!("Operation cannot be fulfilled on {} \"{name}\": {why}", kind.qualified());
+    let message =
+        format!("Operation cannot be fulfilled on {} \"{name}\": {why}", kind.qualified());
     status(409, "Conflict", &message, Some(details(kind, name)))
 }
 
-pub const MODIFIED: &str = "the object has been modified; please apply your changes to the latest version and try again";
+pub const MODIFIED: &str =
+    "the object has been modified; please apply your changes to the latest version and try again";
 
 /// 403 for an admission plugin's rejection: `pods "x" is forbidden: <why>`.
 pub fn admission_forbidden(kind: Kind, name: &str, why: &str) -> Reply {
@@ -175,29 +195,53 @@ pub struct Cause {
 impl Cause {
     pub fn invalid(field: &str, value: &str, detail: &str) -> Self {
         let value = go_quote(value);
-        Cause { reason: "FieldValueInvalid", field: field.into(), message: format!("Invalid value: {value}: {detail}") }
+        Cause {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {value}: {detail}"),
+        }
     }
 
     /// An invalid non-string value, printed as is (`Invalid value: 0: ...`).
     pub fn invalid_raw(field: &str, value: &str, detail: &str) -> Self {
-        Cause { reason: "FieldValueInvalid", field: field.into(), message: format!("Invalid value: {value}: {detail}") }
+        Cause {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {value}: {detail}"),
+        }
     }
 
     pub fn required(field: &str, detail: &str) -> Self {
-        let message = if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
+        let message = if detail.is_empty() {
+            "Required value".to_string()
+        } else {
+            format!("Required value: {detail}")
+        };
         Cause { reason: "FieldValueRequired", field: field.into(), message }
     }
 
     pub fn duplicate(field: &str, value: &str) -> Self {
-        Cause { reason: "FieldValueDuplicate", field: field.into(), message: format!("Duplicate value: {}", go_quote(value)) }
+        Cause {
+            reason: "FieldValueDuplicate",
+            field: field.into(),
+            message: format!("Duplicate value: {}", go_quote(value)),
+        }
     }
 
     pub fn not_found(field: &str, value: &str) -> Self {
-        Cause { reason: "FieldValueNotFound", field: field.into(), message: format!("Not found: {}", go_quote(value)) }
+        Cause {
+            reason: "FieldValueNotFound",
+            field: field.into(),
+            message: format!("Not found: {}", go_quote(value)),
+        }
     }
 
     pub fn forbidden(field: &str, detail: &str) -> Self {
-        Cause { reason: "FieldValueForbidden", field: field.into(), message: format!("Forbidden: {detail}") }
+        Cause {
+            reason: "FieldValueForbidden",
+            field: field.into(),
+            message: format!("Forbidden: {detail}"),
+        }
     }
 }
 
@@ -211,9 +255,17 @@ pub fn invalid(kind: Kind, name: &str, causes: &[Cause]) -> Reply {
 }
 
 /// 422 Invalid for any kind: `qualified` is `Kind.group` (or just `Kind` in the core group).
-pub fn invalid_raw(qualified: &str, kind: &str, group: &str, name: &str, causes: &[Cause]) -> Reply {
-    let errors: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
-    let aggregate = if errors.len() == 1 { errors[0].clone() } else { format!("[{}]", errors.join(", ")) };
+pub fn invalid_raw(
+    qualified: &str,
+    kind: &str,
+    group: &str,
+    name: &str,
+    causes: &[Cause],
+) -> Reply {
+    let errors: Vec<String> =
+        causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+    let aggregate =
+        if errors.len() == 1 { errors[0].clone() } else { format!("[{}]", errors.join(", ")) };
     let message = format!("{qualified} \"{name}\" is invalid: {aggregate}");
     let mut details = json!({
         "kind": kind,
@@ -258,7 +310,9 @@ pub fn go_json_string(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c if (c as u32) < 0x20 => {
                 let b = c as u32 as usize;
                 out.push_str("\\u00");

@@ -66,34 +66,46 @@ pub fn namespace_object(name: &str, labels: &std::collections::BTreeMap<String, 
     })
 }
 
-/// Checks that the body names the right kind and, if it names one, the request's namespace.
-pub fn check_body(kind: Kind, namespace: &str, body: &Value) -> Result<(), Reply> {
+/// Checks that the body names the right kind and, if it names one, the request's namespace;
+/// `Some` is the rejection.
+pub fn check_body(kind: Kind, namespace: &str, body: &Value) -> Option<Reply> {
     if !body.is_object() {
-        return Err(respond::bad_request("the body of the request is not a JSON object"));
+        return Some(respond::bad_request("the body of the request is not a JSON object"));
     }
     if let Some(k) = body["kind"].as_str().filter(|k| *k != kind.kind()) {
-        return Err(respond::bad_request(&format!("the kind in the data ({k}) does not match the expected kind ({})", kind.kind())));
+        return Some(respond::bad_request(&format!(
+            "the kind in the data ({k}) does not match the expected kind ({})",
+            kind.kind()
+        )));
     }
     match body["metadata"]["namespace"].as_str() {
-        Some(ns) if !ns.is_empty() && ns != namespace => {
-            Err(respond::bad_request("the namespace of the provided object does not match the namespace sent on the request"))
-        }
-        _ => Ok(()),
+        Some(ns) if !ns.is_empty() && ns != namespace => Some(respond::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        _ => None,
     }
 }
 
-/// The namespace must exist (NamespaceLifecycle admission).
-pub fn namespace_exists(store: &Store, namespace: &str) -> Result<(), Reply> {
+/// The namespace must exist (NamespaceLifecycle admission); `Some` is the 404.
+pub fn missing_namespace(store: &Store, namespace: &str) -> Option<Reply> {
     match store.get(Kind::Namespace, "", namespace) {
-        Some(_) => Ok(()),
-        None => Err(respond::not_found(Kind::Namespace, namespace)),
+        Some(_) => None,
+        None => Some(respond::not_found(Kind::Namespace, namespace)),
     }
 }
 
 /// POST of a NetworkPolicy or PersistentVolumeClaim.
-pub fn create(shared: &Shared, kind: Kind, namespace: &str, mut body: Value, dry_run: bool) -> Reply {
+pub fn create(
+    shared: &Shared,
+    kind: Kind,
+    namespace: &str,
+    mut body: Value,
+    dry_run: bool,
+) -> Reply {
     let mut state = shared.lock();
-    if let Err(reply) = check_body(kind, namespace, &body).and_then(|_| namespace_exists(&state.store, namespace)) {
+    if let Some(reply) =
+        check_body(kind, namespace, &body).or_else(|| missing_namespace(&state.store, namespace))
+    {
         return reply;
     }
     let name = super::pod_defaults::final_name(&body["metadata"]);
@@ -142,18 +154,27 @@ pub fn create(shared: &Shared, kind: Kind, namespace: &str, mut body: Value, dry
 }
 
 /// PUT or PATCH of a NetworkPolicy or PersistentVolumeClaim.
-pub fn update(shared: &Shared, kind: Kind, namespace: &str, name: &str, body: Value, patch_type: Option<PatchType>) -> Reply {
+pub fn update(
+    shared: &Shared,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    body: Value,
+    patch_type: Option<PatchType>,
+) -> Reply {
     let mut state = shared.lock();
     let Some(old) = state.store.get(kind, namespace, name).cloned() else {
         return respond::not_found(kind, name);
     };
     let mut new = match patch_type {
         None => {
-            if let Err(reply) = check_body(kind, namespace, &body) {
+            if let Some(reply) = check_body(kind, namespace, &body) {
                 return reply;
             }
             if body["metadata"]["name"].as_str() != Some(name) {
-                return respond::bad_request("the name of the object does not match the name on the URL");
+                return respond::bad_request(
+                    "the name of the object does not match the name on the URL",
+                );
             }
             body
         }
@@ -174,11 +195,15 @@ pub fn update(shared: &Shared, kind: Kind, namespace: &str, name: &str, body: Va
     new["apiVersion"] = json!(kind.api_version());
     new["status"] = old["status"].clone();
     if kind == Kind::PersistentVolumeClaim && new["spec"] != old["spec"] {
-        let cause = Cause::forbidden("spec", "spec is immutable after creation except resources.requests for bound claims");
+        let cause = Cause::forbidden(
+            "spec",
+            "spec is immutable after creation except resources.requests for bound claims",
+        );
         return respond::invalid(kind, name, &[cause]);
     }
     if kind == Kind::NetworkPolicy && new["spec"] != old["spec"] {
-        new["metadata"]["generation"] = json!(old["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
+        new["metadata"]["generation"] =
+            json!(old["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
     }
     let mut causes = Vec::new();
     validate::metadata(&new["metadata"], &mut causes);

@@ -18,10 +18,20 @@ pub enum Target {
     Groups,
     /// `/apis/<group>/<version>`
     GroupResources(String),
-    Collection { kind: Kind, namespace: Option<String> },
-    Object { kind: Kind, namespace: Option<String>, name: String, subresource: Option<String> },
+    Collection {
+        kind: Kind,
+        namespace: Option<String>,
+    },
+    Object {
+        kind: Kind,
+        namespace: Option<String>,
+        name: String,
+        subresource: Option<String>,
+    },
     /// `subjectaccessreviews` (false) or `selfsubjectaccessreviews` (true).
-    AccessReview { own: bool },
+    AccessReview {
+        own: bool,
+    },
     Unknown,
 }
 
@@ -46,7 +56,9 @@ impl RequestInfo {
             Target::Collection { kind, namespace } => {
                 (kind.plural().to_string(), namespace.clone().unwrap_or_default(), String::new())
             }
-            Target::Object { kind: Kind::Namespace, name, .. } => ("namespaces".into(), name.clone(), name.clone()),
+            Target::Object { kind: Kind::Namespace, name, .. } => {
+                ("namespaces".into(), name.clone(), name.clone())
+            }
             Target::Object { kind, namespace, name, subresource } => {
                 let resource = match subresource {
                     Some(sub) => format!("{}/{sub}", kind.plural()),
@@ -54,8 +66,12 @@ impl RequestInfo {
                 };
                 (resource, namespace.clone().unwrap_or_default(), name.clone())
             }
-            Target::AccessReview { own: false } => ("subjectaccessreviews".into(), String::new(), String::new()),
-            Target::AccessReview { own: true } => ("selfsubjectaccessreviews".into(), String::new(), String::new()),
+            Target::AccessReview { own: false } => {
+                ("subjectaccessreviews".into(), String::new(), String::new())
+            }
+            Target::AccessReview { own: true } => {
+                ("selfsubjectaccessreviews".into(), String::new(), String::new())
+            }
             _ => (String::new(), String::new(), String::new()),
         }
     }
@@ -73,7 +89,12 @@ impl RequestInfo {
     pub fn is_public(&self) -> bool {
         matches!(
             self.target,
-            Target::Version | Target::Health | Target::CoreVersions | Target::CoreResources | Target::Groups | Target::GroupResources(_)
+            Target::Version
+                | Target::Health
+                | Target::CoreVersions
+                | Target::CoreResources
+                | Target::Groups
+                | Target::GroupResources(_)
         )
     }
 }
@@ -87,8 +108,12 @@ fn target(segments: &[&str]) -> Target {
         ["apis"] => Target::Groups,
         ["apis", group, "v1"] if known_group(group) => Target::GroupResources(group.to_string()),
         ["api", "v1", rest @ ..] => resource_target("", rest),
-        ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"] => Target::AccessReview { own: false },
-        ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"] => Target::AccessReview { own: true },
+        ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"] => {
+            Target::AccessReview { own: false }
+        }
+        ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"] => {
+            Target::AccessReview { own: true }
+        }
         ["apis", group, "v1", rest @ ..] => resource_target(group, rest),
         _ => Target::Unknown,
     }
@@ -101,25 +126,34 @@ fn known_group(group: &str) -> bool {
 fn resource_target(group: &str, rest: &[&str]) -> Target {
     let kind = |plural: &str| Kind::from_plural(group, plural);
     let found = match rest {
-        ["namespaces"] if group.is_empty() => Some(Target::Collection { kind: Kind::Namespace, namespace: None }),
-        ["namespaces", ns] if group.is_empty() => {
-            Some(Target::Object { kind: Kind::Namespace, namespace: None, name: ns.to_string(), subresource: None })
+        ["namespaces"] if group.is_empty() => {
+            Some(Target::Collection { kind: Kind::Namespace, namespace: None })
         }
+        ["namespaces", ns] if group.is_empty() => Some(Target::Object {
+            kind: Kind::Namespace,
+            namespace: None,
+            name: ns.to_string(),
+            subresource: None,
+        }),
         ["namespaces", ns, plural] => kind(plural)
             .filter(|k| *k != Kind::Namespace)
             .map(|kind| Target::Collection { kind, namespace: Some(ns.to_string()) }),
-        ["namespaces", ns, plural, name] => kind(plural).filter(|k| *k != Kind::Namespace).map(|kind| Target::Object {
-            kind,
-            namespace: Some(ns.to_string()),
-            name: name.to_string(),
-            subresource: None,
-        }),
-        ["namespaces", ns, plural, name, sub] => kind(plural).filter(|k| *k != Kind::Namespace).map(|kind| Target::Object {
-            kind,
-            namespace: Some(ns.to_string()),
-            name: name.to_string(),
-            subresource: Some(sub.to_string()),
-        }),
+        ["namespaces", ns, plural, name] => {
+            kind(plural).filter(|k| *k != Kind::Namespace).map(|kind| Target::Object {
+                kind,
+                namespace: Some(ns.to_string()),
+                name: name.to_string(),
+                subresource: None,
+            })
+        }
+        ["namespaces", ns, plural, name, sub] => {
+            kind(plural).filter(|k| *k != Kind::Namespace).map(|kind| Target::Object {
+                kind,
+                namespace: Some(ns.to_string()),
+                name: name.to_string(),
+                subresource: Some(sub.to_string()),
+            })
+        }
         [plural] => kind(plural).map(|kind| Target::Collection { kind, namespace: None }),
         _ => None,
     };

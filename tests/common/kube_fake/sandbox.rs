@@ -106,7 +106,9 @@ pub fn plan(pod: &Value, base: &Path, image: &ImageConfig, pod_ip: &str) -> Sand
         mounts.push((source, path, m["readOnly"].as_bool() == Some(true)));
     }
     // The image's own directories where no volume is mounted.
-    for (path, own) in [("/home/user", "home"), ("/home/user/workspace", "workspace"), ("/tmp", "tmp")] {
+    for (path, own) in
+        [("/home/user", "home"), ("/home/user/workspace", "workspace"), ("/tmp", "tmp")]
+    {
         if !mounts.iter().any(|(_, p, _)| p == path) {
             mounts.push((dir.join(own), path.to_string(), false));
         }
@@ -116,7 +118,12 @@ pub fn plan(pod: &Value, base: &Path, image: &ImageConfig, pod_ip: &str) -> Sand
         .as_array()
         .into_iter()
         .flatten()
-        .map(|c| (c["name"].as_str().unwrap_or_default().to_string(), container_exec(pod, c, image, pod_ip)))
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_string(),
+                container_exec(pod, c, image, pod_ip),
+            )
+        })
         .collect::<Vec<_>>();
     let owner = containers.first().map(|(_, c)| (c.uid, c.gid)).unwrap_or((0, 0));
     SandboxPlan {
@@ -138,7 +145,14 @@ fn container_exec(pod: &Value, c: &Value, image: &ImageConfig, pod_ip: &str) -> 
     if let Some(fs) = pod_sc["fsGroup"].as_u64() {
         groups.push(fs as u32);
     }
-    groups.extend(pod_sc["supplementalGroups"].as_array().into_iter().flatten().filter_map(Value::as_u64).map(|g| g as u32));
+    groups.extend(
+        pod_sc["supplementalGroups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_u64)
+            .map(|g| g as u32),
+    );
     groups.dedup();
     let mut env: Vec<(String, String)> = image.env.clone();
     let mut set = |k: &str, v: String| match env.iter_mut().find(|(ek, _)| ek == k) {
@@ -152,11 +166,19 @@ fn container_exec(pod: &Value, c: &Value, image: &ImageConfig, pod_ip: &str) -> 
         let value = match e["value"].as_str() {
             Some(v) => v.to_string(),
             None => match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-                Some("metadata.name") => pod["metadata"]["name"].as_str().unwrap_or_default().to_string(),
-                Some("metadata.namespace") => pod["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
-                Some("metadata.uid") => pod["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+                Some("metadata.name") => {
+                    pod["metadata"]["name"].as_str().unwrap_or_default().to_string()
+                }
+                Some("metadata.namespace") => {
+                    pod["metadata"]["namespace"].as_str().unwrap_or_default().to_string()
+                }
+                Some("metadata.uid") => {
+                    pod["metadata"]["uid"].as_str().unwrap_or_default().to_string()
+                }
                 Some("status.podIP") => pod_ip.to_string(),
-                Some("spec.nodeName") => pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string(),
+                Some("spec.nodeName") => {
+                    pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string()
+                }
                 _ if e["valueFrom"].is_object() => continue,
                 _ => String::new(),
             },
@@ -168,7 +190,11 @@ fn container_exec(pod: &Value, c: &Value, image: &ImageConfig, pod_ip: &str) -> 
         gid,
         groups,
         no_new_privs: sc["allowPrivilegeEscalation"].as_bool() == Some(false),
-        workdir: c["workingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or(&image.workdir).to_string(),
+        workdir: c["workingDir"]
+            .as_str()
+            .filter(|w| !w.is_empty())
+            .unwrap_or(&image.workdir)
+            .to_string(),
         env,
     }
 }
@@ -178,7 +204,8 @@ impl Sandbox {
     pub async fn start(plan: SandboxPlan) -> Result<Sandbox, String> {
         let (uid, gid) = plan.owner;
         for (source, path, _) in &plan.mounts {
-            std::fs::create_dir_all(source).map_err(|e| format!("creating {}: {e}", source.display()))?;
+            std::fs::create_dir_all(source)
+                .map_err(|e| format!("creating {}: {e}", source.display()))?;
             // emptyDir volumes are world-writable on a real node; the image's home is the user's.
             let mode = if path == "/tmp" { 0o1777 } else { 0o777 };
             let _ = std::fs::set_permissions(source, std::fs::Permissions::from_mode(mode));
@@ -186,28 +213,50 @@ impl Sandbox {
                 let _ = std::os::unix::fs::chown(source, Some(uid), Some(gid));
             }
         }
-        let workdir = plan.containers.first().map(|(_, c)| c.workdir.clone()).unwrap_or_else(|| "/".into());
+        let workdir =
+            plan.containers.first().map(|(_, c)| c.workdir.clone()).unwrap_or_else(|| "/".into());
         let mut command = tokio::process::Command::new("unshare");
-        command.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c", SETUP, "kube-fake-pod"]);
+        command.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            SETUP,
+            "kube-fake-pod",
+        ]);
         command.arg(if plan.read_only_root { "1" } else { "0" }).arg(&workdir);
         for (source, path, ro) in &plan.mounts {
             command.arg(source).arg(path).arg(if *ro { "ro" } else { "rw" });
         }
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-        let mut child = command.spawn().map_err(|e| format!("starting the pod sandbox (unshare): {e}"))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child =
+            command.spawn().map_err(|e| format!("starting the pod sandbox (unshare): {e}"))?;
         let holder_pid = child.id().map(|p| p as i32).ok_or("the pod sandbox exited at once")?;
         let stdout = child.stdout.take().ok_or("no stdout from the pod sandbox")?;
         let mut line = String::new();
-        let ready = tokio::time::timeout(Duration::from_secs(10), BufReader::new(stdout).read_line(&mut line)).await;
+        let ready = tokio::time::timeout(
+            Duration::from_secs(10),
+            BufReader::new(stdout).read_line(&mut line),
+        )
+        .await;
         if !matches!(ready, Ok(Ok(_))) || line.trim() != "ready" {
             let mut stderr = String::new();
             if let Some(mut err) = child.stderr.take() {
-                let _ = tokio::time::timeout(Duration::from_secs(1), err.read_to_string(&mut stderr)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), err.read_to_string(&mut stderr))
+                        .await;
             }
             let _ = child.start_kill();
             return Err(format!("the pod sandbox did not start: {}", stderr.trim()));
         }
-        let ns = std::fs::metadata(format!("/proc/{holder_pid}/ns/mnt")).map_err(|e| format!("reading the sandbox namespace: {e}"))?;
+        let ns = std::fs::metadata(format!("/proc/{holder_pid}/ns/mnt"))
+            .map_err(|e| format!("reading the sandbox namespace: {e}"))?;
         Ok(Sandbox {
             holder_pid,
             namespace: (ns.dev(), ns.ino()),
@@ -235,7 +284,11 @@ impl Sandbox {
 
     /// The argv that runs `command` in this sandbox as `container`.
     pub fn argv(&self, container: &ContainerExec, command: &[String]) -> Vec<String> {
-        let mut argv = vec!["nsenter".to_string(), format!("--mount=/proc/{}/ns/mnt", self.holder_pid), "--".to_string()];
+        let mut argv = vec![
+            "nsenter".to_string(),
+            format!("--mount=/proc/{}/ns/mnt", self.holder_pid),
+            "--".to_string(),
+        ];
         if container.uid != 0 || container.gid != 0 {
             argv.push("setpriv".into());
             argv.push(format!("--reuid={}", container.uid));
@@ -251,7 +304,12 @@ impl Sandbox {
             }
             argv.push("--".into());
         }
-        argv.extend(["env".to_string(), "-C".to_string(), container.workdir.clone(), "--".to_string()]);
+        argv.extend([
+            "env".to_string(),
+            "-C".to_string(),
+            container.workdir.clone(),
+            "--".to_string(),
+        ]);
         argv.extend(command.iter().cloned());
         argv
     }

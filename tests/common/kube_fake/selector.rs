@@ -73,7 +73,8 @@ fn parse_requirement(term: &str) -> Result<Requirement, String> {
     }
     if let Some(open) = term.find('(') {
         let inner = term[open + 1..].strip_suffix(')').ok_or_else(bad)?;
-        let values: Vec<String> = inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
+        let values: Vec<String> =
+            inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
         let head = term[..open].trim();
         if let Some(key) = head.strip_suffix(" notin") {
             return Ok(Requirement::NotIn(key.trim().to_string(), values));
@@ -149,7 +150,13 @@ fn supported(kind: Kind, field: &str) -> bool {
             field.starts_with("involvedObject.")
                 && matches!(
                     &field["involvedObject.".len()..],
-                    "kind" | "namespace" | "name" | "uid" | "apiVersion" | "resourceVersion" | "fieldPath"
+                    "kind"
+                        | "namespace"
+                        | "name"
+                        | "uid"
+                        | "apiVersion"
+                        | "resourceVersion"
+                        | "fieldPath"
                 )
                 || matches!(field, "reason" | "reportingComponent" | "source" | "type")
         }

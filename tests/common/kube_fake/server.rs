@@ -65,7 +65,11 @@ impl Epoch {
 }
 
 /// Serves `listener` until the returned epoch is stopped.
-pub fn serve(shared: Arc<Shared>, tls: Arc<rustls::ServerConfig>, listener: std::net::TcpListener) -> std::io::Result<Epoch> {
+pub fn serve(
+    shared: Arc<Shared>,
+    tls: Arc<rustls::ServerConfig>,
+    listener: std::net::TcpListener,
+) -> std::io::Result<Epoch> {
     listener.set_nonblocking(true)?;
     let epoch = Epoch { cancel: CancellationToken::new(), alive: Arc::new(AtomicUsize::new(0)) };
     let guard = epoch.guard();
@@ -83,7 +87,8 @@ pub fn serve(shared: Arc<Shared>, tls: Arc<rustls::ServerConfig>, listener: std:
             };
             let Ok((stream, _)) = accepted else { continue };
             let conn_guard = accept_epoch.guard();
-            let (shared, epoch, acceptor) = (shared.clone(), accept_epoch.clone(), acceptor.clone());
+            let (shared, epoch, acceptor) =
+                (shared.clone(), accept_epoch.clone(), acceptor.clone());
             tokio::spawn(async move {
                 let _guard = conn_guard;
                 let cancel = epoch.cancel.clone();
@@ -95,7 +100,10 @@ pub fn serve(shared: Arc<Shared>, tls: Arc<rustls::ServerConfig>, listener: std:
                     let (shared, epoch) = (shared.clone(), epoch.clone());
                     async move { Ok::<_, Infallible>(handle(shared, epoch, req).await) }
                 });
-                let connection = http1::Builder::new().title_case_headers(true).serve_connection(TokioIo::new(tls), service).with_upgrades();
+                let connection = http1::Builder::new()
+                    .title_case_headers(true)
+                    .serve_connection(TokioIo::new(tls), service)
+                    .with_upgrades();
                 tokio::select! {
                     _ = cancel.cancelled() => {}
                     _ = connection => {}
@@ -122,7 +130,14 @@ async fn handle(shared: Arc<Shared>, epoch: Epoch, req: Request<Incoming>) -> Re
         }
     };
     let (resource, namespace, name) = info.resource();
-    let record = RequestRecord { verb: info.verb.to_string(), resource, namespace, name, user, code: reply.status().as_u16() };
+    let record = RequestRecord {
+        verb: info.verb.to_string(),
+        resource,
+        namespace,
+        name,
+        user,
+        code: reply.status().as_u16(),
+    };
     shared.lock().requests.push(record);
     reply
 }
@@ -132,10 +147,18 @@ fn authorize(shared: &Shared, info: &RequestInfo, user: &auth::Identity) -> Opti
         return None;
     }
     let (resource, namespace, _) = info.resource();
-    if matches!(info.target, Target::AccessReview { own: true }) && user.name != "system:anonymous" {
+    if matches!(info.target, Target::AccessReview { own: true }) && user.name != "system:anonymous"
+    {
         return None;
     }
-    let verdict = auth::decide(&shared.lock().rules, &user.name, &user.groups, info.verb, &resource, &namespace);
+    let verdict = auth::decide(
+        &shared.lock().rules,
+        &user.name,
+        &user.groups,
+        info.verb,
+        &resource,
+        &namespace,
+    );
     match verdict {
         Verdict::Allowed(_) => None,
         Verdict::NoOpinion => Some(auth::forbidden(info, user, None)),
@@ -143,50 +166,74 @@ fn authorize(shared: &Shared, info: &RequestInfo, user: &auth::Identity) -> Opti
     }
 }
 
-async fn body_of(req: Request<Incoming>) -> Result<(Option<String>, Vec<u8>), Reply> {
-    let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).map(String::from);
+async fn body_of(req: Request<Incoming>) -> Result<(Option<String>, Vec<u8>), Box<Reply>> {
+    let content_type =
+        req.headers().get("content-type").and_then(|v| v.to_str().ok()).map(String::from);
     match Limited::new(req.into_body(), BODY_LIMIT).collect().await {
         Ok(body) => Ok((content_type, body.to_bytes().to_vec())),
-        Err(_) => Err(respond::status(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728", None)),
+        Err(_) => Err(Box::new(respond::status(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+            None,
+        ))),
     }
 }
 
-fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, Reply> {
-    serde_json::from_slice(bytes).map_err(|e| respond::bad_request(&format!("error decoding the request body: {e}")))
+fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, Box<Reply>> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Box::new(respond::bad_request(&format!("error decoding the request body: {e}")))
+    })
 }
 
-async fn route(shared: &Arc<Shared>, epoch: &Epoch, info: &RequestInfo, user: &auth::Identity, req: Request<Incoming>) -> Reply {
+async fn route(
+    shared: &Arc<Shared>,
+    epoch: &Epoch,
+    info: &RequestInfo,
+    user: &auth::Identity,
+    req: Request<Incoming>,
+) -> Reply {
     let method = req.method().clone();
     let query = &info.query;
     let dry_run = query.get("dryRun") == Some("All");
     match (&info.target, &method) {
         (Target::Health, &Method::GET) => respond::text(200, "ok"),
-        (t @ (Target::Version | Target::CoreVersions | Target::CoreResources | Target::Groups | Target::GroupResources(_)), &Method::GET) => {
-            match discovery::document(t, shared.fixed.port) {
-                Some(doc) => respond::json(200, &doc),
-                None => respond::no_route(),
-            }
-        }
+        (
+            t @ (Target::Version
+            | Target::CoreVersions
+            | Target::CoreResources
+            | Target::Groups
+            | Target::GroupResources(_)),
+            &Method::GET,
+        ) => match discovery::document(t, shared.fixed.port) {
+            Some(doc) => respond::json(200, &doc),
+            None => respond::no_route(),
+        },
         (Target::Collection { kind, namespace }, &Method::GET) => {
             if info.verb == "watch" {
                 return watch::start(shared, *kind, namespace.clone(), query, epoch.cancel.clone());
             }
             rest::list(&shared.lock().store, *kind, namespace.as_deref(), query)
         }
-        (Target::Object { kind: Kind::Namespace, name, .. }, &Method::GET) => rest::get(&shared.lock().store, Kind::Namespace, "", name),
+        (Target::Object { kind: Kind::Namespace, name, .. }, &Method::GET) => {
+            rest::get(&shared.lock().store, Kind::Namespace, "", name)
+        }
         (Target::Object { kind, namespace: Some(ns), name, subresource: None }, &Method::GET) => {
             rest::get(&shared.lock().store, *kind, ns, name)
         }
-        (Target::Object { kind: Kind::Pod, namespace: Some(ns), name, subresource: Some(sub) }, &Method::GET | &Method::POST)
-            if sub == "exec" =>
-        {
+        (
+            Target::Object { kind: Kind::Pod, namespace: Some(ns), name, subresource: Some(sub) },
+            &Method::GET | &Method::POST,
+        ) if sub == "exec" => {
             let (ns, name) = (ns.clone(), name.clone());
             exec::handle(shared, req, &ns, &name, query, epoch)
         }
-        (Target::Collection { kind, namespace: Some(ns) }, &Method::POST) if *kind != Kind::Event => {
+        (Target::Collection { kind, namespace: Some(ns) }, &Method::POST)
+            if *kind != Kind::Event =>
+        {
             let body = match body_of(req).await.and_then(|(_, b)| parse_json(&b)) {
                 Ok(b) => b,
-                Err(reply) => return reply,
+                Err(reply) => return *reply,
             };
             match kind {
                 Kind::Pod => pods::create(shared, ns, body, dry_run),
@@ -196,16 +243,17 @@ async fn route(shared: &Arc<Shared>, epoch: &Epoch, info: &RequestInfo, user: &a
         (Target::Collection { kind: Kind::Pod, namespace: Some(ns) }, &Method::DELETE) => {
             let (_, bytes) = match body_of(req).await {
                 Ok(b) => b,
-                Err(reply) => return reply,
+                Err(reply) => return *reply,
             };
             pods::delete_collection(shared, ns, query, &DeleteOptions::parse(&bytes, query))
         }
-        (Target::Object { kind, namespace: Some(ns), name, subresource: None }, m @ (&Method::PUT | &Method::PATCH))
-            if matches!(kind, Kind::Pod | Kind::NetworkPolicy | Kind::PersistentVolumeClaim) =>
-        {
+        (
+            Target::Object { kind, namespace: Some(ns), name, subresource: None },
+            m @ (&Method::PUT | &Method::PATCH),
+        ) if matches!(kind, Kind::Pod | Kind::NetworkPolicy | Kind::PersistentVolumeClaim) => {
             let (content_type, bytes) = match body_of(req).await {
                 Ok(b) => b,
-                Err(reply) => return reply,
+                Err(reply) => return *reply,
             };
             let patch_type = if *m == Method::PATCH {
                 match PatchType::from_content_type(content_type.as_deref().unwrap_or_default()) {
@@ -215,24 +263,27 @@ async fn route(shared: &Arc<Shared>, epoch: &Epoch, info: &RequestInfo, user: &a
             } else {
                 None
             };
-            if patch_type == Some(PatchType::Apply) && query.get("fieldManager").is_none_or(str::is_empty) {
+            if patch_type == Some(PatchType::Apply)
+                && query.get("fieldManager").is_none_or(str::is_empty)
+            {
                 return respond::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch");
             }
             let body = match parse_json(&bytes) {
                 Ok(b) => b,
-                Err(reply) => return reply,
+                Err(reply) => return *reply,
             };
             match kind {
                 Kind::Pod => pods::update(shared, ns, name, body, patch_type),
                 kind => rest::update(shared, *kind, ns, name, body, patch_type),
             }
         }
-        (Target::Object { kind, namespace: Some(ns), name, subresource: None }, &Method::DELETE)
-            if matches!(kind, Kind::Pod | Kind::NetworkPolicy | Kind::PersistentVolumeClaim) =>
-        {
+        (
+            Target::Object { kind, namespace: Some(ns), name, subresource: None },
+            &Method::DELETE,
+        ) if matches!(kind, Kind::Pod | Kind::NetworkPolicy | Kind::PersistentVolumeClaim) => {
             let (_, bytes) = match body_of(req).await {
                 Ok(b) => b,
-                Err(reply) => return reply,
+                Err(reply) => return *reply,
             };
             match kind {
                 Kind::Pod => pods::delete(shared, ns, name, &DeleteOptions::parse(&bytes, query)),
@@ -242,11 +293,13 @@ async fn route(shared: &Arc<Shared>, epoch: &Epoch, info: &RequestInfo, user: &a
         (Target::AccessReview { own }, &Method::POST) => {
             let body = match body_of(req).await.and_then(|(_, b)| parse_json(&b)) {
                 Ok(b) => b,
-                Err(reply) => return reply,
+                Err(reply) => return *reply,
             };
             auth::review(&shared.lock().rules, user, &body, *own)
         }
-        (Target::Unknown, _) | (Target::Object { subresource: Some(_), .. }, _) => respond::no_route(),
+        (Target::Unknown, _) | (Target::Object { subresource: Some(_), .. }, _) => {
+            respond::no_route()
+        }
         _ => respond::method_not_allowed(),
     }
 }

@@ -71,7 +71,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(options: &FakeOptions, users: Vec<FakeUser>, fixed: Fixed, rt: tokio::runtime::Handle) -> Arc<Shared> {
+    pub fn new(
+        options: &FakeOptions,
+        users: Vec<FakeUser>,
+        fixed: Fixed,
+        rt: tokio::runtime::Handle,
+    ) -> Arc<Shared> {
         let state = State {
             store: Store::new(),
             users,

@@ -114,6 +114,9 @@ pub struct Expired {
 
 type Key = (Kind, String, String);
 
+/// The changes a watch replays and its subscription to the ones after.
+pub type Replay = (Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>);
+
 pub struct Store {
     rv: u64,
     objects: BTreeMap<Key, Value>,
@@ -137,7 +140,11 @@ impl Store {
     }
 
     /// Objects of `kind`, in one namespace or all, ordered by namespace and name.
-    pub fn list<'a>(&'a self, kind: Kind, namespace: Option<&'a str>) -> impl Iterator<Item = &'a Value> + 'a {
+    pub fn list<'a>(
+        &'a self,
+        kind: Kind,
+        namespace: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
         self.objects
             .iter()
             .filter(move |((k, ns, _), _)| *k == kind && namespace.is_none_or(|n| n == ns))
@@ -166,7 +173,14 @@ impl Store {
         Some(object)
     }
 
-    fn record(&mut self, kind: Kind, namespace: String, change: ChangeType, object: &Value, previous: Option<Value>) {
+    fn record(
+        &mut self,
+        kind: Kind,
+        namespace: String,
+        change: ChangeType,
+        object: &Value,
+        previous: Option<Value>,
+    ) {
         let change = Arc::new(Change {
             rv: self.rv,
             kind,
@@ -186,7 +200,7 @@ impl Store {
     }
 
     /// The changes after `rv` and a subscription to every later one.
-    pub fn watch_from(&self, rv: u64) -> Result<(Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>), Expired> {
+    pub fn watch_from(&self, rv: u64) -> Result<Replay, Expired> {
         if rv < self.floor {
             return Err(Expired { requested: rv, oldest: self.floor });
         }

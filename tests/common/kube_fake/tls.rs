@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 pub struct Pki {
@@ -20,15 +22,21 @@ pub fn generate() -> Result<Pki, String> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(DnType::CommonName, "kube-fake-ca");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::CrlSign,
+    ];
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(err)?;
 
     let key = KeyPair::generate().map_err(err)?;
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).map_err(err)?;
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .map_err(err)?;
     params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
     let cert = params.signed_by(&key, &ca).map_err(err)?;
 
-    let chain = vec![CertificateDer::from(cert.der().to_vec()), CertificateDer::from(ca.der().to_vec())];
+    let chain =
+        vec![CertificateDer::from(cert.der().to_vec()), CertificateDer::from(ca.der().to_vec())];
     let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
@@ -43,7 +51,14 @@ pub fn generate() -> Result<Pki, String> {
 
 /// Writes a kubeconfig for `user` (authenticating with `token`) whose context's default
 /// namespace is `namespace`.
-pub fn write_kubeconfig(path: &Path, server: &str, ca_pem: &str, user: &str, token: &str, namespace: &str) -> std::io::Result<()> {
+pub fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    token: &str,
+    namespace: &str,
+) -> std::io::Result<()> {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     // Double-quoted YAML scalars (user names like `system:serviceaccount:x:y` need quoting).
     let quote = |s: &str| serde_json::Value::String(s.to_string()).to_string();

@@ -49,7 +49,10 @@ fn is_label_chars(part: &str) -> bool {
 fn is_name_part(part: &str) -> bool {
     let b = part.as_bytes();
     let ok = |c: &u8| c.is_ascii_alphanumeric();
-    !b.is_empty() && ok(&b[0]) && ok(&b[b.len() - 1]) && b.iter().all(|c| ok(c) || matches!(c, b'-' | b'_' | b'.'))
+    !b.is_empty()
+        && ok(&b[0])
+        && ok(&b[b.len() - 1])
+        && b.iter().all(|c| ok(c) || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// Problems with a label or annotation key.
@@ -176,7 +179,11 @@ pub fn pod_spec(spec: &Value, causes: &mut Vec<Cause>) {
             if path.is_empty() {
                 causes.push(Cause::required(&format!("{at}.volumeMounts[{j}].mountPath"), ""));
             } else if !paths.insert(path.to_string()) {
-                causes.push(Cause::invalid(&format!("{at}.volumeMounts[{j}].mountPath"), path, "must be unique"));
+                causes.push(Cause::invalid(
+                    &format!("{at}.volumeMounts[{j}].mountPath"),
+                    path,
+                    "must be unique",
+                ));
             }
         }
         for (j, env) in container["env"].as_array().into_iter().flatten().enumerate() {
@@ -207,8 +214,15 @@ pub fn pod_spec(spec: &Value, causes: &mut Vec<Cause>) {
     }
     if let Some(policy) = spec["restartPolicy"].as_str() {
         if !matches!(policy, "Always" | "OnFailure" | "Never") {
-            let message = format!("Unsupported value: {}: supported values: \"Always\", \"OnFailure\", \"Never\"", super::respond::go_quote(policy));
-            causes.push(Cause { reason: "FieldValueNotSupported", field: "spec.restartPolicy".into(), message });
+            let message = format!(
+                "Unsupported value: {}: supported values: \"Always\", \"OnFailure\", \"Never\"",
+                super::respond::go_quote(policy)
+            );
+            causes.push(Cause {
+                reason: "FieldValueNotSupported",
+                field: "spec.restartPolicy".into(),
+                message,
+            });
         }
     }
 }

@@ -37,7 +37,9 @@ impl Filter {
 
     /// The event this watch sends for `change`, if any.
     fn event(&self, change: &Change) -> Option<(ChangeType, Arc<Value>)> {
-        if change.kind != self.kind || self.namespace.as_ref().is_some_and(|ns| *ns != change.namespace) {
+        if change.kind != self.kind
+            || self.namespace.as_ref().is_some_and(|ns| *ns != change.namespace)
+        {
             return None;
         }
         let now = self.matches(&change.object);
@@ -59,7 +61,13 @@ fn line(kind: &str, object: &Value) -> Bytes {
 }
 
 /// Starts a watch of `kind` (in `namespace` or all) for the request's query.
-pub fn start(shared: &Arc<Shared>, kind: Kind, namespace: Option<String>, query: &Query, cancel: CancellationToken) -> Reply {
+pub fn start(
+    shared: &Arc<Shared>,
+    kind: Kind,
+    namespace: Option<String>,
+    query: &Query,
+    cancel: CancellationToken,
+) -> Reply {
     let labels = match LabelSelector::parse(query.get("labelSelector").unwrap_or_default()) {
         Ok(s) => s,
         Err(e) => return respond::bad_request(&e),
@@ -69,9 +77,13 @@ pub fn start(shared: &Arc<Shared>, kind: Kind, namespace: Option<String>, query:
         Err(e) => return respond::bad_request(&e),
     };
     let filter = Filter { kind, namespace, labels, fields };
-    let timeout = query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
+    let timeout =
+        query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
     let bookmarks = query.flag("allowWatchBookmarks").then_some(shared.fixed.bookmark_interval);
-    let requested = query.get("resourceVersion").filter(|rv| !rv.is_empty() && *rv != "0").map(|rv| rv.parse::<u64>().unwrap_or(0));
+    let requested = query
+        .get("resourceVersion")
+        .filter(|rv| !rv.is_empty() && *rv != "0")
+        .map(|rv| rv.parse::<u64>().unwrap_or(0));
 
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let (first, live, start_rv) = {
@@ -79,18 +91,29 @@ pub fn start(shared: &Arc<Shared>, kind: Kind, namespace: Option<String>, query:
         match requested {
             Some(rv) => match state.store.watch_from(rv) {
                 Ok((past, live)) => {
-                    let lines: Vec<Bytes> = past.iter().filter_map(|c| filter.event(c)).map(|(t, o)| line(t.wire(), &o)).collect();
+                    let lines: Vec<Bytes> = past
+                        .iter()
+                        .filter_map(|c| filter.event(c))
+                        .map(|(t, o)| line(t.wire(), &o))
+                        .collect();
                     (lines, Some(live), state.store.rv())
                 }
                 Err(expired) => {
-                    let message = format!("too old resource version: {} ({})", expired.requested, expired.oldest);
+                    let message = format!(
+                        "too old resource version: {} ({})",
+                        expired.requested, expired.oldest
+                    );
                     let status = respond::status_value(410, "Expired", &message, None);
                     (vec![line("ERROR", &status)], None, state.store.rv())
                 }
             },
             None => {
-                let current: Vec<Bytes> =
-                    state.store.list(kind, filter.namespace.as_deref()).filter(|o| filter.matches(o)).map(|o| line("ADDED", o)).collect();
+                let current: Vec<Bytes> = state
+                    .store
+                    .list(kind, filter.namespace.as_deref())
+                    .filter(|o| filter.matches(o))
+                    .map(|o| line("ADDED", o))
+                    .collect();
                 (current, Some(state.store.subscribe()), state.store.rv())
             }
         }

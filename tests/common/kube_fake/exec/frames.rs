@@ -36,7 +36,9 @@ impl Protocol {
     /// then v4 base64; `None` (a 403 without upgrade) when nothing fits.
     pub fn choose(offered: &[String], with_v5: bool) -> Option<Protocol> {
         let has = |p: Protocol| offered.iter().any(|o| o == p.name());
-        [Protocol::V5, Protocol::V4, Protocol::V4Base64].into_iter().find(|p| has(*p) && (*p != Protocol::V5 || with_v5))
+        [Protocol::V5, Protocol::V4, Protocol::V4Base64]
+            .into_iter()
+            .find(|p| has(*p) && (*p != Protocol::V5 || with_v5))
     }
 
     pub fn encode(self, channel: u8, data: &[u8]) -> Message {
@@ -48,7 +50,11 @@ impl Protocol {
                 Message::Binary(Bytes::from(frame))
             }
             Protocol::V4Base64 => {
-                let text = format!("{}{}", (b'0' + channel) as char, base64::engine::general_purpose::STANDARD.encode(data));
+                let text = format!(
+                    "{}{}",
+                    (b'0' + channel) as char,
+                    base64::engine::general_purpose::STANDARD.encode(data)
+                );
                 Message::text(text)
             }
         }
@@ -57,7 +63,9 @@ impl Protocol {
     /// `(channel, data)` of a client frame; `None` for frames that carry nothing.
     pub fn decode(self, message: &Message) -> Option<(u8, Vec<u8>)> {
         match (self, message) {
-            (Protocol::V4 | Protocol::V5, Message::Binary(b)) if !b.is_empty() => Some((b[0], b[1..].to_vec())),
+            (Protocol::V4 | Protocol::V5, Message::Binary(b)) if !b.is_empty() => {
+                Some((b[0], b[1..].to_vec()))
+            }
             (Protocol::V4Base64, Message::Text(t)) if !t.is_empty() => {
                 let text = t.as_str();
                 let channel = text.as_bytes()[0].checked_sub(b'0')?;

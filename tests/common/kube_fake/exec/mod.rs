@@ -18,8 +18,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::options::ExecProtocols;
 use super::respond::{self, Reply};
-use super::server::Epoch;
 use super::route::Query;
+use super::server::Epoch;
 use super::state::Shared;
 use super::store::Kind;
 
@@ -36,7 +36,14 @@ pub struct ExecSpec {
     pub tty: bool,
 }
 
-pub fn handle(shared: &Arc<Shared>, req: Request<Incoming>, namespace: &str, name: &str, query: &Query, epoch: &Epoch) -> Reply {
+pub fn handle(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    namespace: &str,
+    name: &str,
+    query: &Query,
+    epoch: &Epoch,
+) -> Reply {
     let command = query.all("command");
     let tty = query.flag("tty");
     let (stdin, stdout) = (query.flag("stdin"), query.flag("stdout"));
@@ -56,10 +63,15 @@ pub fn handle(shared: &Arc<Shared>, req: Request<Incoming>, namespace: &str, nam
         let names: Vec<String> = super::pod_status::container_names(pod);
         let container = match query.get("container").filter(|c| !c.is_empty()) {
             Some(c) if names.iter().any(|n| n == c) => c.to_string(),
-            Some(c) => return respond::bad_request(&format!("container {c} is not valid for pod {name}")),
+            Some(c) => {
+                return respond::bad_request(&format!("container {c} is not valid for pod {name}"))
+            }
             None if names.len() == 1 => names[0].clone(),
             None => {
-                let message = format!("a container name must be specified for pod {name}, choose one of: [{}]", names.join(" "));
+                let message = format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    names.join(" ")
+                );
                 return respond::bad_request(&message);
             }
         };
@@ -86,10 +98,13 @@ pub fn handle(shared: &Arc<Shared>, req: Request<Incoming>, namespace: &str, nam
     let Some(protocol) = Protocol::choose(&offered, protocols == ExecProtocols::WithV5) else {
         let mut refused = Response::new(respond::full(""));
         *refused.status_mut() = StatusCode::FORBIDDEN;
-        refused.headers_mut().insert("connection", hyper::header::HeaderValue::from_static("close"));
+        refused
+            .headers_mut()
+            .insert("connection", hyper::header::HeaderValue::from_static("close"));
         return refused;
     };
-    let Some(key) = req.headers().get("sec-websocket-key").map(|k| derive_accept_key(k.as_bytes())) else {
+    let Some(key) = req.headers().get("sec-websocket-key").map(|k| derive_accept_key(k.as_bytes()))
+    else {
         return respond::bad_request("Upgrade request required");
     };
     let Some(exec) = sandbox.container(&container).cloned() else {
@@ -124,11 +139,20 @@ pub fn handle(shared: &Arc<Shared>, req: Request<Incoming>, namespace: &str, nam
     if let Ok(accept) = key.parse() {
         headers.insert("sec-websocket-accept", accept);
     }
-    headers.insert("sec-websocket-protocol", hyper::header::HeaderValue::from_static(protocol.name()));
+    headers
+        .insert("sec-websocket-protocol", hyper::header::HeaderValue::from_static(protocol.name()));
     switching
 }
 
 fn is_websocket(req: &Request<Incoming>) -> bool {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
-    header("upgrade") == "websocket" && header("connection").contains("upgrade") && header("sec-websocket-version") == "13"
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    header("upgrade") == "websocket"
+        && header("connection").contains("upgrade")
+        && header("sec-websocket-version") == "13"
 }

@@ -38,7 +38,13 @@ struct Process {
     exited: watch::Receiver<Option<i32>>,
 }
 
-pub async fn run(upgraded: Upgraded, protocol: Protocol, spec: ExecSpec, lose_short: Option<Duration>, cancel: CancellationToken) {
+pub async fn run(
+    upgraded: Upgraded,
+    protocol: Protocol,
+    spec: ExecSpec,
+    lose_short: Option<Duration>,
+    cancel: CancellationToken,
+) {
     let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
     let first = if spec.stdout {
         frames::STDOUT
@@ -64,7 +70,12 @@ pub async fn run(upgraded: Upgraded, protocol: Protocol, spec: ExecSpec, lose_sh
 /// Whether the command can start at all (the runtime's own check), with its error.
 fn start_error(spec: &ExecSpec) -> Option<String> {
     let program = spec.command.first()?;
-    let path = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("/usr/bin:/bin");
+    let path = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("/usr/bin:/bin");
     // Paths inside the pod's own directories are only visible in its namespace: let them run.
     if program.starts_with("/home") || program.starts_with("/tmp") {
         return None;
@@ -86,7 +97,8 @@ fn spawn_tty(spec: &ExecSpec) -> Result<Process, String> {
     if let Some(error) = start_error(spec) {
         return Err(error);
     }
-    let child = pty::spawn(&spec.argv, &spec.env, std::path::Path::new("/"), 80, 24).map_err(|e| e.to_string())?;
+    let child = pty::spawn(&spec.argv, &spec.env, std::path::Path::new("/"), 80, 24)
+        .map_err(|e| e.to_string())?;
     let (tx, output) = mpsc::channel(64);
     tokio::spawn(pump(child.master.clone(), frames::STDOUT, tx));
     let stdin: Option<Box<dyn AsyncWrite + Send + Unpin>> = Some(Box::new(child.master.clone()));
@@ -127,7 +139,8 @@ fn spawn_pipes(spec: &ExecSpec) -> Result<Process, String> {
         tokio::spawn(pump(err, frames::STDERR, tx.clone()));
     }
     drop(tx);
-    let stdin: Option<Box<dyn AsyncWrite + Send + Unpin>> = child.stdin.take().map(|s| Box::new(s) as _);
+    let stdin: Option<Box<dyn AsyncWrite + Send + Unpin>> =
+        child.stdin.take().map(|s| Box::new(s) as _);
     let (exit_tx, exited) = watch::channel(None);
     tokio::spawn(async move {
         let code = match child.wait().await {
@@ -227,7 +240,8 @@ async fn bridge(
         }
     }
     if !lost {
-        let pending: Vec<(u8, Vec<u8>)> = held.unwrap_or_default().into_iter().chain(rest).collect();
+        let pending: Vec<(u8, Vec<u8>)> =
+            held.unwrap_or_default().into_iter().chain(rest).collect();
         for (channel, data) in pending {
             if sink.send(protocol.encode(channel, &data)).await.is_err() {
                 return;
@@ -243,7 +257,12 @@ async fn bridge(
     }
 }
 
-async fn handle_client(process: &mut Process, protocol: Protocol, spec: &ExecSpec, message: &Message) {
+async fn handle_client(
+    process: &mut Process,
+    protocol: Protocol,
+    spec: &ExecSpec,
+    message: &Message,
+) {
     let Some((channel, data)) = protocol.decode(message) else { return };
     match channel {
         frames::STDIN if spec.stdin => {
@@ -256,14 +275,18 @@ async fn handle_client(process: &mut Process, protocol: Protocol, spec: &ExecSpe
         }
         frames::RESIZE if spec.tty => {
             let size: serde_json::Value = serde_json::from_slice(&data).unwrap_or_default();
-            let (cols, rows) = (size["Width"].as_u64().unwrap_or(0), size["Height"].as_u64().unwrap_or(0));
+            let (cols, rows) =
+                (size["Width"].as_u64().unwrap_or(0), size["Height"].as_u64().unwrap_or(0));
             if let Some(master) = &process.master {
-                let _ = master.resize(cols.min(u16::MAX as u64) as u16, rows.min(u16::MAX as u64) as u16);
+                let _ = master
+                    .resize(cols.min(u16::MAX as u64) as u16, rows.min(u16::MAX as u64) as u16);
             }
         }
         // Only v5 can close a stream; on a TTY closing stdin reaches nothing (as with a runtime
         // console).
-        frames::CLOSE if protocol == Protocol::V5 && data.first() == Some(&frames::STDIN) && !spec.tty => {
+        frames::CLOSE
+            if protocol == Protocol::V5 && data.first() == Some(&frames::STDIN) && !spec.tty =>
+        {
             process.stdin = None;
         }
         _ => {}
@@ -286,7 +309,10 @@ async fn finish(ws: &mut WebSocketStream<TokioIo<Upgraded>>, protocol: Protocol,
     if ws.send(Message::Close(Some(close))).await.is_err() {
         return;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = ws.next().await {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
 }
 
 /// The client is gone: keep the process's stdin open and discard its output until it exits.
