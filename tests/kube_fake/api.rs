@@ -188,7 +188,9 @@ async fn labels_patch_then_select() {
     assert!(fake.pods().iter().any(|p| p.name == "warm-a"
         && p.labels.get("kterm.io/role").map(String::as_str) == Some("claimed")));
 
-    // A claim conditioned on the resourceVersion it read: the second writer loses.
+    // A claim conditioned on the resourceVersion it read: the second writer loses. (Status
+    // updates bump the resourceVersion too: wait until the kubelet is done with the pod.)
+    fake.wait_pod("samples", "warm-b", WAIT, |p| phase(p) == "Running").await.expect("warm-b runs");
     let current = pods.get("warm-b").await.expect("get");
     let rv = current.metadata.resource_version.clone().unwrap();
     let claim = |user: &str| {

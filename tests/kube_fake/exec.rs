@@ -27,6 +27,19 @@ async fn read_until(reader: &mut (impl AsyncRead + Unpin), needle: &str) -> Stri
     text
 }
 
+/// Whatever arrives on `reader` until it has been quiet for `quiet`.
+async fn read_for(reader: &mut (impl AsyncRead + Unpin), quiet: Duration) -> String {
+    let mut text = String::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout(quiet, reader.read(&mut buffer)).await {
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    text
+}
+
 /// Runs `command` to its end and returns (stdout, stderr, status) as kube reports them.
 async fn run(
     pods: &Api<Pod>,
@@ -83,15 +96,13 @@ async fn tty_exec_runs_resizes_and_takes_typed_input() {
     futures_util::SinkExt::send(&mut size, TerminalSize { width: 100, height: 30 })
         .await
         .expect("resize");
-    // The resize frame and the typed line may race; ask until the new size shows.
+    // The resize and the typed line travel on different channels; ask until the size shows.
     let deadline = Instant::now() + WAIT;
-    loop {
-        stdin.write_all(b"stty size\n").await.expect("typing");
-        let text = read_until(&mut stdout, "\n").await + &read_until(&mut stdout, "$ ").await;
-        if text.contains("30 100") {
-            break;
-        }
+    let mut text = String::new();
+    while !text.contains("30 100") {
         assert!(Instant::now() < deadline, "the resize never showed: {text:?}");
+        stdin.write_all(b"stty size\n").await.expect("typing");
+        text += &read_for(&mut stdout, Duration::from_millis(200)).await;
     }
     stdin.write_all(b"id -u; pwd; echo $HOME; exit 7\n").await.expect("typing");
     let text = read_until(&mut stdout, "/home/user\r\n").await;
