@@ -76,7 +76,7 @@ fn tty() -> AttachParams {
 
 #[tokio::test]
 async fn tty_exec_runs_resizes_and_takes_typed_input() {
-    let fake = sample_cluster();
+    let Some(fake) = sample_cluster() else { return };
     let client = client(&fake).await;
     running_pod(&fake, &client, "tty").await;
     let pods: Api<Pod> = Api::namespaced(client, "samples");
@@ -118,7 +118,7 @@ async fn tty_exec_runs_resizes_and_takes_typed_input() {
 
 #[tokio::test]
 async fn non_tty_exec_separates_streams_and_reports_the_exit_code() {
-    let fake = sample_cluster();
+    let Some(fake) = sample_cluster() else { return };
     let client = client(&fake).await;
     running_pod(&fake, &client, "pipes").await;
     let pods: Api<Pod> = Api::namespaced(client, "samples");
@@ -141,7 +141,7 @@ async fn non_tty_exec_separates_streams_and_reports_the_exit_code() {
 
 #[tokio::test]
 async fn v4_cannot_close_stdin_but_v5_can() {
-    let fake = sample_cluster();
+    let Some(fake) = sample_cluster() else { return };
     let client = client(&fake).await;
     running_pod(&fake, &client, "stdin").await;
     let pods: Api<Pod> = Api::namespaced(client, "samples");
@@ -183,7 +183,7 @@ async fn v4_cannot_close_stdin_but_v5_can() {
 
 #[tokio::test]
 async fn exec_into_a_pod_that_does_not_run_fails_like_a_real_server() {
-    let fake = sample_cluster();
+    let Some(fake) = sample_cluster() else { return };
     fake.set_unschedulable("samples", None);
     let client = client(&fake).await;
     create_pod(&client, "samples", &restricted_pod("nowhere")).await;
@@ -210,7 +210,7 @@ async fn exec_into_a_pod_that_does_not_run_fails_like_a_real_server() {
 
 #[tokio::test]
 async fn each_pod_has_its_own_tmp_home_and_workspace_and_a_claim_outlives_its_pod() {
-    let fake = sample_cluster();
+    let Some(fake) = sample_cluster() else { return };
     let client = client(&fake).await;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "samples");
     let claim: PersistentVolumeClaim = serde_json::from_value(json!({

@@ -171,21 +171,21 @@ fn server_frames(session: &Value) -> Vec<String> {
 
 /// A cluster with the recording's pod `exec-target` running, where short TTY execs lose their
 /// output as they did on the recorded node (so those sessions compare exactly).
-async fn exec_target(lossy: bool) -> FakeApiServer {
+async fn exec_target(lossy: bool) -> Option<FakeApiServer> {
     let fake = sample_cluster_with(|o| {
         if lossy {
             o.lose_short_tty_output = Some(Duration::from_millis(150));
         }
-    });
+    })?;
     let client = client(&fake).await;
     running_pod(&fake, &client, "exec-target").await;
-    fake
+    Some(fake)
 }
 
 #[tokio::test]
 async fn tty_sessions_match_the_recording_frame_for_frame() {
     let recorded = sample("05-exec-websocket.json");
-    let fake = exec_target(true).await;
+    let Some(fake) = exec_target(true).await else { return };
     let mut sessions: Vec<(&str, &Value)> = vec![
         ("exit7_tty", &recorded["exit7_tty"]),
         ("exit0_tty_sleep", &recorded["exit0_tty_sleep"]),
@@ -219,7 +219,7 @@ async fn tty_sessions_match_the_recording_frame_for_frame() {
 #[tokio::test]
 async fn a_tty_exec_keeps_its_output_unless_the_race_is_asked_for() {
     let recorded = &sample("05-exec-websocket.json")["exit7_tty"];
-    let fake = exec_target(false).await;
+    let Some(fake) = exec_target(false).await else { return };
     let (_, socket) = open(
         &fake,
         recorded["query"].as_str().unwrap(),
@@ -239,7 +239,7 @@ async fn a_tty_exec_keeps_its_output_unless_the_race_is_asked_for() {
 #[tokio::test]
 async fn a_non_tty_session_matches_the_recording() {
     let recorded = &sample("05-exec-websocket.json")["exit7_notty_stderr"];
-    let fake = exec_target(false).await;
+    let Some(fake) = exec_target(false).await else { return };
     let offered = [
         "v5.channel.k8s.io",
         "v4.channel.k8s.io",
@@ -271,7 +271,7 @@ async fn a_non_tty_session_matches_the_recording() {
 #[tokio::test]
 async fn the_interactive_session_resizes_and_takes_stdin_like_the_recording() {
     let recorded = &sample("05-exec-websocket.json")["interactive_tty_resize_stdin"];
-    let fake = exec_target(false).await;
+    let Some(fake) = exec_target(false).await else { return };
     let offered: Vec<&str> = recorded["subprotocols_offered"]
         .as_array()
         .unwrap()
@@ -322,7 +322,7 @@ async fn the_interactive_session_resizes_and_takes_stdin_like_the_recording() {
 #[tokio::test]
 async fn only_v5_is_refused_without_upgrade_and_base64_is_spoken() {
     let recorded = sample("05-exec-websocket.json");
-    let fake = exec_target(true).await;
+    let Some(fake) = exec_target(true).await else { return };
     let only_v5 = &recorded["only_v5_offered"];
     let (head, socket) =
         open(&fake, only_v5["query"].as_str().unwrap(), &["v5.channel.k8s.io"]).await;

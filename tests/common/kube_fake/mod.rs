@@ -87,6 +87,17 @@ pub struct FakeApiServer {
     dir: tempfile::TempDir,
 }
 
+/// `true` when the fake can run here; otherwise prints why (`SKIPPED: ...`) and returns false,
+/// or panics under `KTERM_REQUIRE_K8S_FAKE=1` (CI sets it).
+pub fn available() -> bool {
+    let Some(why) = unavailable() else { return true };
+    if std::env::var("KTERM_REQUIRE_K8S_FAKE").as_deref() == Ok("1") {
+        panic!("KTERM_REQUIRE_K8S_FAKE=1 but {why}");
+    }
+    eprintln!("SKIPPED: {why}; set KTERM_REQUIRE_K8S_FAKE=1 to fail instead");
+    false
+}
+
 /// Why the fake cannot run here, if it cannot.
 pub fn unavailable() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
