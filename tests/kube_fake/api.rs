@@ -136,6 +136,20 @@ async fn rbac_denial_is_a_403_like_the_recorded_one() {
     assert_eq!(code, 403);
     assert_eq!(body, recorded["body"]);
 
+    // Exec over a WebSocket is a GET: v1.24 authorizes it as `get` on pods/exec.
+    let (code, body) = raw(
+        &client,
+        "GET",
+        "/api/v1/namespaces/samples/pods/x/exec?command=sh",
+        None,
+        "application/json",
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        body["message"],
+        "pods \"x\" is forbidden: User \"no-rbac-user\" cannot get resource \"pods/exec\" in API group \"\" in the namespace \"samples\""
+    );
     fake.add_rule(AccessRule::allow(
         Subject::Group("k8s-local-nobody".into()),
         &["list"],

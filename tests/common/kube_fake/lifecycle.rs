@@ -1,7 +1,7 @@
 //! The fake scheduler and kubelet: each pod's life from Pending to Running on its own task, with
-//! the watch events, statuses and Events a v1.24 node produces (scheduling, image pulls and
-//! their failures, container start), `activeDeadlineSeconds`, eviction, and termination after a
-//! DELETE (MODIFIED with deletionTimestamp -> containers stopped -> grace 0 -> DELETED).
+//! the watch events, statuses and Events a v1.24 node produces (scheduling, then the image in
+//! [`super::images`], container start), and `activeDeadlineSeconds`; the ends of a pod are in
+//! [`super::termination`].
 //!
 //! Invariants: every status write goes through [`update`], which only touches the pod with the
 //! task's UID, so a re-created pod of the same name is never written by an old task; a pod's
@@ -49,7 +49,7 @@ pub fn update(
     Some(state.store.put(Kind::Pod, pod))
 }
 
-fn event(state: &mut State, shared: &Shared, pod: &Value, event: PodEvent<'_>) {
+pub fn event(state: &mut State, shared: &Shared, pod: &Value, event: PodEvent<'_>) {
     events::record(state, &shared.fixed.node_name, pod, event);
 }
 
@@ -65,7 +65,7 @@ pub async fn run(shared: Arc<Shared>, key: PodKey) {
         };
         if let Some(seconds) = deadline {
             tokio::time::sleep(Duration::from_secs(seconds)).await;
-            fail(
+            super::termination::fail(
                 &shared,
                 &key,
                 "DeadlineExceeded",
@@ -114,7 +114,7 @@ async fn start(shared: &Arc<Shared>, key: &PodKey) -> Option<()> {
         return None;
     }
     for container in pod["spec"]["containers"].as_array().cloned().unwrap_or_default() {
-        pull(shared, key, &container, &ip).await?;
+        super::images::pull(shared, key, &container, &ip).await?;
     }
     let start_delay = shared.lock().delays.start;
     tokio::time::sleep(start_delay).await;
@@ -191,7 +191,7 @@ async fn start(shared: &Arc<Shared>, key: &PodKey) -> Option<()> {
     Some(())
 }
 
-fn first_container(pod: &Value) -> Option<String> {
+pub fn first_container(pod: &Value) -> Option<String> {
     pod["spec"]["containers"][0]["name"].as_str().map(String::from)
 }
 
@@ -287,304 +287,4 @@ fn unschedulable(state: &State, shared: &Shared, pod: &Value) -> Option<String> 
         }
     }
     None
-}
-
-/// Gets `container`'s image onto the node, failing (and retrying with back-off) while the image
-/// is missing, as `02-image-pull-*` shows.
-async fn pull(shared: &Arc<Shared>, key: &PodKey, container: &Value, ip: &str) -> Option<()> {
-    let image = container["image"].as_str().unwrap_or_default().to_string();
-    let name = container["name"].as_str().unwrap_or_default().to_string();
-    let policy = container["imagePullPolicy"].as_str().unwrap_or("IfNotPresent").to_string();
-    let mut backoff = shared.lock().delays.pull_backoff;
-    loop {
-        let missing = shared.lock().missing_images.contains(&image);
-        let delays = shared.lock().delays;
-        if !missing {
-            if policy == "Always" {
-                kubelet_event(
-                    shared,
-                    key,
-                    Severity::Normal,
-                    "Pulling",
-                    &format!("Pulling image \"{image}\""),
-                    &name,
-                )?;
-                tokio::time::sleep(delays.pull).await;
-                let message = format!(
-                    "Successfully pulled image \"{image}\" in {}ms",
-                    delays.pull.as_millis()
-                );
-                kubelet_event(shared, key, Severity::Normal, "Pulled", &message, &name)?;
-            } else {
-                kubelet_event(
-                    shared,
-                    key,
-                    Severity::Normal,
-                    "Pulled",
-                    &format!("Container image \"{image}\" already present on machine"),
-                    &name,
-                )?;
-            }
-            return Some(());
-        }
-        if policy == "Never" {
-            let message =
-                format!("Container image \"{image}\" is not present with pull policy of Never");
-            update(shared, key, |pod, state| {
-                set_waiting(pod, &name, "ErrImageNeverPull", Some(&message), ip);
-                let snapshot = pod.clone();
-                event(
-                    state,
-                    shared,
-                    &snapshot,
-                    PodEvent::kubelet(
-                        Severity::Warning,
-                        "ErrImageNeverPull",
-                        &message,
-                        Some(&name),
-                    ),
-                );
-                event(
-                    state,
-                    shared,
-                    &snapshot,
-                    PodEvent::kubelet(
-                        Severity::Warning,
-                        "Failed",
-                        "Error: ErrImageNeverPull",
-                        Some(&name),
-                    ),
-                );
-            })?;
-        } else {
-            kubelet_event(
-                shared,
-                key,
-                Severity::Normal,
-                "Pulling",
-                &format!("Pulling image \"{image}\""),
-                &name,
-            )?;
-            tokio::time::sleep(delays.pull).await;
-            let reference = qualified_image(&image);
-            let error = format!(
-                "rpc error: code = NotFound desc = failed to pull and unpack image \"{reference}\": failed to resolve reference \"{reference}\": {reference}: not found"
-            );
-            update(shared, key, |pod, state| {
-                set_waiting(pod, &name, "ErrImagePull", Some(&error), ip);
-                let snapshot = pod.clone();
-                let failed = format!("Failed to pull image \"{image}\": {error}");
-                event(
-                    state,
-                    shared,
-                    &snapshot,
-                    PodEvent::kubelet(Severity::Warning, "Failed", &failed, Some(&name)),
-                );
-                event(
-                    state,
-                    shared,
-                    &snapshot,
-                    PodEvent::kubelet(
-                        Severity::Warning,
-                        "Failed",
-                        "Error: ErrImagePull",
-                        Some(&name),
-                    ),
-                );
-            })?;
-            tokio::time::sleep(backoff).await;
-            let message = format!("Back-off pulling image \"{image}\"");
-            update(shared, key, |pod, state| {
-                set_waiting(pod, &name, "ImagePullBackOff", Some(&message), ip);
-                let snapshot = pod.clone();
-                event(
-                    state,
-                    shared,
-                    &snapshot,
-                    PodEvent::kubelet(Severity::Normal, "BackOff", &message, Some(&name)),
-                );
-                event(
-                    state,
-                    shared,
-                    &snapshot,
-                    PodEvent::kubelet(
-                        Severity::Warning,
-                        "Failed",
-                        "Error: ImagePullBackOff",
-                        Some(&name),
-                    ),
-                );
-            })?;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(delays.pull_backoff * 8);
-    }
-}
-
-/// How containerd names an image in its errors (`docker.io/library/x:tag`).
-fn qualified_image(image: &str) -> String {
-    let with_tag =
-        if image.rsplit('/').next().is_some_and(|last| last.contains(':') || last.contains('@')) {
-            image.to_string()
-        } else {
-            format!("{image}:latest")
-        };
-    let first = with_tag.split('/').next().unwrap_or_default();
-    let has_registry = with_tag.contains('/')
-        && (first.contains('.') || first.contains(':') || first == "localhost");
-    match (has_registry, with_tag.contains('/')) {
-        (true, _) => with_tag,
-        (false, true) => format!("docker.io/{with_tag}"),
-        (false, false) => format!("docker.io/library/{with_tag}"),
-    }
-}
-
-fn set_waiting(pod: &mut Value, container: &str, reason: &str, message: Option<&str>, ip: &str) {
-    let waiting = pod_status::waiting(pod, reason, message);
-    let statuses = pod["status"]["containerStatuses"].as_array_mut();
-    if let (Some(statuses), Some(fresh)) = (statuses, waiting.as_array()) {
-        for (slot, new) in statuses.iter_mut().zip(fresh) {
-            if slot["name"] == container {
-                *slot = new.clone();
-            }
-        }
-    }
-    pod["status"]["podIP"] = json!(ip);
-    pod["status"]["podIPs"] = json!([{"ip": ip}]);
-}
-
-fn kubelet_event(
-    shared: &Shared,
-    key: &PodKey,
-    severity: Severity,
-    reason: &str,
-    message: &str,
-    container: &str,
-) -> Option<()> {
-    let mut state = shared.lock();
-    let pod = state.store.get(Kind::Pod, &key.namespace, &key.name)?.clone();
-    if pod["metadata"]["uid"] != key.uid.as_str() {
-        return None;
-    }
-    event(&mut state, shared, &pod, PodEvent::kubelet(severity, reason, message, Some(container)));
-    Some(())
-}
-
-/// Takes the pod's sandbox out of its runtime (so it is killed exactly once).
-pub fn take_sandbox(state: &mut State, uid: &str) -> Option<Arc<Sandbox>> {
-    state.pods.get_mut(uid).and_then(|r| r.sandbox.take())
-}
-
-/// Ends a running pod as the kubelet does for eviction or an exceeded deadline: processes
-/// killed, phase Failed with `reason` and `message`, Warning event, lifecycle stopped.
-pub fn fail(shared: &Shared, key: &PodKey, reason: &str, message: &str) -> bool {
-    let sandbox = {
-        let mut state = shared.lock();
-        if let Some(runtime) = state.pods.get(&key.uid) {
-            runtime.stop.cancel();
-        }
-        take_sandbox(&mut state, &key.uid)
-    };
-    if let Some(sandbox) = sandbox {
-        sandbox.destroy();
-    }
-    update(shared, key, |pod, state| {
-        let snapshot = pod.clone();
-        event(
-            state,
-            shared,
-            &snapshot,
-            PodEvent::kubelet(Severity::Warning, reason, message, None),
-        );
-        for name in container_names(&snapshot) {
-            event(
-                state,
-                shared,
-                &snapshot,
-                PodEvent::kubelet(
-                    Severity::Normal,
-                    "Killing",
-                    &format!("Stopping container {name}"),
-                    Some(&name),
-                ),
-            );
-        }
-        pod_status::fail(&mut pod["status"], reason, message);
-    })
-    .is_some()
-}
-
-/// After a graceful DELETE: containers stopped, then the final grace-0 update and DELETED.
-pub async fn terminate(shared: Arc<Shared>, key: PodKey, grace: u64) {
-    let wait = shared.lock().delays.terminate.min(Duration::from_secs(grace));
-    let has_sandbox = shared.lock().pods.get(&key.uid).is_some_and(|r| r.sandbox.is_some());
-    if has_sandbox {
-        let _ = kubelet_event(
-            &shared,
-            &key,
-            Severity::Normal,
-            "Killing",
-            &format!("Stopping container {}", first_name(&shared, &key)),
-            &first_name(&shared, &key),
-        );
-    }
-    tokio::time::sleep(wait).await;
-    let sandbox = take_sandbox(&mut shared.lock(), &key.uid);
-    if let Some(sandbox) = sandbox {
-        let _ = tokio::task::spawn_blocking(move || sandbox.destroy()).await;
-        update(&shared, &key, |pod, _| {
-            let names = container_names(pod);
-            let status = &mut pod["status"];
-            pod_status::set_not_ready(status, &names);
-            // Stopped well within the grace period: as a container that exits on SIGTERM.
-            let containers = pod_status::terminated(status, 0, "Completed");
-            status["containerStatuses"] = containers;
-        });
-    }
-    // The kubelet confirms with grace 0, which moves deletionTimestamp back by the old grace.
-    update(&shared, &key, |pod, _| {
-        let meta = &mut pod["metadata"];
-        let old_grace = meta["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
-        if let Some(ts) = meta["deletionTimestamp"]
-            .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        {
-            let moved = ts - chrono::Duration::seconds(old_grace);
-            meta["deletionTimestamp"] =
-                json!(moved.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%SZ").to_string());
-        }
-        meta["deletionGracePeriodSeconds"] = json!(0);
-    });
-    remove(&shared, &key);
-}
-
-fn first_name(shared: &Shared, key: &PodKey) -> String {
-    let state = shared.lock();
-    state
-        .store
-        .get(Kind::Pod, &key.namespace, &key.name)
-        .and_then(first_container)
-        .unwrap_or_default()
-}
-
-/// Removes the pod object (DELETED) and its runtime, killing what is left of its sandbox.
-pub fn remove(shared: &Shared, key: &PodKey) {
-    let runtime = {
-        let mut state = shared.lock();
-        let same = state
-            .store
-            .get(Kind::Pod, &key.namespace, &key.name)
-            .is_some_and(|p| p["metadata"]["uid"] == key.uid.as_str());
-        if same {
-            state.store.remove(Kind::Pod, &key.namespace, &key.name);
-        }
-        state.pods.remove(&key.uid)
-    };
-    shared.wake.notify_waiters();
-    if let Some(runtime) = runtime {
-        runtime.stop.cancel();
-        if let Some(sandbox) = runtime.sandbox {
-            shared.rt.spawn_blocking(move || sandbox.destroy());
-        }
-    }
 }

@@ -18,6 +18,7 @@ mod auth;
 mod discovery;
 mod events;
 mod exec;
+mod images;
 mod lifecycle;
 mod options;
 mod patch;
@@ -33,6 +34,7 @@ mod selector;
 mod server;
 mod state;
 mod store;
+mod termination;
 mod tls;
 mod validate;
 mod watch;
@@ -268,7 +270,7 @@ impl FakeApiServer {
     /// reason Evicted). `false` if there is no such pod.
     pub fn evict_pod(&self, namespace: &str, name: &str, message: &str) -> bool {
         match self.key(namespace, name) {
-            Some(key) => lifecycle::fail(&self.shared, &key, "Evicted", message),
+            Some(key) => termination::fail(&self.shared, &key, "Evicted", message),
             None => false,
         }
     }

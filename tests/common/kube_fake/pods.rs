@@ -18,6 +18,7 @@ use super::route::Query;
 use super::selector::{FieldSelector, LabelSelector};
 use super::state::{PodRuntime, Shared, State};
 use super::store::Kind;
+use super::termination;
 use super::validate;
 
 pub fn create(shared: &Arc<Shared>, namespace: &str, mut pod: Value, dry_run: bool) -> Reply {
@@ -239,7 +240,7 @@ pub fn delete(shared: &Arc<Shared>, namespace: &str, name: &str, options: &Delet
     }
     if grace == 0 {
         drop(state);
-        lifecycle::remove(shared, &key);
+        termination::remove(shared, &key);
         return respond::json(200, &pod);
     }
     let mut marked = pod.clone();
@@ -251,7 +252,7 @@ pub fn delete(shared: &Arc<Shared>, namespace: &str, name: &str, options: &Delet
         runtime.stop.cancel();
     }
     drop(state);
-    shared.rt.spawn(lifecycle::terminate(shared.clone(), key, grace));
+    shared.rt.spawn(termination::terminate(shared.clone(), key, grace));
     respond::json(200, &stored)
 }
 

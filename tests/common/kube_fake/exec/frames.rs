@@ -66,10 +66,10 @@ impl Protocol {
             (Protocol::V4 | Protocol::V5, Message::Binary(b)) if !b.is_empty() => {
                 Some((b[0], b[1..].to_vec()))
             }
-            (Protocol::V4Base64, Message::Text(t)) if !t.is_empty() => {
-                let text = t.as_str();
-                let channel = text.as_bytes()[0].checked_sub(b'0')?;
-                let data = base64::engine::general_purpose::STANDARD.decode(&text[1..]).ok()?;
+            (Protocol::V4Base64, Message::Text(t)) => {
+                let (digit, encoded) = t.as_bytes().split_first()?;
+                let channel = digit.checked_sub(b'0').filter(|c| *c <= 9)?;
+                let data = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
                 Some((channel, data))
             }
             _ => None,
