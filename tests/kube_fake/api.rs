@@ -650,3 +650,58 @@ async fn seen(
     };
     tokio::time::timeout(WAIT, found).await.map_err(|_| format!("the watcher never showed {name}"))
 }
+
+#[tokio::test]
+async fn server_side_apply_creates_then_updates_and_admission_checks_references() {
+    let Some(fake) = sample_cluster_with(|o| {
+        o.namespaces[0] = NamespaceSpec::restricted("samples").service_account("kterm-user");
+        o.runtime_classes = Some(vec!["gvisor".into()]);
+    }) else {
+        return;
+    };
+    let client = client(&fake).await;
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), "samples");
+    let mut policy = sample("04-networkpolicy-create.json")["request"]["body"].clone();
+    let apply = PatchParams::apply("kterm").force();
+    let created = policies
+        .patch("deny-all-ingress", &apply, &Patch::Apply(&policy))
+        .await
+        .expect("apply creates");
+    assert_eq!(created.metadata.generation, Some(1));
+    policy["spec"]["policyTypes"] = json!(["Ingress"]);
+    let updated = policies
+        .patch("deny-all-ingress", &apply, &Patch::Apply(&policy))
+        .await
+        .expect("apply updates");
+    assert_eq!(updated.metadata.generation, Some(2));
+    assert_eq!(fake.request_count("patch", "networkpolicies"), 2);
+
+    let pods: Api<Pod> = Api::namespaced(client, "samples");
+    let with = |sa: &str, class: Option<&str>| -> Pod {
+        let mut pod = restricted_pod("refs");
+        pod["spec"]["serviceAccountName"] = json!(sa);
+        if let Some(class) = class {
+            pod["spec"]["runtimeClassName"] = json!(class);
+        }
+        serde_json::from_value(pod).unwrap()
+    };
+    let err = pods
+        .create(&PostParams::default(), &with("nobody", None))
+        .await
+        .expect_err("no such account");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 403 && s.message.ends_with("serviceaccount \"nobody\" not found")),
+        "{err:?}"
+    );
+    let err = pods
+        .create(&PostParams::default(), &with("kterm-user", Some("kata")))
+        .await
+        .expect_err("no such class");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 403 && s.message.ends_with("RuntimeClass \"kata\" not found")),
+        "{err:?}"
+    );
+    pods.create(&PostParams::default(), &with("kterm-user", Some("gvisor")))
+        .await
+        .expect("both exist");
+}

@@ -263,3 +263,28 @@ async fn each_pod_has_its_own_tmp_home_and_workspace_and_a_claim_outlives_its_po
     let (out, _, _) = run(&pods, "a2", &["cat", "/home/user/workspace/f"], &pipes).await;
     assert_eq!(out, "kept\n", "the claim's workspace outlived the pod");
 }
+
+#[tokio::test]
+async fn kube_join_under_v4_closes_the_stream_before_the_command_ends() {
+    let Some(fake) = sample_cluster() else { return };
+    let client = client(&fake).await;
+    running_pod(&fake, &client, "join").await;
+    let pods: Api<Pod> = Api::namespaced(client, "samples");
+    // No stdin requested, yet join() shuts kube's internal stdin pipe, and under v4 kube's only
+    // answer to that is closing the WebSocket: the output and status still to come are lost.
+    let params = AttachParams::default().stdout(true).stderr(false);
+    let mut process = pods
+        .exec("join", vec!["sh", "-c", "sleep 0.3; echo late; touch /tmp/ran"], &params)
+        .await
+        .expect("exec");
+    let status = process.take_status().expect("a status future");
+    tokio::time::timeout(WAIT, process.join()).await.expect("join returns").expect("join");
+    assert_eq!(tokio::time::timeout(WAIT, status).await.expect("resolved"), None, "no status");
+    // The command itself was not stopped.
+    let ran = fake.host_path("samples", "join", "/tmp/ran").expect("the pod's /tmp");
+    let deadline = Instant::now() + WAIT;
+    while !ran.exists() {
+        assert!(Instant::now() < deadline, "the command kept running after the stream closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

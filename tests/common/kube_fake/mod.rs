@@ -150,6 +150,12 @@ impl FakeApiServer {
             lose_short_tty_output: options.lose_short_tty_output,
             bookmark_interval: options.bookmark_interval,
             port: addr.port(),
+            runtime_classes: options.runtime_classes.clone(),
+            service_accounts: options
+                .namespaces
+                .iter()
+                .flat_map(|ns| ns.service_accounts.iter().map(|sa| (ns.name.clone(), sa.clone())))
+                .collect(),
         };
         let shared = Shared::new(&options, users, fixed, runtime.handle().clone());
         {

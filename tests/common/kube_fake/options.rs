@@ -36,6 +36,8 @@ pub struct FakeOptions {
     /// The node every pod lands on (and its labels, for `nodeSelector`).
     pub node_name: String,
     pub node_labels: BTreeMap<String, String>,
+    /// RuntimeClasses that exist (`None`: any `runtimeClassName` is accepted).
+    pub runtime_classes: Option<Vec<String>>,
     /// What every image is assumed to declare: user, working directory and environment
     /// (defaults mirror kterm's sandbox image: 1000, /home/user/workspace, LANG and TERM).
     pub image: ImageConfig,
@@ -45,11 +47,23 @@ pub struct FakeOptions {
 pub struct NamespaceSpec {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// ServiceAccounts that exist (a pod naming another is refused, as by the ServiceAccount
+    /// admission plugin). `default` always exists.
+    pub service_accounts: Vec<String>,
 }
 
 impl NamespaceSpec {
     pub fn new(name: &str) -> Self {
-        NamespaceSpec { name: name.into(), labels: BTreeMap::new() }
+        NamespaceSpec {
+            name: name.into(),
+            labels: BTreeMap::new(),
+            service_accounts: vec!["default".into()],
+        }
+    }
+
+    pub fn service_account(mut self, name: &str) -> Self {
+        self.service_accounts.push(name.into());
+        self
     }
 
     /// A namespace labelled `pod-security.kubernetes.io/enforce=restricted`.
@@ -232,6 +246,7 @@ impl Default for FakeOptions {
             bookmark_interval: Duration::from_secs(1),
             node_name: "kube-fake-node".into(),
             node_labels,
+            runtime_classes: None,
             image: ImageConfig::default(),
         }
     }

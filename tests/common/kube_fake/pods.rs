@@ -31,6 +31,10 @@ pub fn create(shared: &Arc<Shared>, namespace: &str, mut pod: Value, dry_run: bo
     let name = final_name(&pod["metadata"]);
     pod["metadata"]["name"] = json!(name);
     default_pod(&mut pod, namespace);
+    // Mutating admission (ServiceAccount, RuntimeClass) comes before validation.
+    if let Some(reply) = admit_refs(shared, namespace, &name, &pod) {
+        return reply;
+    }
     let mut causes = Vec::new();
     validate::metadata(&pod["metadata"], &mut causes);
     validate::pod_spec(&pod["spec"], &mut causes);
@@ -59,6 +63,27 @@ pub fn create(shared: &Arc<Shared>, namespace: &str, mut pod: Value, dry_run: bo
         }
     });
     respond::json(201, &stored)
+}
+
+/// Mutating admission's lookups: the ServiceAccount and the RuntimeClass must exist.
+fn admit_refs(shared: &Shared, namespace: &str, name: &str, pod: &Value) -> Option<Reply> {
+    let fixed = &shared.fixed;
+    let account = pod["spec"]["serviceAccountName"].as_str().unwrap_or("default");
+    let known = fixed.service_accounts.iter().any(|(ns, sa)| ns == namespace && sa == account);
+    if !known && account != "default" {
+        let why = format!(
+            "error looking up service account {namespace}/{account}: serviceaccount \"{account}\" not found"
+        );
+        return Some(respond::admission_forbidden(Kind::Pod, name, &why));
+    }
+    let class = pod["spec"]["runtimeClassName"].as_str()?;
+    match &fixed.runtime_classes {
+        Some(classes) if !classes.iter().any(|c| c == class) => {
+            let why = format!("pod rejected: RuntimeClass \"{class}\" not found");
+            Some(respond::admission_forbidden(Kind::Pod, name, &why))
+        }
+        _ => None,
+    }
 }
 
 /// Validating admission: Pod Security, then ResourceQuota.

@@ -268,10 +268,19 @@ async fn route(
             {
                 return respond::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch");
             }
-            let body = match parse_json(&bytes) {
+            let mut body = match parse_json(&bytes) {
                 Ok(b) => b,
                 Err(reply) => return *reply,
             };
+            // Server-side apply creates what does not exist yet.
+            let exists = shared.lock().store.get(*kind, ns, name).is_some();
+            if patch_type == Some(PatchType::Apply) && !exists {
+                body["metadata"]["name"] = serde_json::json!(name);
+                return match kind {
+                    Kind::Pod => pods::create(shared, ns, body, dry_run),
+                    kind => rest::create(shared, *kind, ns, body, dry_run),
+                };
+            }
             match kind {
                 Kind::Pod => pods::update(shared, ns, name, body, patch_type),
                 kind => rest::update(shared, *kind, ns, name, body, patch_type),

@@ -60,6 +60,9 @@ pub struct Fixed {
     pub lose_short_tty_output: Option<std::time::Duration>,
     pub bookmark_interval: std::time::Duration,
     pub port: u16,
+    pub runtime_classes: Option<Vec<String>>,
+    /// `(namespace, name)` of every ServiceAccount.
+    pub service_accounts: Vec<(String, String)>,
 }
 
 pub struct Shared {

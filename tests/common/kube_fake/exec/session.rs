@@ -61,6 +61,7 @@ pub async fn run(
         Err(error) => {
             let status = status_json(&spec.command, &Outcome::StartFailed(error));
             finish(&mut ws, protocol, &status).await;
+            hang_up(ws).await;
             return;
         }
     };
@@ -200,6 +201,9 @@ async fn bridge(
                 // A client close (kube's only way to end stdin under v4): answer it and go.
                 Some(Ok(Message::Close(_))) => {
                     let _ = sink.close().await;
+                    if let Ok(ws) = sink.reunite(incoming) {
+                        hang_up(ws).await;
+                    }
                     return detach(process);
                 }
                 Some(Ok(message)) => handle_client(&mut process, protocol, &spec, &message).await,
@@ -254,6 +258,7 @@ async fn bridge(
     let status = status_json(&spec.command, &Outcome::Exited(code));
     if let Ok(mut ws) = sink.reunite(incoming) {
         finish(&mut ws, protocol, &status).await;
+        hang_up(ws).await;
     }
 }
 
@@ -313,6 +318,11 @@ async fn finish(ws: &mut WebSocketStream<TokioIo<Upgraded>>, protocol: Protocol,
         while let Some(Ok(_)) = ws.next().await {}
     })
     .await;
+}
+
+/// Ends the connection as a Go server's `Close` does: TLS close_notify, then the socket.
+async fn hang_up(mut ws: WebSocketStream<TokioIo<Upgraded>>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.get_mut().shutdown()).await;
 }
 
 /// The client is gone: keep the process's stdin open and discard its output until it exits.
