@@ -245,6 +245,23 @@ async fn each_pod_has_its_own_tmp_home_and_workspace_and_a_claim_outlives_its_po
     let look = "ls -A /tmp; echo --; ls -A /home/user/workspace; echo --; cat /home/user/.profile 2>/dev/null; true";
     let (out, _, _) = run(&pods, "b", &["sh", "-c", look], &pipes).await;
     assert_eq!(out, "--\n--\n", "b sees nothing of a's /tmp, workspace or home");
+    // Nor anything else of the host's or the fake's: the host is read-only, /dev/shm is the
+    // pod's own, and the directory holding every pod's files is hidden.
+    let base = fake.kubeconfig_path().parent().unwrap().to_string_lossy().into_owned();
+    let probe = format!(
+        "ls -A {base}; echo x > /dev/shm/kube-fake-probe && echo shm; touch /var/kube-fake-probe 2>&1"
+    );
+    let mut root_pod = restricted_pod("root");
+    root_pod["spec"]["securityContext"] = json!({"runAsUser": 0});
+    root_pod["spec"]["containers"][0]["securityContext"] = json!({});
+    create_pod(&client, "default", &root_pod).await;
+    fake.wait_pod("default", "root", WAIT, |p| phase(p) == "Running").await.expect("root runs");
+    let as_root: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let (out, _, _) = run(&as_root, "root", &["sh", "-c", &probe], &pipes).await;
+    assert!(out.starts_with("shm\n") && out.contains("Read-only file system"), "{out:?}");
+    assert!(!std::path::Path::new("/dev/shm/kube-fake-probe").exists());
+    assert!(!std::path::Path::new("/var/kube-fake-probe").exists());
+
     let host = fake.host_path("samples", "a", "/tmp/.kterm/s1").expect("a's /tmp on the host");
     assert!(host.exists() && !host.starts_with("/tmp/.kterm"), "{host:?}");
 

@@ -5,8 +5,9 @@
 //! and supplementalGroups, no_new_privs when allowPrivilegeEscalation is false) and starts in
 //! its working directory (`env -C`). Each tool `exec`s the next, so the command keeps the PID
 //! it was spawned with (a session leader, as in a container exec) and the host PID namespace
-//! is shared, as kterm's PID files need. With readOnlyRootFilesystem the namespace's `/` is
-//! remounted read-only.
+//! is shared, as kterm's PID files need. The host's filesystems are read-only inside a pod
+//! (whatever readOnlyRootFilesystem says: there is no image layer to write to), `/dev/shm` is
+//! the pod's own, and the fake's directory (every pod's files) is hidden.
 //!
 //! Invariants: every process of the pod lives in the holder's mount namespace (unless it
 //! leaves it itself), so [`Sandbox::kill_all`] finds them all by that namespace; the holder
@@ -51,22 +52,33 @@ pub struct SandboxPlan {
     pub dir: PathBuf,
     /// `(host source, path in the pod, read-only)`, parents before children.
     pub mounts: Vec<(PathBuf, String, bool)>,
-    pub read_only_root: bool,
+    /// The fake's base directory (hidden inside the pod).
+    pub base: PathBuf,
     pub owner: (u32, u32),
     pub containers: Vec<(String, ContainerExec)>,
 }
 
+/// Run by `sh` in the pod's new mount namespace with `$1` the fake's base directory, `$2` the
+/// working directory, then `source target ro|rw` triples.
 const SETUP: &str = r#"set -e
+base=$1; workdir=$2; shift 2
+host_mounts=$(awk '{print $5}' /proc/self/mountinfo)
 mount -t tmpfs -o mode=0755 kube-fake-home /home
 mkdir -p /home/user
-ro_root=$1; workdir=$2; shift 2
 while [ $# -ge 3 ]; do
   mkdir -p "$2"
   mount --bind "$1" "$2"
   if [ "$3" = ro ]; then mount -o remount,bind,ro "$2"; fi
   shift 3
 done
-if [ "$ro_root" = 1 ]; then mount -o remount,bind,ro /; fi
+mount -t tmpfs -o mode=1777 kube-fake-shm /dev/shm
+# The host is read-only from inside a pod (it has no image layer to write to), and the fake's
+# directory, where every pod's files live, is hidden.
+for m in $host_mounts; do
+  case "$m" in /proc|/proc/*|/dev|/dev/pts|/dev/shm|/home|/home/*|/tmp|/tmp/*|*\\*) continue ;; esac
+  mount -o remount,bind,ro "$m" 2>/dev/null || true
+done
+mount -t tmpfs -o mode=0755,size=4k kube-fake-hidden "$base"
 cd "$workdir" 2>/dev/null || cd /
 echo ready
 exec sleep infinity
@@ -126,13 +138,7 @@ pub fn plan(pod: &Value, base: &Path, image: &ImageConfig, pod_ip: &str) -> Sand
         })
         .collect::<Vec<_>>();
     let owner = containers.first().map(|(_, c)| (c.uid, c.gid)).unwrap_or((0, 0));
-    SandboxPlan {
-        dir,
-        mounts,
-        read_only_root: first["securityContext"]["readOnlyRootFilesystem"].as_bool() == Some(true),
-        owner,
-        containers,
-    }
+    SandboxPlan { dir, mounts, base: base.to_path_buf(), owner, containers }
 }
 
 fn container_exec(pod: &Value, c: &Value, image: &ImageConfig, pod_ip: &str) -> ContainerExec {
@@ -226,7 +232,7 @@ impl Sandbox {
             SETUP,
             "kube-fake-pod",
         ]);
-        command.arg(if plan.read_only_root { "1" } else { "0" }).arg(&workdir);
+        command.arg(&plan.base).arg(&workdir);
         for (source, path, ro) in &plan.mounts {
             command.arg(source).arg(path).arg(if *ro { "ro" } else { "rw" });
         }
