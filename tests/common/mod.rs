@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod files;
+pub mod kube_fake;
 pub mod raw_ws;
 
 use std::time::{Duration, Instant};
