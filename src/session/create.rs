@@ -120,6 +120,7 @@ impl SessionRegistry {
             context,
             created_at: now,
             expires_at,
+            size: (cols, rows),
         };
         let mut record = SessionRecord {
             id: info.id.clone(),

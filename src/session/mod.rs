@@ -12,6 +12,7 @@ mod create;
 mod deadlines;
 mod ring;
 mod sandboxes;
+mod screen;
 mod terminal;
 mod validate;
 
