@@ -167,6 +167,16 @@ async fn a_second_window_takes_the_session_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_queries_never_type_into_the_shell() {
+    scenario_with("queries", |_| {}).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_screen_program_survives_a_reload_after_the_ring_wrapped() {
+    scenario_with("full_screen", |c| c.sessions.scrollback = kterm::config::ByteSize(4096)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_and_logout() {
     let Some(_browser) = browser().await else { return };
     let server = TestServer::start_with(|c| c.auth.mode = AuthMode::Local).await;

@@ -2,6 +2,7 @@
 
 import { bannerIdle, bannerLifetime } from './banner.mjs';
 import { editorAndKeys, files, uploadScenario } from './files.mjs';
+import { fullScreen, queries } from './fidelity.mjs';
 import { login } from './login.mjs';
 import { reconnect } from './reconnect.mjs';
 import { tabsScenario } from './tabs.mjs';
@@ -24,4 +25,6 @@ export const SCENARIOS = {
   login,
   banner_lifetime: bannerLifetime,
   banner_idle: bannerIdle,
+  queries,
+  full_screen: fullScreen,
 };
