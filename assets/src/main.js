@@ -357,6 +357,13 @@ function takeLaunchParameters() {
   return launch;
 }
 
+/** Whether `tab`'s session was made by `launch` (same namespace and context; some context). */
+function sameLaunch(tab, launch) {
+  const key = (context) => JSON.stringify(Object.entries(context ?? {}).sort());
+  if (!Object.keys(launch.context).length) return false;
+  return (!launch.namespace || tab.namespace === launch.namespace) && key(tab.context) === key(launch.context);
+}
+
 async function showUser() {
   $('user-name').textContent = me.user;
   $('user-name').title = me.admin ? `${me.user} (admin)` : me.user;
@@ -411,7 +418,11 @@ async function start() {
     }
   }
   for (const record of records) addTab(record);
-  if (launch) {
+  const launched = launch && tabs.findIndex((tab) => sameLaunch(tab, launch));
+  if (launch && launched >= 0) {
+    // The same launch again (an embedding page reloaded): its tab, not a new session.
+    activate(launched);
+  } else if (launch) {
     await newTab(launch);
   } else if (tabs.length === 0) {
     await newTab();

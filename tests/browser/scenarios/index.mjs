@@ -2,6 +2,7 @@
 
 import { bannerIdle, bannerLifetime } from './banner.mjs';
 import { editorAndKeys, files, uploadScenario } from './files.mjs';
+import { embed } from './embed.mjs';
 import { fullScreen, queries } from './fidelity.mjs';
 import { login } from './login.mjs';
 import { reconnect } from './reconnect.mjs';
@@ -27,4 +28,5 @@ export const SCENARIOS = {
   banner_idle: bannerIdle,
   queries,
   full_screen: fullScreen,
+  embed,
 };
