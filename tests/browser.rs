@@ -157,6 +157,11 @@ async fn under_a_reverse_proxy_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyday_workbench_file_tree_tab_names_limits_find_and_save() {
+    scenario_with("workbench", |c| c.sessions.max_per_user = 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_after_a_cut_connection() {
     scenario_with("reconnect", |_| {}).await;
 }

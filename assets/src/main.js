@@ -479,6 +479,7 @@ window.kterm = {
   })),
   active: () => active,
   text: (i = active) => tabs[i]?.text() ?? '',
+  selection: () => tabs[active]?.term.getSelection() ?? '',
   /** Which buffer shows ('normal' or 'alternate') and the modes of tab `i`'s terminal. */
   screen: (i = active) => tabs[i] && ({ buffer: tabs[i].term.buffer.active.type, modes: { ...tabs[i].term.modes } }),
   editorText: () => editor.text(),

@@ -8,6 +8,7 @@ import { login } from './login.mjs';
 import { reconnect } from './reconnect.mjs';
 import { tabsScenario } from './tabs.mjs';
 import { takeover } from './takeover.mjs';
+import { workbench } from './workbench.mjs';
 import { basePath, context, echo, resize } from './terminal.mjs';
 
 export const SCENARIOS = {
@@ -29,4 +30,5 @@ export const SCENARIOS = {
   queries,
   full_screen: fullScreen,
   embed,
+  workbench,
 };
