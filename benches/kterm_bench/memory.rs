@@ -91,7 +91,9 @@ pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> 
             "   each session first prints {output} bytes of text (sessions.scrollback = {})",
             scrollback.as_deref().unwrap_or("default")
         );
-        format!(r#"["sh", "-c", "yes 'a line of output to fill the ring' | head -c {output}; exec sh"]"#)
+        format!(
+            r#"["sh", "-c", "yes 'a line of output to fill the ring' | head -c {output}; exec sh"]"#
+        )
     } else {
         r#"["sh"]"#.to_string()
     };

@@ -27,13 +27,18 @@ use std::collections::VecDeque;
 use memchr::memchr;
 
 use modes::InputModes;
-use scan::{Scanner, Span};
+use scan::{Kind, Scanner, Span};
 
 /// Lines of the normal screen's scrollback kept by the emulator, beyond those the ring holds.
 const SCROLLBACK_LINES: usize = 100;
 /// Resizes remembered until the emulator reaches their offset; beyond, the oldest but one are
 /// merged away (the first keeps its place, the newest the current size).
 const MAX_PENDING_RESIZES: usize = 32;
+/// Dropped bytes gathered before the emulator parses them (see [`Emulator::feed`]): bulk output
+/// is parsed in pieces this large, so that most of a long run of plain lines can be skipped.
+const BACKLOG: usize = 64 * 1024;
+/// A drop smaller than this (typing, a prompt) is parsed at once.
+const SMALL_DROP: usize = 4096;
 
 /// The terminal state of one session. Lives behind the session's lock.
 pub struct TerminalState {
@@ -49,8 +54,15 @@ struct Emulator {
     modes: InputModes,
     /// The scanner at the emulator's offset (for the modes, and to strip queries after it).
     scanner: Scanner,
-    /// The bytes consumed (the ring offset of the next byte).
+    /// The bytes parsed (the ring offset of the backlog's first byte).
     offset: u64,
+    /// Bytes the ring dropped that are not parsed yet (parsed before any snapshot).
+    backlog: Vec<u8>,
+    /// A scroll region (DECSTBM) may be set: plain lines are then always parsed.
+    margins: bool,
+    /// Bytes skipped as unseen plain lines (for tests).
+    #[cfg(test)]
+    skipped: usize,
     /// The first bytes of a UTF-8 character cut by the end of the last feed.
     utf8_carry: Vec<u8>,
     /// The bytes of the sequence left open by the last feed, up to [`MAX_OPEN_SEQUENCE`]
@@ -105,11 +117,26 @@ impl TerminalState {
                     modes: InputModes::default(),
                     scanner: Scanner::default(),
                     offset: start,
+                    backlog: Vec::new(),
+                    margins: false,
+                    #[cfg(test)]
+                    skipped: 0,
                     utf8_carry: Vec::new(),
                     open_sequence: Some(Vec::new()),
                 }))
             }
         };
+        emulator.backlog.extend_from_slice(data);
+        if emulator.backlog.len() >= BACKLOG || data.len() < SMALL_DROP {
+            self.flush();
+        }
+    }
+
+    /// Parses the backlog, applying each resize where it happened.
+    fn flush(&mut self) {
+        let Some(emulator) = &mut self.emulator else { return };
+        let mut data = std::mem::take(&mut emulator.backlog);
+        let start = emulator.offset;
         let mut pos = 0;
         while let Some(&(at, cols, rows)) = self.resizes.front() {
             if at > start + data.len() as u64 {
@@ -123,11 +150,17 @@ impl TerminalState {
             self.resizes.pop_front();
         }
         emulator.feed(&data[pos..]);
+        // A small buffer is kept for the next drops; a bulk one goes back.
+        if data.capacity() <= 2 * SMALL_DROP {
+            data.clear();
+            emulator.backlog = data;
+        }
     }
 
     /// What a client attaching now is sent before live output: the state at the ring's start
     /// written out, then `ring` (the ring's bytes), all without queries.
-    pub fn snapshot(&self, ring: &[u8]) -> Vec<u8> {
+    pub fn snapshot(&mut self, ring: &[u8]) -> Vec<u8> {
+        self.flush();
         let Some(emulator) = &self.emulator else {
             return queries::strip_queries(ring);
         };
@@ -142,14 +175,38 @@ impl TerminalState {
 }
 
 impl Emulator {
+    /// Parses `data`. A long run of plain lines (text, CR, LF, TAB, BS, SGR colours and edits
+    /// within a line, with no scroll region) is not parsed whole: only as much of its end as
+    /// fills the screen and the kept scrollback can be seen afterwards, so the rest is replaced
+    /// by its colour changes and enough line feeds to scroll it away (the same screen and
+    /// scrollback, much less work).
     fn feed(&mut self, data: &[u8]) {
         if data.is_empty() {
             return;
         }
         self.offset += data.len() as u64;
-        self.track_modes(data);
-        // NUL is ignored by terminals everywhere; skipping its runs here keeps a stream of zeros
-        // (or padding) cheap.
+        let runs = self.track_modes(data);
+        let rows = self.vt.size().1;
+        let mut pos = 0;
+        for run in runs.iter().filter(|run| !run.margins) {
+            let Some(cut) = run.skippable(data, rows) else { continue };
+            #[cfg(test)]
+            {
+                self.skipped += cut - run.start;
+            }
+            self.feed_vt(&data[pos..run.start]);
+            for &(start, end) in run.colours.iter().filter(|(_, end)| *end <= cut) {
+                self.feed_vt(&data[start..end]);
+            }
+            self.feed_vt(&b"\r\n".repeat(rows));
+            pos = cut;
+        }
+        self.feed_vt(&data[pos..]);
+    }
+
+    /// Gives avt `data`, skipping runs of NUL (terminals ignore NUL everywhere, so a stream of
+    /// zeros or padding stays cheap).
+    fn feed_vt(&mut self, data: &[u8]) {
         let mut rest = data;
         while !rest.is_empty() {
             let (segment, next) = match memchr(0, rest) {
@@ -182,11 +239,22 @@ impl Emulator {
         self.utf8_carry = tail.to_vec();
     }
 
-    fn track_modes(&mut self, data: &[u8]) {
-        let Emulator { scanner, modes, open_sequence, .. } = self;
+    /// Keeps the modes and title up to date over `data`; returns its runs of plain lines.
+    fn track_modes(&mut self, data: &[u8]) -> Vec<PlainRun> {
+        let Emulator { scanner, modes, open_sequence, margins, .. } = self;
+        let mut runs = Vec::new();
+        let mut run = PlainRun { margins: *margins, ..PlainRun::default() };
         let mut last_end = 0;
         scanner.scan(data, |span| match span {
-            Span::Text { end, .. } => last_end = end,
+            Span::Text { start, end } => {
+                let plain = data[start..end]
+                    .iter()
+                    .all(|&b| b >= 0x20 || matches!(b, b'\r' | b'\n' | b'\t' | 0x08 | 0x07 | 0));
+                if !plain {
+                    run.close(start, end, *margins, &mut runs);
+                }
+                last_end = end;
+            }
             Span::Sequence { start, end, sequence } => {
                 let joined;
                 let bytes = match (start, open_sequence.as_mut()) {
@@ -200,11 +268,28 @@ impl Emulator {
                     (None, None) => &[][..],
                 };
                 modes.apply(&sequence, bytes);
+                let csi = sequence.kind == Kind::Csi && sequence.prefix == 0;
+                match (csi, sequence.intermediate, sequence.final_byte, start) {
+                    // Colours: kept by the pen, so replayed even when their lines are skipped.
+                    (true, 0, b'm', Some(start)) => run.colours.push((start, end)),
+                    // Edits within the line (erase, move along it): gone with the line.
+                    (true, 0, b'K' | b'G' | b'C' | b'D', Some(_)) => {}
+                    (true, 0, b'r', _) => {
+                        *margins = sequence.param_count > 0;
+                        run.close(start.unwrap_or(0), end, *margins, &mut runs);
+                    }
+                    _ => {
+                        if sequence.kind == Kind::Esc && sequence.final_byte == b'c' {
+                            *margins = false;
+                        }
+                        run.close(start.unwrap_or(0), end, *margins, &mut runs);
+                    }
+                }
                 *open_sequence = Some(Vec::new());
                 last_end = end;
             }
         });
-        // Keep the start of a sequence left open, for its text.
+        // Keep the start of a sequence left open, for its text; the run ends before it.
         if !scanner.at_boundary() {
             if let Some(head) = open_sequence {
                 head.extend_from_slice(&data[last_end..]);
@@ -212,9 +297,11 @@ impl Emulator {
                     *open_sequence = None;
                 }
             }
+            run.close(last_end, data.len(), *margins, &mut runs);
         } else {
-            *open_sequence = Some(Vec::new());
+            run.close(data.len(), data.len(), *margins, &mut runs);
         }
+        runs
     }
 
     /// The normal screen's scrollback lines, oldest first, each with its colours, then enough
@@ -233,6 +320,55 @@ impl Emulator {
         }
         out.extend(std::iter::repeat_n(b'\n', rows.saturating_sub(1)));
         out.extend_from_slice(b"\x1b[H");
+    }
+}
+
+/// A run of plain lines in a piece of output: from `start` to `end`, with no control in it other
+/// than line feed, return, tab, backspace, bell, SGR and edits within a line; `colours` are its
+/// SGR sequences.
+#[derive(Default)]
+struct PlainRun {
+    start: usize,
+    end: usize,
+    colours: Vec<(usize, usize)>,
+    /// A scroll region was set during it: its lines scroll within the region, so it is parsed.
+    margins: bool,
+}
+
+impl PlainRun {
+    /// Something else than plain lines at `from..to`: the run so far ends at `from` (kept when
+    /// it is long enough to matter), and the next one starts at `to`.
+    fn close(&mut self, from: usize, to: usize, margins: bool, runs: &mut Vec<PlainRun>) {
+        self.end = from;
+        let next = PlainRun { start: to, end: to, colours: Vec::new(), margins };
+        let run = std::mem::replace(self, next);
+        if run.end.saturating_sub(run.start) >= 2 * SMALL_DROP {
+            runs.push(run);
+        }
+    }
+
+    /// Where the run may be cut: after a CR LF with at least `rows` line feeds before it (the
+    /// cursor is then on the bottom line) and `rows` + [`SCROLLBACK_LINES`] after it (which
+    /// scroll everything before out of the screen and the scrollback). `None` if it is not
+    /// worth it or not possible.
+    fn skippable(&self, data: &[u8], rows: usize) -> Option<usize> {
+        let run = &data[self.start..self.end.max(self.start)];
+        let after = rows + SCROLLBACK_LINES;
+        let total = memchr::memchr_iter(b'\n', run).count();
+        let mut seen = 0;
+        for i in memchr::memrchr_iter(b'\n', run) {
+            seen += 1;
+            let before = total - seen + 1;
+            if before < rows {
+                return None;
+            }
+            if seen > after && i >= 1 && run[i - 1] == b'\r' {
+                let cut = self.start + i + 1;
+                let inside_colour = self.colours.iter().any(|&(s, e)| s < cut && cut < e);
+                return (cut - self.start >= SMALL_DROP && !inside_colour).then_some(cut);
+            }
+        }
+        None
     }
 }
 

@@ -24,6 +24,17 @@ fn session(output: &[u8], capacity: usize) -> (TerminalState, Vec<u8>) {
 fn terminal(bytes: &[u8]) -> TerminalState {
     let mut state = TerminalState::new(COLS, ROWS);
     state.consume(0, bytes);
+    state.flush();
+    state
+}
+
+/// The same, parsed in pieces too small for any shortcut.
+fn terminal_slowly(bytes: &[u8]) -> TerminalState {
+    let mut state = TerminalState::new(COLS, ROWS);
+    for (i, piece) in bytes.chunks(SMALL_DROP / 2).enumerate() {
+        state.consume((i * SMALL_DROP / 2) as u64, piece);
+    }
+    state.flush();
     state
 }
 
@@ -62,7 +73,7 @@ fn full_screen_program(updates: usize) -> Vec<u8> {
 
 #[test]
 fn without_an_emulator_the_replay_is_the_ring_without_queries() {
-    let (state, ring) = session(b"$ vim\r\n\x1b[6n\x1b[?1049hhi", 1 << 20);
+    let (mut state, ring) = session(b"$ vim\r\n\x1b[6n\x1b[?1049hhi", 1 << 20);
     assert!(!state.has_emulator());
     assert_eq!(state.snapshot(&ring), b"$ vim\r\n\x1b[?1049hhi");
 }
@@ -70,7 +81,7 @@ fn without_an_emulator_the_replay_is_the_ring_without_queries() {
 #[test]
 fn a_wrapped_ring_gives_the_screen_modes_and_title_of_the_whole_output() {
     let output = full_screen_program(2000);
-    let (state, ring) = session(&output, 4096);
+    let (mut state, ring) = session(&output, 4096);
     assert!(state.has_emulator(), "the ring wrapped");
     let snapshot = state.snapshot(&ring);
     assert!(!snapshot.windows(4).any(|w| w == b"\x1b[6n"), "no query in the snapshot");
@@ -98,7 +109,7 @@ fn scrollback_beyond_the_ring_comes_from_the_emulator() {
     for i in 0..200 {
         output.extend_from_slice(format!("\x1b[3{}mnumber {i}\x1b[m\r\n", i % 8).as_bytes());
     }
-    let (state, ring) = session(&output, 1024);
+    let (mut state, ring) = session(&output, 1024);
     let client = terminal(&state.snapshot(&ring));
     let whole = terminal(&output);
     assert_eq!(emulator(&client).vt.dump(), emulator(&whole).vt.dump());
@@ -120,6 +131,8 @@ fn resizes_apply_where_they_happened() {
     let second = b"after the resize\r\n";
     state.consume(first.len() as u64, second);
     reference.consume(first.len() as u64, second);
+    state.flush();
+    reference.flush();
     assert_eq!(emulator(&state).vt.size(), (20, 5));
     assert_eq!(emulator(&state).vt.dump(), emulator(&reference).vt.dump());
 }
@@ -133,6 +146,7 @@ fn pieces_cut_inside_characters_and_sequences_change_nothing() {
         for (i, chunk) in output.as_bytes().chunks(piece).enumerate() {
             state.consume((i * piece) as u64, chunk);
         }
+        state.flush();
         assert_eq!(emulator(&state).vt.dump(), emulator(&whole).vt.dump(), "pieces of {piece}");
         assert_eq!(emulator(&state).modes.title(), Some("títle"));
     }
@@ -143,7 +157,35 @@ fn zeros_are_cheap_and_harmless() {
     let mut output = b"before".to_vec();
     output.extend(std::iter::repeat_n(0u8, 1 << 20));
     output.extend_from_slice(b" after");
-    let (state, ring) = session(&output, 1024);
+    let (mut state, ring) = session(&output, 1024);
     let client = terminal(&state.snapshot(&ring));
     assert_eq!(last_lines(&client, ROWS as usize)[0], "before after");
+}
+
+#[test]
+fn long_runs_of_plain_lines_are_skipped_without_changing_the_state() {
+    let mut lines = Vec::new();
+    for i in 0..5000 {
+        lines.extend_from_slice(
+            format!("\x1b[3{}mline {i}\x1b[m of a long build log\t(ok)\x1b[K\r\n", i % 8).as_bytes(),
+        );
+    }
+    let mut cases = vec![lines.clone()];
+    // A run, then a cursor move and a title (which end the run), then another run, cut open.
+    let mut mixed = lines.clone();
+    mixed.extend_from_slice(b"\x1b[3;5Hmoved\x1b]2;log\x07\x1b[1;44m");
+    mixed.extend_from_slice(&lines);
+    mixed.extend_from_slice(b"partial \xe2\x94");
+    cases.push(mixed);
+    for (n, output) in cases.iter().enumerate() {
+        let fast = terminal(output);
+        let slow = terminal_slowly(output);
+        assert_eq!(emulator(&fast).vt.dump(), emulator(&slow).vt.dump(), "case {n}");
+        let kept = ROWS as usize + SCROLLBACK_LINES;
+        assert_eq!(last_lines(&fast, kept), last_lines(&slow, kept), "case {n}");
+        assert_eq!(emulator(&fast).modes, emulator(&slow).modes, "case {n}");
+        assert_eq!(emulator(&fast).utf8_carry, emulator(&slow).utf8_carry, "case {n}");
+        assert!(emulator(&fast).skipped > output.len() / 2, "case {n}: the shortcut was taken");
+        assert_eq!(emulator(&slow).skipped, 0, "case {n}");
+    }
 }
