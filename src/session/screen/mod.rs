@@ -195,7 +195,14 @@ impl Emulator {
                 self.skipped += cut - run.start;
             }
             self.feed_vt(&data[pos..run.start]);
-            for &(start, end) in run.colours.iter().filter(|(_, end)| *end <= cut) {
+            // The pen: the colours after the last full reset are all that count.
+            let count = run.colours.partition_point(|(_, end)| *end <= cut);
+            let skipped = &run.colours[..count];
+            let from = skipped
+                .iter()
+                .rposition(|&(start, end)| matches!(&data[start..end], b"\x1b[m" | b"\x1b[0m"))
+                .unwrap_or(0);
+            for &(start, end) in &skipped[from..] {
                 self.feed_vt(&data[start..end]);
             }
             self.feed_vt(&b"\r\n".repeat(rows));

@@ -167,7 +167,8 @@ fn long_runs_of_plain_lines_are_skipped_without_changing_the_state() {
     let mut lines = Vec::new();
     for i in 0..5000 {
         lines.extend_from_slice(
-            format!("\x1b[3{}mline {i}\x1b[m of a long build log\t(ok)\x1b[K\r\n", i % 8).as_bytes(),
+            format!("\x1b[3{}mline {i}\x1b[m of a long build log\t(ok)\x1b[K\r\n", i % 8)
+                .as_bytes(),
         );
     }
     let mut cases = vec![lines.clone()];
