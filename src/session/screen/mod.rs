@@ -30,7 +30,7 @@ use modes::InputModes;
 use scan::{Kind, Scanner, Span};
 
 /// Lines of the normal screen's scrollback kept by the emulator, beyond those the ring holds.
-const SCROLLBACK_LINES: usize = 100;
+const SCROLLBACK_LINES: usize = 40;
 /// Resizes remembered until the emulator reaches their offset; beyond, the oldest but one are
 /// merged away (the first keeps its place, the newest the current size).
 const MAX_PENDING_RESIZES: usize = 32;

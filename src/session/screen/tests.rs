@@ -113,7 +113,7 @@ fn scrollback_beyond_the_ring_comes_from_the_emulator() {
     let client = terminal(&state.snapshot(&ring));
     let whole = terminal(&output);
     assert_eq!(emulator(&client).vt.dump(), emulator(&whole).vt.dump());
-    // The ring holds about 60 lines; the emulator's scrollback adds up to 100 more.
+    // The ring holds about 60 lines; the emulator's scrollback adds up to 40 more.
     assert_eq!(last_lines(&client, 150), last_lines(&whole, 150));
 }
 
