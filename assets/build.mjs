@@ -57,7 +57,11 @@ for (const [page, entry] of [['index.html', 'app'], ['login.html', 'login']]) {
   html = html.replace('{{script}}', `static/${js}`).replace('{{style}}', `static/${css}`);
   fs.writeFileSync(path.join(out, page), html);
 }
-fs.copyFileSync(path.join(root, 'public', 'favicon.svg'), path.join(out, 'favicon.svg'));
+// Copied as they are: the icon, and the embed script with its example page (not hashed: a
+// dashboard includes `embed.js` by that name).
+for (const file of ['favicon.svg', 'embed.js', 'embed-example.html', 'embed-example.css']) {
+  fs.copyFileSync(path.join(root, 'public', file), path.join(out, file));
+}
 
 // Precompressed siblings, and the size of what the first page load fetches.
 const compressible = /\.(html|js|css|svg|json)$/;

@@ -296,6 +296,7 @@ async fn local_backend(config: &Config) -> Result<Arc<dyn SandboxBackend>> {
         ))));
     }
     let root = config.local_root();
+    tracing::info!(workspaces = %root.display(), "the local backend keeps each user's working directory here");
     let backend = tokio::task::spawn_blocking(move || LocalBackend::new(&root))
         .await
         .map_err(|e| Error::Internal(format!("starting the local backend: {e}")))??;

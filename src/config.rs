@@ -13,6 +13,7 @@ use std::time::Duration;
 
 mod auth;
 mod backends;
+mod messages;
 mod profiles;
 mod units;
 
@@ -141,16 +142,27 @@ pub struct StateConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        // Under systemd, StateDirectory= sets STATE_DIRECTORY (possibly a colon-separated list).
-        let path = match std::env::var("STATE_DIRECTORY") {
-            Ok(dirs) if !dirs.is_empty() => {
-                let first = dirs.split(':').next().unwrap_or_default();
-                Path::new(first).join("kterm.db")
-            }
-            _ => PathBuf::from("kterm.db"),
-        };
-        StateConfig { path }
+        StateConfig { path: default_state_dir().join("kterm.db") }
     }
+}
+
+/// Where state goes when `state.path` is not set: systemd's `StateDirectory=` (which sets
+/// `STATE_DIRECTORY`, possibly a colon-separated list), else the user's data directory
+/// (`$XDG_DATA_HOME/kterm`, `~/.local/share/kterm`), else the current directory. Never the
+/// current directory when a home is known: a plain start in a source tree leaves it clean.
+pub fn default_state_dir() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dirs) = var("STATE_DIRECTORY") {
+        let dirs = dirs.to_string_lossy().into_owned();
+        return PathBuf::from(dirs.split(':').next().unwrap_or_default());
+    }
+    if let Some(data) = var("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+        return data.join("kterm");
+    }
+    if let Some(home) = var("HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+        return home.join(".local/share/kterm");
+    }
+    PathBuf::from(".")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,7 +277,7 @@ impl Config {
         if let Some(format) = overrides.log_format {
             figment = figment.merge(Serialized::default("log.format", format));
         }
-        let config: Config = figment.extract().map_err(|e| ConfigError(describe(e)))?;
+        let config: Config = figment.extract().map_err(|e| ConfigError(messages::describe(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -602,24 +614,6 @@ fn json_like(value: &figment::value::Value) -> String {
     }
 }
 
-/// figment's messages name the key and the source; keep them, on one line.
-fn describe(error: figment::Error) -> String {
-    let mut lines = Vec::new();
-    for e in error {
-        let key = e.path.join(".");
-        let mut line = if key.is_empty() {
-            format!("config: {}", e.kind)
-        } else {
-            format!("config key `{key}`: {}", e.kind)
-        };
-        if let Some(source) = &e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
-            line.push_str(&format!(" (from {source})"));
-        }
-        lines.push(line);
-    }
-    lines.join("\n")
-}
-
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error.
 mod tests {
@@ -738,10 +732,10 @@ mod example_tests {
             let text = std::fs::read_to_string(&example).map_err(|e| e.to_string())?;
             for line in Config::default().to_toml_masked().lines() {
                 if let Some((key, _)) = line.split_once(" = ") {
-                    assert!(
-                        text.contains(&format!("\n{key} = ")),
-                        "config.example.toml lacks {key}"
-                    );
+                    // `state.path`'s default depends on the environment: it is shown commented.
+                    let listed = text.contains(&format!("\n{key} = "))
+                        || (key == "path" && text.contains(&format!("\n# {key} = ")));
+                    assert!(listed, "config.example.toml lacks {key}");
                 }
             }
             Ok(())

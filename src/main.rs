@@ -16,13 +16,13 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE", env = "KTERM_CONFIG")]
     config: Option<PathBuf>,
     /// Address and port to serve on (server.listen).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR")]
     listen: Option<String>,
     /// The SQLite state file (state.path).
     #[arg(long, global = true, value_name = "PATH")]
     state: Option<PathBuf>,
     /// Log format (log.format).
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Option<Command>,

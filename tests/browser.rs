@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::TestServer;
-use kterm::config::{AuthMode, HumanDuration};
+use kterm::config::{AddrRange, AuthMode, HumanDuration};
 
 /// One browser at a time: CI machines have two cores, and chromium wants both.
 static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -157,6 +157,11 @@ async fn under_a_reverse_proxy_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyday_workbench_file_tree_tab_names_limits_find_and_save() {
+    scenario_with("workbench", |c| c.sessions.max_per_user = 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_after_a_cut_connection() {
     scenario_with("reconnect", |_| {}).await;
 }
@@ -164,6 +169,42 @@ async fn reconnect_after_a_cut_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_window_takes_the_session_over() {
     scenario_with("takeover", |_| {}).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_queries_never_type_into_the_shell() {
+    scenario_with("queries", |_| {}).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_screen_program_survives_a_reload_after_the_ring_wrapped() {
+    scenario_with("full_screen", |c| c.sessions.scrollback = kterm::config::ByteSize(4096)).await;
+}
+
+/// The example dashboard on another origin, listed in `server.frame_ancestors`, embeds kterm
+/// behind an authenticating proxy, as Kubeflow does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_in_a_dashboard_behind_an_auth_proxy() {
+    let Some(_browser) = browser().await else { return };
+    // The dashboard's port is chosen here, so that kterm can list its origin.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let server = TestServer::start_with(|c| {
+        c.auth.mode = AuthMode::Proxy;
+        c.auth.trusted_proxies = vec![AddrRange::parse("127.0.0.1").expect("an address")];
+        c.server.frame_ancestors = vec!["'self'".into(), format!("http://127.0.0.1:{port}")];
+    })
+    .await;
+    let port = port.to_string();
+    let env = [
+        ("KTERM_TEST_DASHBOARD_PORT", port.as_str()),
+        ("KTERM_TEST_PROXY_USER", "alice@example.com"),
+        ("KTERM_TEST_PROXY_HEADER", "kubeflow-userid"),
+    ];
+    run_scenario("embed", &server, &env).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -184,3 +184,115 @@ async fn sigterm_closes_websockets_with_1001_records_the_end_and_exits_0() {
     assert_eq!(got["status"], "terminated", "{got}");
     assert_eq!(got["end_reason"], "server_shutdown", "{got}");
 }
+
+#[test]
+fn flags_work_after_the_subcommand() {
+    let (code, out, err) =
+        kterm(&["check-config", "--listen", "127.0.0.1:9911", "--log-format", "json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("listen = \"127.0.0.1:9911\""), "{out}");
+    assert!(out.contains("format = \"json\""), "{out}");
+    let (_dir, path) = config_file("[server]\nlisten = \"127.0.0.1:9912\"\n");
+    let (code, out, err) = kterm(&["check-config", "--config", &path, "--state", "/tmp/x.db"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("127.0.0.1:9912") && out.contains("/tmp/x.db"), "{out}");
+    let (code, _, err) = kterm(&["check-config", "--listen", "nowhere"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("server.listen") && err.contains("127.0.0.1:8080"), "{err}");
+}
+
+#[test]
+fn configuration_errors_read_like_the_readme() {
+    let cases = [
+        ("[server]\nlisen = \"x\"\n", "unknown key; the keys of [server] are: listen, public_url"),
+        ("[sessions]\nmax_per_user = \"many\"\n", "\"many\" is not a whole number (0 or more)"),
+        (
+            "[backend]\nkind = \"vm\"\n",
+            "is not one of \"auto\", \"local\", \"docker\" or \"kubernetes\"",
+        ),
+        (
+            "[sessions]\nidle_timeout = \"soon\"\n",
+            "\"soon\" is not a duration: write a number and a unit",
+        ),
+        ("[sessions]\nscrollback = \"huge\"\n", "such as \"256k\", \"512m\" or \"1g\""),
+        ("not toml at all [", "not valid TOML at line 1, column 5"),
+    ];
+    for (text, expected) in cases {
+        let (_dir, path) = config_file(text);
+        let (code, _, err) = kterm(&["check-config", "--config", &path], &[]);
+        assert_eq!(code, 2, "{text:?}: {err}");
+        assert!(err.contains(expected), "{text:?}: expected {expected:?} in: {err}");
+        assert!(err.contains(&path), "the message names the file: {err}");
+        for internal in ["``", "expected `one of", " at 0)", "found `", "u32"] {
+            assert!(!err.contains(internal), "{text:?}: parser internals {internal:?} in: {err}");
+        }
+    }
+    let (code, _, err) = kterm(&["check-config"], &[("KTERM_SESSIONS__IDLE_TIMEOUT", "soon")]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("config key `sessions.idle_timeout` (from the environment variable KTERM_SESSIONS__IDLE_TIMEOUT)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_default_state_goes_to_the_users_data_directory_not_the_current_one() {
+    let home = tempfile::tempdir().unwrap();
+    let home_path = home.path().to_string_lossy().into_owned();
+    let clean = [("STATE_DIRECTORY", ""), ("XDG_DATA_HOME", ""), ("HOME", home_path.as_str())];
+    let (code, out, err) = kterm(&["check-config"], &clean);
+    assert_eq!(code, 0, "{err}");
+    let expected = format!("path = \"{home_path}/.local/share/kterm/kterm.db\"");
+    assert!(out.contains(&expected), "{expected} in:\n{out}");
+    let (_, out, _) =
+        kterm(&["check-config"], &[("XDG_DATA_HOME", "/srv/data"), ("STATE_DIRECTORY", "")]);
+    assert!(out.contains("path = \"/srv/data/kterm/kterm.db\""), "{out}");
+    let (_, out, _) = kterm(&["check-config"], &[("STATE_DIRECTORY", "/var/lib/kterm:/other")]);
+    assert!(out.contains("path = \"/var/lib/kterm/kterm.db\""), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_start_leaves_the_current_directory_clean() {
+    use std::io::BufRead;
+    let clone = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kterm"))
+        .current_dir(clone.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .env("HOME", home.path())
+        .env("STATE_DIRECTORY", "")
+        .env("XDG_DATA_HOME", "")
+        .env("KTERM_BACKEND__KIND", "local")
+        .env("KTERM_SESSIONS__COMMAND", "[\"sh\"]")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let data = home.path().join(".local/share/kterm");
+    let mut said_workspaces = false;
+    let base = loop {
+        let line = lines.next().expect("kterm exited before serving").unwrap();
+        said_workspaces |= line.contains(&data.join("workspaces").display().to_string());
+        if let Some(rest) = line.split("serving on ").nth(1) {
+            assert!(line.contains(&data.join("kterm.db").display().to_string()), "{line}");
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    assert!(said_workspaces, "the log says where the workspaces are");
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/sessions"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let left: Vec<_> =
+        std::fs::read_dir(clone.path()).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "the start left {left:?} in the current directory");
+    assert!(data.join("kterm.db").is_file() && data.join("workspaces").is_dir());
+}

@@ -93,3 +93,58 @@ async fn the_newest_attach_takes_over() {
     assert!(out.contains("one"), "the newcomer got the replay: {out}");
     server.stop().await;
 }
+
+/// A full-screen program that asks the terminal questions, sets modes and then updates its
+/// screen while the ring wraps many times over: a client attaching afterwards is sent its screen
+/// (on the alternate screen, with the modes it set) and no query, and when it quits the shell's
+/// normal screen is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrapped_ring_replays_the_screen_and_modes_without_queries() {
+    const PROGRAM: &str = "read go; echo before-the-program; \
+        printf '\\033[c\\033[>c\\033[6n\\033]11;?\\007\\033[?2004$p'; \
+        printf '\\033[?1049h\\033[?1000;1006h\\033[?2004h\\033]2;clock-demo\\007\\033[H\\033[2J'; \
+        i=0; while [ $i -lt 3000 ]; do i=$((i+1)); printf '\\033[1;1Hclock %05d' $i; done; \
+        printf '\\033[5;3Hready'; read quit; printf '\\033[?1049l'; echo back-$((1+1)); sleep 60";
+    let server = TestServer::start_with(|c| {
+        c.sessions.command = vec!["sh".into(), "-c".into(), PROGRAM.into()];
+        c.sessions.scrollback = kterm::config::ByteSize(1024);
+    })
+    .await;
+    let id = server.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let mut first = server.attach(&id).await;
+    first.send("\n").await;
+    first.read_until("ready").await;
+    first.close().await;
+
+    let mut term = server.attach(&id).await;
+    let replay_bytes = term.replay_bytes();
+    while term.output.len() < replay_bytes {
+        match term.next().await {
+            common::Event::Output(data) => term.output.extend(data),
+            other => panic!("expected the replay, got {other:?}"),
+        }
+    }
+    assert_eq!(term.output.len(), replay_bytes, "the replay is what `attached` announced");
+    let replay = String::from_utf8_lossy(&term.output).into_owned();
+    for query in ["\x1b[c", "\x1b[>c", "\x1b[6n", "\x1b]11;?", "$p"] {
+        assert!(!replay.contains(query), "the replay holds the query {query:?}: {replay:?}");
+    }
+    let mut screen = avt::Terminal::new(80, 24).unwrap();
+    screen.feed(replay.as_str());
+    assert_eq!(screen.active_screen_kind(), avt::ScreenKind::Alternate, "{replay:?}");
+    let line = |s: &avt::Terminal, n: usize| s.screen().line(n).unwrap().text();
+    assert_eq!(line(&screen, 0).trim_end(), "clock 03000");
+    assert_eq!(line(&screen, 4).trim_end(), "  ready");
+    for mode in ["\x1b[?1000;1006;2004h", "\x1b]2;clock-demo\x07"] {
+        assert!(replay.contains(mode), "the replay restores {mode:?}: {replay:?}");
+    }
+
+    // Quitting the program shows the shell's screen from before it.
+    term.send("\n").await;
+    let all = term.read_until("back-2").await;
+    screen.feed(&all[replay.len()..]);
+    assert_eq!(screen.active_screen_kind(), avt::ScreenKind::Primary);
+    let text = screen.screen().text().join("\n");
+    assert!(text.contains("before-the-program") && text.contains("back-2"), "{text}");
+    server.stop().await;
+}

@@ -1,6 +1,11 @@
 // The workspace file tree: lazy-loaded directories, refresh, new file and folder, rename,
 // delete, upload (button or drag and drop) and download, all through the files API of the
 // active tab's session. Paths are workspace-relative (`dir/name`), as the API takes them.
+//
+// Files made in the shell show up on their own: the open folders are listed again when the page
+// or the tree regains focus, and every AUTO_REFRESH_MS while the page is visible and the tree
+// shows (one listing at a time, none while hidden). A listing that did not change leaves the
+// tree's DOM (and keyboard focus in it) alone.
 
 import { ApiError, api, describe, request, sessionUrl } from './api.js';
 import { ask, confirm } from './dialog.js';
@@ -8,13 +13,20 @@ import { ask, confirm } from './dialog.js';
 const join = (dir, name) => (dir ? `${dir}/${name}` : name);
 const parentOf = (path) => (path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '');
 const query = (path) => `path=${encodeURIComponent(path)}`;
+const AUTO_REFRESH_MS = 5000;
+/** A focus or visibility change sooner than this after the last listing lists nothing. */
+const MIN_GAP_MS = 1000;
 
 export class FileTree {
   /**
-   * @param {object} host  session() -> id or null, open(path), closed(path)
+   * @param {object} host  session() -> id or null, open(path), closed(path), visible() -> bool
    */
   constructor(host) {
     this.host = host;
+    this.signatures = new Map(); // folder -> what its last listing said
+    this.listing = null; // the refresh under way
+    this.lastListed = 0;
+    this.timer = null;
     this.root = document.getElementById('tree');
     this.message = document.getElementById('files-message');
     this.expanded = new Set(['']);
@@ -30,6 +42,31 @@ export class FileTree {
       this.upload(event.target.files);
       event.target.value = '';
     });
+    window.addEventListener('focus', () => this.autoRefresh());
+    document.getElementById('files').addEventListener('pointerenter', () => this.autoRefresh());
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible') this.autoRefresh();
+      this.schedule();
+    });
+    this.schedule();
+  }
+
+  /** The next periodic refresh, while the page is visible; none while hidden. */
+  schedule() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    if (document.visibilityState !== 'visible') return;
+    this.timer = setTimeout(() => {
+      this.autoRefresh();
+      this.schedule();
+    }, AUTO_REFRESH_MS);
+  }
+
+  /** Lists the open folders again unless the tree is hidden, one is under way, or one just was. */
+  autoRefresh() {
+    if (document.visibilityState !== 'visible' || !this.host.visible() || !this.base()) return;
+    if (this.listing || Date.now() - this.lastListed < MIN_GAP_MS) return;
+    this.refresh();
   }
 
   base() {
@@ -41,6 +78,7 @@ export class FileTree {
   async showFor(key) {
     if (key === this.loadedFor) return;
     this.loadedFor = key;
+    this.signatures.clear();
     this.expanded = new Set(['']);
     this.target = '';
     await this.refresh();
@@ -55,11 +93,22 @@ export class FileTree {
   async refresh() {
     if (!this.base()) {
       this.root.replaceChildren();
+      this.signatures.clear();
       this.say('Open a terminal to see its workspace.');
       return;
     }
-    this.say('');
-    await this.fill(this.root, '', 0);
+    if (this.listing) {
+      // One listing at a time; a second request waits for it and lists again after.
+      await this.listing.catch(() => {});
+      if (this.listing) return this.listing;
+    }
+    this.listing = this.fill(this.root, '', 0);
+    try {
+      await this.listing;
+    } finally {
+      this.listing = null;
+      this.lastListed = Date.now();
+    }
   }
 
   async fill(list, dir, depth) {
@@ -71,9 +120,24 @@ export class FileTree {
       else this.expanded.delete(dir);
       return;
     }
+    if (dir === '') this.say('');
     entries.sort((a, b) => (a.type === 'dir') !== (b.type === 'dir')
       ? (a.type === 'dir' ? -1 : 1)
       : a.name.localeCompare(b.name));
+    const signature = JSON.stringify(entries.map((e) =>
+      [e.name, e.type, e.size, e.mtime, this.expanded.has(join(dir, e.name))]));
+    if (this.signatures.get(dir) === signature && list.childElementCount === entries.length) {
+      // Unchanged: keep these rows; only the open folders below may have changed.
+      for (const li of list.children) {
+        const row = li.firstElementChild;
+        const children = li.querySelector(':scope > ul');
+        if (children && this.expanded.has(row.dataset.path)) {
+          await this.fill(children, row.dataset.path, depth + 1);
+        }
+      }
+      return;
+    }
+    this.signatures.set(dir, signature);
     const items = [];
     for (const entry of entries) {
       const path = join(dir, entry.name);

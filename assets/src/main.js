@@ -11,6 +11,7 @@ import { FileTree } from './files.js';
 import { Banner } from './banner.js';
 import { Layout } from './layout.js';
 import { load, save } from './storage.js';
+import { SearchBar } from './search.js';
 import { TerminalTab } from './terminal.js';
 import { applyPageTheme, initialTheme } from './theme.js';
 
@@ -39,12 +40,17 @@ const tabHost = {
   login: () => toLogin(),
 };
 
-const layout = new Layout(() => tabs[active]?.scheduleFit());
+// `?layout=compact` (a small panel, e.g. embedded in a dashboard): no file tree, a slim tab bar.
+const compact = new URLSearchParams(window.location.search).get('layout') === 'compact';
+if (compact) document.body.classList.add('compact');
+const layout = new Layout(() => tabs[active]?.scheduleFit(), { compact });
+const search = new SearchBar(() => tabs[active]);
 const banner = new Banner((tab) => tab.keepAlive(), () => banner.update(tabs));
 const files = new FileTree({
   session: () => liveSession(),
   open: (path) => editor.open(path),
   closed: (path) => editor.closed(path),
+  visible: () => layout.filesOpen,
 });
 const editor = new EditorPane({
   session: () => liveSession(),
@@ -106,6 +112,7 @@ function renderState() {
   const state = $('conn-state');
   state.dataset.state = tab ? tab.state : 'idle';
   $('conn-text').textContent = tab ? tab.status : 'no terminal';
+  state.title = tab ? `${tab.title}: ${tab.status}` : '';
   const action = $('conn-action');
   action.hidden = !tab?.action;
   action.textContent = tab?.action?.label ?? '';
@@ -125,6 +132,7 @@ function renderState() {
 
 function activate(index) {
   if (!Number.isInteger(index) || index < 0 || index >= tabs.length) return;
+  search.close();
   tabs[active]?.hide();
   active = index;
   tabs[active].show();
@@ -147,8 +155,30 @@ async function createSession(launch = {}) {
   const size = tabs[active]?.term;
   const body = { cols: size?.cols ?? 120, rows: size?.rows ?? 32 };
   if (launch.namespace) body.namespace = launch.namespace;
+  if (launch.profile) body.profile = launch.profile;
   if (launch.context && Object.keys(launch.context).length) body.context = launch.context;
   return api('POST', 'api/v1/sessions', body);
+}
+
+/** "shell N" with the lowest N no open tab uses. */
+function freeTitle(taken = tabs.map((t) => t.title)) {
+  const used = new Set(taken.map((t) => /^shell (\d+)$/.exec(t)?.[1]).filter(Boolean).map(Number));
+  let n = 1;
+  while (used.has(n)) n += 1;
+  return `shell ${n}`;
+}
+
+/** What to tell the user when a new session is refused. */
+function whyNoNewTab(err) {
+  if (err instanceof ApiError && err.status === 429 && /max_per_user/.test(err.message)) {
+    const limit = /is (\d+)/.exec(err.message)?.[1];
+    return `You have ${limit ?? 'the most'} terminals open, the limit (sessions.max_per_user). ` +
+      'Close a tab (×, or Alt+Shift+W) to open another.';
+  }
+  if (err instanceof ApiError && err.status === 429) {
+    return `Too many new terminals right now: ${describe(err)}. Try again in a moment.`;
+  }
+  return `A new terminal could not be opened: ${describe(err)}`;
 }
 
 async function newTab(launch = {}) {
@@ -157,12 +187,12 @@ async function newTab(launch = {}) {
     session = await createSession(launch);
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return toLogin();
-    showProblem(`A new terminal could not be opened: ${describe(err)}`);
+    toast(whyNoNewTab(err));
     return;
   }
   addTab({
     session: session.id,
-    title: `shell ${tabs.length + 1}`,
+    title: freeTitle(),
     context: session.context,
     namespace: session.namespace,
   });
@@ -179,7 +209,7 @@ async function closeTab(tab) {
       await api('DELETE', sessionUrl(tab.session));
     } catch (err) {
       if (!(err instanceof ApiError && err.status === 404)) {
-        showProblem(`The session could not be ended: ${describe(err)}`);
+        toast(`The session could not be ended: ${describe(err)}`);
         return;
       }
     }
@@ -223,7 +253,35 @@ function showEmpty() {
   files.showFor(null);
 }
 
-function showProblem(text) {
+/**
+ * A message of its own, below the top bar, until dismissed (or after a while): errors of
+ * actions (a refused new tab) never replace a tab's connection state.
+ */
+function toast(text, { timeout = 30_000 } = {}) {
+  const box = document.createElement('div');
+  box.className = 'toast';
+  box.setAttribute('role', 'alert');
+  const message = document.createElement('span');
+  message.className = 'toast-text';
+  message.textContent = text;
+  const close = document.createElement('button');
+  close.type = 'button';
+  close.className = 'icon toast-close';
+  close.textContent = '×';
+  close.title = 'Dismiss';
+  close.setAttribute('aria-label', 'dismiss');
+  const dismiss = () => box.remove();
+  close.addEventListener('click', dismiss);
+  box.append(message, close);
+  const area = $('toasts');
+  // The newest on top; at most three.
+  area.prepend(box);
+  while (area.children.length > 3) area.lastElementChild.remove();
+  setTimeout(dismiss, timeout);
+}
+
+/** The page cannot reach kterm at all (before any tab): the connection state says so. */
+function showUnreachable(text) {
   const state = $('conn-state');
   state.dataset.state = 'error';
   $('conn-text').textContent = text;
@@ -238,6 +296,7 @@ function showProblem(text) {
  */
 function shortcut(event, inTerminal) {
   const altShift = event.altKey && event.shiftKey && !event.ctrlKey && !event.metaKey;
+  const ctrlShift = event.ctrlKey && event.shiftKey && !event.altKey && !event.metaKey;
   const mod = (event.ctrlKey || event.metaKey) && !event.altKey && !event.shiftKey;
   const digit = /^Digit([1-9])$/.exec(event.code);
   let done = true;
@@ -246,7 +305,8 @@ function shortcut(event, inTerminal) {
   else if (altShift && digit && tabs.length) activate(Math.min(Number(digit[1]), tabs.length) - 1);
   else if (altShift && event.key === 'ArrowRight' && tabs.length) activate((active + 1) % tabs.length);
   else if (altShift && event.key === 'ArrowLeft' && tabs.length) activate((active - 1 + tabs.length) % tabs.length);
-  else if (altShift && event.code === 'KeyB') layout.toggleFiles();
+  else if (altShift && event.code === 'KeyB' && !compact) layout.toggleFiles();
+  else if (ctrlShift && event.code === 'KeyF' && tabs[active]) search.open(tabs[active]);
   else if (inTerminal) done = false;
   else if (mod && (event.key === '=' || event.key === '+')) setFont(prefs.fontSize + 1);
   else if (mod && event.key === '-') setFont(prefs.fontSize - 1);
@@ -260,7 +320,7 @@ function shortcut(event, inTerminal) {
 document.addEventListener('keydown', (event) => {
   // Keys typed into the terminal went through its own handler already; keys the editor
   // handled (its Ctrl+S) are done too.
-  if (event.defaultPrevented || event.target.closest?.('.xterm, dialog')) return;
+  if (event.defaultPrevented || event.target.closest?.('.xterm, dialog, #search')) return;
   shortcut(event, false);
 });
 
@@ -286,14 +346,22 @@ function takeLaunchParameters() {
   const launch = { context: {} };
   for (const [key, value] of [...url.searchParams]) {
     if (key === 'namespace') launch.namespace = value;
+    else if (key === 'profile') launch.profile = value;
     else if (key.startsWith('ctx.') && key.length > 4) launch.context[key.slice(4)] = value;
     else continue;
     url.searchParams.delete(key);
   }
-  if (!launch.namespace && !Object.keys(launch.context).length) return null;
+  if (!launch.namespace && !launch.profile && !Object.keys(launch.context).length) return null;
   // A reload re-attaches the launched tab instead of launching another one.
   window.history.replaceState(null, '', url.pathname + url.search + url.hash);
   return launch;
+}
+
+/** Whether `tab`'s session was made by `launch` (same namespace and context; some context). */
+function sameLaunch(tab, launch) {
+  const key = (context) => JSON.stringify(Object.entries(context ?? {}).sort());
+  if (!Object.keys(launch.context).length) return false;
+  return (!launch.namespace || tab.namespace === launch.namespace) && key(tab.context) === key(launch.context);
 }
 
 async function showUser() {
@@ -312,7 +380,7 @@ async function start() {
     me = await api('GET', 'api/v1/me');
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return toLogin();
-    showProblem(`kterm cannot be reached: ${describe(err)}`);
+    showUnreachable(`kterm cannot be reached: ${describe(err)}`);
     setTimeout(start, 3000);
     return;
   }
@@ -340,9 +408,21 @@ async function start() {
     if (saved.tabs.length === 0) {
       records = live.map((s, i) => ({ session: s.id, title: `shell ${i + 1}`, context: s.context, namespace: s.namespace }));
     }
+    // Titles saved before numbers were unique: give repeated ones a free number.
+    const seen = [];
+    for (const record of records) {
+      if (!record.custom && /^shell \d+$/.test(record.title ?? '') && seen.includes(record.title)) {
+        record.title = freeTitle([...seen, ...records.map((r) => r.title)]);
+      }
+      seen.push(record.title);
+    }
   }
   for (const record of records) addTab(record);
-  if (launch) {
+  const launched = launch && tabs.findIndex((tab) => sameLaunch(tab, launch));
+  if (launch && launched >= 0) {
+    // The same launch again (an embedding page reloaded): its tab, not a new session.
+    activate(launched);
+  } else if (launch) {
     await newTab(launch);
   } else if (tabs.length === 0) {
     await newTab();
@@ -352,6 +432,8 @@ async function start() {
 }
 
 $('new-tab').addEventListener('click', () => newTab());
+$('save-output').addEventListener('click', () => tabs[active]?.download());
+$('find').addEventListener('click', () => tabs[active] && search.open(tabs[active]));
 $('conn-action').addEventListener('click', () => tabs[active]?.action?.run());
 $('font-smaller').addEventListener('click', () => setFont(prefs.fontSize - 1));
 $('font-larger').addEventListener('click', () => setFont(prefs.fontSize + 1));
@@ -392,9 +474,14 @@ window.addEventListener('drop', (event) => {
 
 // A handle for people debugging in the console, and for the browser tests.
 window.kterm = {
-  tabs: () => tabs.map((t) => ({ session: t.session, title: t.title, state: t.state, renderer: t.renderer })),
+  tabs: () => tabs.map((t) => ({
+    session: t.session, title: t.title, state: t.state, renderer: t.renderer, replaying: t.replaying,
+  })),
   active: () => active,
   text: (i = active) => tabs[i]?.text() ?? '',
+  selection: () => tabs[active]?.term.getSelection() ?? '',
+  /** Which buffer shows ('normal' or 'alternate') and the modes of tab `i`'s terminal. */
+  screen: (i = active) => tabs[i] && ({ buffer: tabs[i].term.buffer.active.type, modes: { ...tabs[i].term.modes } }),
   editorText: () => editor.text(),
 };
 

@@ -6,6 +6,9 @@
 //   reconnect cannot duplicate keystrokes; they write to whichever socket is current.
 // - Every attach starts with `attached`; the terminal is reset there and the replay that
 //   follows redraws it, so a reconnect never shows output twice.
+// - Replayed bytes never produce input: from `attached` until xterm.js has written the last
+//   replayed byte (its write callback), nothing the terminal emits (answers to queries, focus
+//   reports, keys) is sent. The server strips queries from the replay too; this holds anyway.
 // - A socket that is no longer current is detached from its handlers before it is closed.
 
 import { Terminal } from '@xterm/xterm';
@@ -13,6 +16,7 @@ import { FitAddon } from '@xterm/addon-fit';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { WebglAddon } from '@xterm/addon-webgl';
+import { SearchAddon } from '@xterm/addon-search';
 import { ApiError, describe, fetchSession, isTransient, websocketUrl } from './api.js';
 import { terminalTheme } from './theme.js';
 
@@ -53,6 +57,8 @@ export class TerminalTab {
     this.generation = 0;
     this.backoff = BACKOFF_MIN_MS;
     this.retryTimer = null;
+    this.replaying = false; // between `attached` and the last replayed byte written
+    this.replayToken = null;
     this.pane = document.createElement('div');
     this.pane.className = 'term-pane';
     this.pane.hidden = true;
@@ -71,6 +77,8 @@ export class TerminalTab {
     });
     this.fit = new FitAddon();
     term.loadAddon(this.fit);
+    this.search = new SearchAddon();
+    term.loadAddon(this.search);
     term.loadAddon(new WebLinksAddon((event, uri) => window.open(uri, '_blank', 'noopener')));
     const unicode = new Unicode11Addon();
     term.loadAddon(unicode);
@@ -81,9 +89,13 @@ export class TerminalTab {
     term.onData((data) => this.send(encoder.encode(data)));
     term.onBinary((data) => this.send(Uint8Array.from(data, (c) => c.charCodeAt(0))));
     term.onResize(({ cols, rows }) => this.sendControl({ type: 'resize', cols, rows }));
+    // A title the program sets (OSC 0/2, as a shell's prompt or vim does) names the tab, unless
+    // the user renamed it.
     term.onTitleChange((title) => {
-      if (!this.customTitle && title) {
-        this.title = title.slice(0, 60);
+      const clean = title.replace(/\s+/g, ' ').trim();
+      if (!this.customTitle && clean) {
+        this.title = clean.slice(0, 60);
+        this.fromTerminal = true;
         this.host.changed(this);
       }
     });
@@ -212,13 +224,22 @@ export class TerminalTab {
     const ws = new WebSocket(url);
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
-    const seen = { attached: false, exited: false, takenOver: false, loggedOut: false };
+    const seen = { attached: false, exited: false, takenOver: false, loggedOut: false, replayLeft: 0 };
     ws.onmessage = (event) => {
       if (typeof event.data === 'string') {
         this.onControl(event.data, seen);
-      } else {
-        this.term.write(new Uint8Array(event.data));
+        return;
       }
+      const data = new Uint8Array(event.data);
+      if (seen.replayLeft > 0) {
+        // The server never puts replay and live output in one frame.
+        seen.replayLeft -= data.length;
+        if (seen.replayLeft <= 0) {
+          this.term.write(data, () => this.replayWritten(seen.token));
+          return;
+        }
+      }
+      this.term.write(data);
     };
     ws.onclose = (event) => {
       if (this.ws !== ws || generation !== this.generation) return;
@@ -251,8 +272,13 @@ export class TerminalTab {
       case 'attached':
         seen.attached = true;
         this.backoff = BACKOFF_MIN_MS;
-        // The replay that follows redraws the screen from the session's scrollback.
+        // The replay that follows redraws the screen; until it is written, the terminal's
+        // answers to what it replays must not reach the shell.
         this.term.reset();
+        seen.replayLeft = Number(message.replay_bytes) || 0;
+        seen.token = {};
+        this.replayToken = seen.token;
+        this.replaying = seen.replayLeft > 0;
         this.sendControl({ type: 'resize', cols: this.term.cols, rows: this.term.rows });
         this.setState('connected', 'connected');
         break;
@@ -276,6 +302,13 @@ export class TerminalTab {
       default:
         break;
     }
+  }
+
+  /** The last replayed byte of the attach that `token` names is written: input may flow. */
+  replayWritten(token) {
+    if (this.replayToken !== token) return;
+    this.replaying = false;
+    this.host.changed(this);
   }
 
   ended(text) {
@@ -337,6 +370,7 @@ export class TerminalTab {
   }
 
   send(bytes) {
+    if (this.replaying) return;
     if (this.ws?.readyState === WebSocket.OPEN && this.state === 'connected') {
       this.ws.send(bytes);
       // Typing is activity: an idle warning no longer holds.
@@ -357,6 +391,20 @@ export class TerminalTab {
     this.dropSocket();
     this.term.dispose();
     this.pane.remove();
+  }
+
+  /** Downloads the buffer (scrollback and screen) as a text file. */
+  download() {
+    const blob = new Blob([`${this.text()}\n`], { type: 'text/plain;charset=utf-8' });
+    const link = document.createElement('a');
+    const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-');
+    const name = this.title.replace(/[^\w.-]+/g, '_').replace(/^_+|_+$/g, '') || 'terminal';
+    link.href = URL.createObjectURL(blob);
+    link.download = `${name}-${stamp}.txt`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
   }
 
   /** The buffer as text: one line per row (wrapped rows joined), right-trimmed. */

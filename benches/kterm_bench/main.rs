@@ -30,6 +30,8 @@
 //!   KTERM_BENCH_CONNECT_SAMPLES  connects per side             (30 / 10)
 //!   KTERM_BENCH_SESSIONS         idle sessions for memory      (1000 / 200)
 //!   KTERM_BENCH_CONCURRENCY      parallel opens for memory     (20)
+//!   KTERM_BENCH_MEMORY_OUTPUT    bytes each memory session prints first (0); with a small
+//!   KTERM_BENCH_MEMORY_SCROLLBACK (e.g. "1k") the ring wraps and each session has an emulator
 //!   KTERM_BENCH_DOCKER_SAMPLES   samples per docker figure     (20 / 5)
 //!   KTERM_BENCH_ONLY             comma list of parts (same as the positional filters)
 //!   KTERM_BENCH_LOG              tracing filter for the in-process servers (warn)

@@ -82,6 +82,21 @@ pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> 
         bin.display(),
         opts.concurrency
     );
+    // For the cost of the terminal emulator: a smaller ring, and output that wraps it.
+    let scrollback = std::env::var("KTERM_BENCH_MEMORY_SCROLLBACK").ok();
+    let output: usize =
+        std::env::var("KTERM_BENCH_MEMORY_OUTPUT").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let command = if output > 0 {
+        println!(
+            "   each session first prints {output} bytes of text (sessions.scrollback = {})",
+            scrollback.as_deref().unwrap_or("default")
+        );
+        format!(
+            r#"["sh", "-c", "yes 'a line of output to fill the ring' | head -c {output}; exec sh"]"#
+        )
+    } else {
+        r#"["sh"]"#.to_string()
+    };
     let log_path = dir.join("server.log");
     let log = std::fs::File::create(&log_path)?;
     let mut server = tokio::process::Command::new(&bin)
@@ -93,7 +108,8 @@ pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> 
         .env("KTERM_SESSIONS__CREATE_PER_MINUTE", "1000000")
         .env("KTERM_SESSIONS__MAX_SANDBOXES", "100000")
         .env("KTERM_BACKEND__KIND", "local")
-        .env("KTERM_SESSIONS__COMMAND", r#"["sh"]"#)
+        .env("KTERM_SESSIONS__COMMAND", command)
+        .envs(scrollback.map(|s| ("KTERM_SESSIONS__SCROLLBACK", format!("{s:?}"))))
         .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)

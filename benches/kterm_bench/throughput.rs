@@ -15,9 +15,18 @@ use crate::raw::{kill_raw, raw_env, sh_c};
 use crate::{median, percentile, ratio, row, table_head, Opts, Problems, Res, COLS, ROWS, STALL};
 
 /// The program waits for one line of input (so no output is produced, and none lost, before the
-/// client is attached), then writes `bytes` NUL bytes as fast as it can.
+/// client is attached), then writes `bytes` NUL bytes as fast as it can (or, with
+/// `KTERM_BENCH_TEXT=1`, lines of text, which terminals do work on).
 fn throughput_argv(bytes: u64) -> Vec<String> {
-    sh_c(&format!("stty -echo; read _go; exec head -c {bytes} /dev/zero"))
+    sh_c(&format!("stty -echo; read _go; {}", source(bytes)))
+}
+
+fn source(bytes: u64) -> String {
+    if std::env::var("KTERM_BENCH_TEXT").as_deref() == Ok("1") {
+        format!("yes 'step 42: compiling module_name v1.2.3 (/src/module_name) in 0.81s' | head -c {bytes}")
+    } else {
+        format!("exec head -c {bytes} /dev/zero")
+    }
 }
 
 async fn throughput_kterm(k: &Kterm, expected: u64) -> Res<(f64, u64, Duration)> {
@@ -87,9 +96,10 @@ async fn throughput_raw(
 pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> {
     let n = opts.bytes;
     println!(
-        "1. Output throughput: `head -c {n} /dev/zero` on an {COLS}x{ROWS} pty, started by a newline \
+        "1. Output throughput: `{}` on an {COLS}x{ROWS} pty, started by a newline \
          once attached;\n   kterm: newline sent -> `exit` received, counting binary bytes; raw: newline \
          written -> EOF on the master.\n   MB = 10^6 bytes; {} runs each, interleaved; median.",
+        source(n),
         opts.runs
     );
     let argv = throughput_argv(n);

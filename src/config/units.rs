@@ -23,10 +23,23 @@ impl Serialize for HumanDuration {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(text.trim()).map(HumanDuration).map_err(|e| {
-            serde::de::Error::custom(format!("{text:?} is not a duration such as \"30m\" ({e})"))
-        })
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(i64),
+            Text(String),
+        }
+        let example = "a number and a unit in quotes, such as \"90s\", \"30m\" or \"8h\"";
+        match Raw::deserialize(d)? {
+            Raw::Num(n) => {
+                Err(serde::de::Error::custom(format!("{n} is not a duration: write {example}")))
+            }
+            Raw::Text(text) => {
+                humantime::parse_duration(text.trim()).map(HumanDuration).map_err(|_| {
+                    serde::de::Error::custom(format!("{text:?} is not a duration: write {example}"))
+                })
+            }
+        }
     }
 }
 
@@ -75,7 +88,8 @@ impl<'de> Deserialize<'de> for ByteSize {
             Raw::Num(n) => Ok(ByteSize(n)),
             Raw::Text(t) => ByteSize::parse(&t).ok_or_else(|| {
                 serde::de::Error::custom(format!(
-                    "{t:?} is not a size such as \"256k\" or \"512m\""
+                    "{t:?} is not a size: write a number of bytes or a number and a unit in \
+                     quotes, such as \"256k\", \"512m\" or \"1g\""
                 ))
             }),
         }

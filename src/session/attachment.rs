@@ -1,13 +1,14 @@
-//! A client's attachment to a session: taking the session over (or being refused), reading
-//! the replay and then live output from the scrollback ring, announcing upcoming ends of the
-//! session, and detaching on drop.
+//! A client's attachment to a session: taking the session over (or being refused), sending the
+//! replay (a snapshot of the terminal, see [`super::screen`]) and then live output from the
+//! scrollback ring, announcing upcoming ends of the session, and detaching on drop.
 //!
 //! Invariants:
 //! - At most one attachment is current: each attach takes a new generation, and an attachment
 //!   whose generation is no longer the session's learns that it was taken over.
-//! - A client reads the ring from the offset where its replay began, so replay and live output
-//!   are one contiguous stream: no byte is lost or repeated between them. Replay and live output
-//!   never share a frame.
+//! - The snapshot is taken under the session's lock and ends with the ring's last byte; live
+//!   output is read from the ring from that byte's successor on. So no byte is lost or repeated
+//!   between them. Replay and live output never share a frame.
+//! - The replay holds no terminal query (the client's terminal would answer it as input).
 //! - Taking bytes (or detaching) wakes the pump, which waits while the current attachment's
 //!   unread bytes fill the ring (see [`super::terminal`]).
 //! - An attachment announces each upcoming end of the session (see [`super::deadlines`]) once,
@@ -38,7 +39,7 @@ impl Session {
     /// Attaches a client. Under [`AttachPolicy::Takeover`] an attached client is detached;
     /// under [`AttachPolicy::Reject`] it makes this a conflict.
     pub fn attach(self: &Arc<Self>, policy: AttachPolicy) -> Result<Attachment> {
-        let (generation, replay_end, replay_bytes) = {
+        let (generation, replay) = {
             let mut state = self.state();
             if policy == AttachPolicy::Reject && state.attached.is_some() {
                 return Err(Error::Conflict(format!(
@@ -49,9 +50,11 @@ impl Session {
             let generation = state.next_generation;
             state.next_generation += 1;
             state.attached = Some(generation);
-            state.reader_offset = state.ring.start();
+            let ring = state.ring.read(state.ring.start(), state.ring.capacity());
+            let replay = Bytes::from(state.screen.snapshot(&ring));
+            state.reader_offset = state.ring.end();
             state.last_input = Instant::now();
-            (generation, state.ring.end(), state.ring.end() - state.ring.start())
+            (generation, replay)
         };
         let changes = self.changed.subscribe();
         // Wake a previous attachment (so it learns of the takeover) and the pump.
@@ -63,8 +66,8 @@ impl Session {
         Ok(Attachment {
             session: self.clone(),
             generation,
-            replay_end,
-            replay_bytes,
+            replay,
+            replay_sent: 0,
             changes,
             announced: Announced::default(),
             sent: 0,
@@ -77,8 +80,9 @@ impl Session {
 pub struct Attachment {
     session: Arc<Session>,
     generation: u64,
-    replay_end: u64,
-    replay_bytes: u64,
+    /// What is sent before live output, and how much of it was.
+    replay: Bytes,
+    replay_sent: usize,
     changes: watch::Receiver<()>,
     announced: Announced,
     /// Bytes sent to and received from this client, added to the metrics on detach (never per
@@ -90,7 +94,7 @@ pub struct Attachment {
 impl Attachment {
     /// How many bytes of scrollback come before live output.
     pub fn replay_bytes(&self) -> u64 {
-        self.replay_bytes
+        self.replay.len() as u64
     }
 
     pub fn session(&self) -> &Arc<Session> {
@@ -111,9 +115,21 @@ impl Attachment {
                 if state.attached != Some(self.generation) {
                     return AttachEvent::TakenOver;
                 }
+                if self.replay_sent < self.replay.len() {
+                    drop(state);
+                    let end = (self.replay_sent + MAX_FRAME).min(self.replay.len());
+                    let data = self.replay.slice(self.replay_sent..end);
+                    self.replay_sent = end;
+                    if end == self.replay.len() {
+                        // Sent: its memory goes back now, not when the client leaves.
+                        self.replay = Bytes::new();
+                        self.replay_sent = 0;
+                    }
+                    self.session.metrics.output_bytes.inc_by(data.len() as u64);
+                    return AttachEvent::Output(data);
+                }
                 let offset = state.reader_offset.max(state.ring.start());
-                let replayed = offset >= self.replay_end;
-                let wake = match self.due_warning(&state, replayed) {
+                let wake = match self.due_warning(&state) {
                     Due::Now(deadline, when) => {
                         drop(state);
                         self.announced.record(deadline, when);
@@ -124,13 +140,7 @@ impl Attachment {
                     Due::Never => None,
                 };
                 if offset < state.ring.end() {
-                    // Replay and live output never share a frame.
-                    let limit = if offset < self.replay_end {
-                        (self.replay_end - offset) as usize
-                    } else {
-                        MAX_FRAME
-                    };
-                    let data = state.ring.read(offset, limit.min(MAX_FRAME));
+                    let data = state.ring.read(offset, MAX_FRAME);
                     state.reader_offset = offset + data.len() as u64;
                     drop(state);
                     self.session.room.notify_one();
@@ -159,9 +169,10 @@ impl Attachment {
         }
     }
 
-    /// Whether a warning is due; none during the replay or once the session is ending.
-    fn due_warning(&self, state: &State, replayed: bool) -> Due {
-        if !replayed || state.exit.is_some() || state.ending.is_some() {
+    /// Whether a warning is due; none once the session is ending (nor during the replay, which
+    /// [`Self::next`] sends first).
+    fn due_warning(&self, state: &State) -> Due {
+        if state.exit.is_some() || state.ending.is_some() {
             return Due::Never;
         }
         let session = &self.session;

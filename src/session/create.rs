@@ -137,6 +137,7 @@ impl SessionRegistry {
             context: plan.context.clone(),
             created_at: now,
             expires_at: now,
+            size: (plan.cols, plan.rows),
         };
         let spec = ProcessSpec {
             command: self.config.command.clone(),

@@ -19,6 +19,7 @@ mod input;
 mod profiles;
 mod ring;
 mod sandboxes;
+mod screen;
 mod slots;
 mod terminal;
 mod validate;

@@ -32,19 +32,29 @@ impl ScrollbackRing {
         self.start + self.buf.len() as u64
     }
 
-    /// Appends `data`, dropping the oldest bytes beyond capacity.
-    pub fn push(&mut self, data: &[u8]) {
+    /// Appends `data`, dropping the oldest bytes beyond capacity; `dropped` is given them, in
+    /// order, each piece with its offset.
+    pub fn push(&mut self, data: &[u8], mut dropped: impl FnMut(u64, &[u8])) {
+        let overflow = (self.buf.len() + data.len()).saturating_sub(self.capacity);
+        let from_buf = overflow.min(self.buf.len());
+        if from_buf > 0 {
+            let (a, b) = self.buf.as_slices();
+            let from_a = from_buf.min(a.len());
+            dropped(self.start, &a[..from_a]);
+            if from_buf > from_a {
+                dropped(self.start + from_a as u64, &b[..from_buf - from_a]);
+            }
+            self.buf.drain(..from_buf);
+            self.start += from_buf as u64;
+        }
         let data = if data.len() > self.capacity {
-            self.start += (data.len() - self.capacity) as u64;
-            &data[data.len() - self.capacity..]
+            let skip = data.len() - self.capacity;
+            dropped(self.start, &data[..skip]);
+            self.start += skip as u64;
+            &data[skip..]
         } else {
             data
         };
-        let overflow = (self.buf.len() + data.len()).saturating_sub(self.capacity);
-        if overflow > 0 {
-            self.buf.drain(..overflow);
-            self.start += overflow as u64;
-        }
         self.buf.extend(data);
     }
 
@@ -76,22 +86,33 @@ mod tests {
     #[test]
     fn keeps_the_newest_bytes_with_absolute_offsets() {
         let mut ring = ScrollbackRing::new(8);
-        ring.push(b"abcdef");
-        ring.push(b"ghij");
+        let mut dropped = Vec::new();
+        let mut keep = |at: u64, d: &[u8]| dropped.push((at, d.to_vec()));
+        ring.push(b"abcdef", &mut keep);
+        ring.push(b"ghij", &mut keep);
         assert_eq!((ring.start(), ring.end()), (2, 10));
         assert_eq!(&ring.read(0, 100)[..], b"cdefghij");
         assert_eq!(&ring.read(5, 3)[..], b"fgh");
         assert_eq!(&ring.read(10, 3)[..], b"");
-        ring.push(b"0123456789ABC");
+        ring.push(b"0123456789ABC", &mut keep);
         assert_eq!((ring.start(), ring.end()), (15, 23));
         assert_eq!(&ring.read(0, 100)[..], b"56789ABC");
+        // Every byte that left, once, in order, each piece at its offset.
+        let mut next = 0;
+        let mut left = Vec::new();
+        for (at, piece) in dropped {
+            assert_eq!(at, next);
+            next += piece.len() as u64;
+            left.extend(piece);
+        }
+        assert_eq!(left, b"abcdefghij01234");
     }
 
     #[test]
     fn reads_across_the_wrap() {
         let mut ring = ScrollbackRing::new(4);
         for chunk in [&b"ab"[..], b"cd", b"ef", b"g"] {
-            ring.push(chunk);
+            ring.push(chunk, |_, _| {});
         }
         assert_eq!(&ring.read(3, 4)[..], b"defg");
         assert_eq!(&ring.read(4, 2)[..], b"ef");

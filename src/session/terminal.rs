@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::deadlines::Lifecycle;
 use super::input::{InputChunk, InputQueue};
 use super::ring::ScrollbackRing;
+use super::screen::TerminalState;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::sandbox::{ProcessControl, TtyProcess};
@@ -45,6 +46,8 @@ pub struct SessionInfo {
     pub context: BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The terminal size the process started with (columns, rows).
+    pub size: (u16, u16),
 }
 
 impl SessionInfo {
@@ -83,6 +86,8 @@ pub struct Session {
 /// the attachment's part of it.
 pub(super) struct State {
     pub(super) ring: ScrollbackRing,
+    /// The terminal's state at the ring's start, for snapshots (see [`super::screen`]).
+    pub(super) screen: TerminalState,
     /// Generation of the current attachment, if any.
     pub(super) attached: Option<u64>,
     /// Offset of the next byte the current attachment will take.
@@ -116,6 +121,7 @@ impl Session {
         let session = Arc::new(Session {
             state: Mutex::new(State {
                 ring: ScrollbackRing::new(scrollback),
+                screen: TerminalState::new(info.size.0, info.size.1),
                 attached: None,
                 reader_offset: 0,
                 next_generation: 1,
@@ -256,7 +262,10 @@ impl Session {
     fn append(&self, data: &[u8]) {
         {
             let mut state = self.state();
-            state.ring.push(data);
+            let State { ring, screen, .. } = &mut *state;
+            // Bytes leave the ring only into the terminal state (which then holds the screen at
+            // the ring's start); nothing is fed to it while output fits in the ring.
+            ring.push(data, |at, dropped| screen.consume(at, dropped));
             state.last_output = Instant::now();
         }
         self.changed.send_replace(());
@@ -277,7 +286,11 @@ impl Session {
                 "terminal size {cols}x{rows} is out of range (1 to 1000 each)"
             )));
         }
-        self.control.resize(cols, rows).await
+        self.control.resize(cols, rows).await?;
+        let mut state = self.state();
+        let at = state.ring.end();
+        state.screen.resize(at, cols, rows);
+        Ok(())
     }
 
     /// Ends the process for `reason`; the pump then finishes the session. A kill already

@@ -2,10 +2,13 @@
 
 import { bannerIdle, bannerLifetime } from './banner.mjs';
 import { editorAndKeys, files, uploadScenario } from './files.mjs';
+import { embed } from './embed.mjs';
+import { fullScreen, queries } from './fidelity.mjs';
 import { login } from './login.mjs';
 import { reconnect } from './reconnect.mjs';
 import { tabsScenario } from './tabs.mjs';
 import { takeover } from './takeover.mjs';
+import { workbench } from './workbench.mjs';
 import { basePath, context, echo, resize } from './terminal.mjs';
 
 export const SCENARIOS = {
@@ -24,4 +27,8 @@ export const SCENARIOS = {
   login,
   banner_lifetime: bannerLifetime,
   banner_idle: bannerIdle,
+  queries,
+  full_screen: fullScreen,
+  embed,
+  workbench,
 };
