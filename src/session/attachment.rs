@@ -125,7 +125,7 @@ impl Attachment {
                         self.replay = Bytes::new();
                         self.replay_sent = 0;
                     }
-                    self.session.metrics.output_bytes.inc_by(data.len() as u64);
+                    self.sent += data.len() as u64;
                     return AttachEvent::Output(data);
                 }
                 let offset = state.reader_offset.max(state.ring.start());
