@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::record_denial;
+use super::routes::Routes;
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::session::Caller;
@@ -13,8 +14,8 @@ use crate::store::AuditFilter;
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/audit", web::get().to(audit));
+pub fn routes(routes: &mut Routes<'_>) {
+    routes.get("/audit", audit);
 }
 
 /// 403 (audited) unless the caller is an admin.

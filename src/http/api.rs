@@ -7,22 +7,24 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{client_address, record_denial};
+use super::routes::Routes;
 use crate::app::AppState;
 use crate::audit::{Action, Event, Outcome};
 use crate::error::{Error, Result};
 use crate::session::{Caller, CreateSession};
 use crate::store::SessionRecord;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sessions", web::post().to(create_session))
-        .route("/sessions", web::get().to(list_sessions))
-        .route("/sessions/{id}", web::get().to(get_session))
-        .route("/sessions/{id}", web::delete().to(delete_session))
-        .route("/sessions/{id}/resize", web::post().to(resize_session))
-        .route("/sessions/{id}/ws", web::get().to(super::ws::attach))
-        .route("/me", web::get().to(me))
-        .route("/profiles", web::get().to(profiles))
-        .route("/pool", web::get().to(pool));
+pub fn routes(routes: &mut Routes<'_>) {
+    routes
+        .post("/sessions", create_session)
+        .get("/sessions", list_sessions)
+        .get("/sessions/{id}", get_session)
+        .delete("/sessions/{id}", delete_session)
+        .post("/sessions/{id}/resize", resize_session)
+        .get("/sessions/{id}/ws", super::ws::attach)
+        .get("/me", me)
+        .get("/profiles", profiles)
+        .get("/pool", pool);
 }
 
 /// The SPEC's session object.

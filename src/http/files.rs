@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::routes::Routes;
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::files::{self, Precondition, RelPath, Workspace};
@@ -21,15 +22,16 @@ use crate::session::Caller;
 const CONTENT_CSP: &str =
     "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'";
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sessions/{id}/files", web::get().to(list))
-        .route("/sessions/{id}/files", web::delete().to(delete))
-        .route("/sessions/{id}/files/content", web::get().to(read))
-        .route("/sessions/{id}/files/content", web::put().to(write))
-        .route("/sessions/{id}/files/stat", web::get().to(stat))
-        .route("/sessions/{id}/files/mkdir", web::post().to(mkdir))
-        .route("/sessions/{id}/files/rename", web::post().to(rename))
-        .route("/sessions/{id}/files/archive", web::get().to(archive));
+pub fn routes(routes: &mut Routes<'_>) {
+    routes
+        .get("/sessions/{id}/files", list)
+        .delete("/sessions/{id}/files", delete)
+        .get("/sessions/{id}/files/content", read)
+        .put("/sessions/{id}/files/content", write)
+        .get("/sessions/{id}/files/stat", stat)
+        .post("/sessions/{id}/files/mkdir", mkdir)
+        .post("/sessions/{id}/files/rename", rename)
+        .get("/sessions/{id}/files/archive", archive);
 }
 
 #[derive(Deserialize)]
@@ -42,9 +44,15 @@ struct FileQuery {
     parents: Option<String>,
 }
 
-/// `?flag`, `?flag=1`, `?flag=true` are on.
-fn on(flag: &Option<String>) -> bool {
-    matches!(flag.as_deref(), Some("" | "1" | "true" | "yes"))
+/// `?flag`, `?flag=1|true|yes` are on; `0|false|no`, or no flag, off; anything else is 400.
+fn on(name: &str, flag: &Option<String>) -> Result<bool> {
+    match flag.as_deref() {
+        None | Some("0" | "false" | "no") => Ok(false),
+        Some("" | "1" | "true" | "yes") => Ok(true),
+        Some(other) => Err(Error::BadRequest(format!(
+            "?{name}={other:?} is not a flag (1, true, yes, 0, false, no)"
+        ))),
+    }
 }
 
 async fn open(state: &AppState, caller: &Caller, id: &str) -> Result<Workspace> {
@@ -85,6 +93,7 @@ async fn read(
     id: web::Path<String>,
     query: web::Query<FileQuery>,
 ) -> Result<HttpResponse> {
+    let download = on("download", &query.download)?;
     let content = open(&state, &caller, &id).await?.read(&query.path).await?;
     let path = RelPath::parse_entry(&query.path)?;
     let mime = mime_guess::from_path(path.name()).first_or_octet_stream();
@@ -100,7 +109,7 @@ async fn read(
         .insert_header((header::ETAG, quoted(&content.etag)))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_CSP));
-    if on(&query.download) {
+    if download {
         response.insert_header(attachment(path.name()));
     }
     Ok(response.no_chunking(content.size).streaming(content.body))
@@ -176,7 +185,7 @@ async fn mkdir(
     id: web::Path<String>,
     query: web::Query<FileQuery>,
 ) -> Result<HttpResponse> {
-    open(&state, &caller, &id).await?.mkdir(&query.path, on(&query.parents)).await?;
+    open(&state, &caller, &id).await?.mkdir(&query.path, on("parents", &query.parents)?).await?;
     let path = RelPath::parse(&query.path)?;
     Ok(HttpResponse::Created().json(json!({ "path": path.as_str() })))
 }
@@ -187,7 +196,10 @@ async fn delete(
     id: web::Path<String>,
     query: web::Query<FileQuery>,
 ) -> Result<HttpResponse> {
-    open(&state, &caller, &id).await?.delete(&query.path, on(&query.recursive)).await?;
+    open(&state, &caller, &id)
+        .await?
+        .delete(&query.path, on("recursive", &query.recursive)?)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -9,17 +9,19 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{authenticate, client_address, cookie};
+use super::routes::Routes;
 use crate::app::AppState;
 use crate::auth::{mode_name, Proof, COOKIE_NAME};
 use crate::config::AuthMode;
 use crate::error::{Error, Result};
 use crate::session::Caller;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/auth/login", web::get().to(login_form))
-        .route("/auth/login", web::post().to(login))
-        .route("/auth/logout", web::post().to(logout))
-        .route("/sessions/{id}/ticket", web::post().to(ticket));
+pub fn routes(routes: &mut Routes<'_>) {
+    routes
+        .get("/auth/login", login_form)
+        .post("/auth/login", login)
+        .post("/auth/logout", logout)
+        .post("/sessions/{id}/ticket", ticket);
 }
 
 /// What the login form must ask for; needs no credentials.

@@ -14,7 +14,9 @@ mod base_path;
 mod files;
 pub mod hosts;
 mod login;
+pub mod openapi;
 pub mod protocol;
+pub mod routes;
 pub mod security;
 pub mod tls;
 mod ws;
@@ -57,16 +59,7 @@ pub fn server(
                     })
                     .log_target("kterm::http"),
             )
-            .route("/healthz", web::get().to(api::healthz))
-            .route("/readyz", web::get().to(api::readyz))
-            .route("/metrics", web::get().to(api::metrics))
-            .service(
-                web::scope("/api/v1")
-                    .configure(api::routes)
-                    .configure(files::routes)
-                    .configure(login::routes)
-                    .configure(admin::routes),
-            )
+            .configure(routes::serve)
             .route("/", read_only().to(assets::serve))
             .route("/{path:.+}", read_only().to(assets::serve))
             .default_service(web::to(api::not_found))
