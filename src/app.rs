@@ -113,9 +113,15 @@ impl Server {
         );
         registry.recover().await?;
 
-        let addr = config.listen_addr()?;
-        let listener = TcpListener::bind(addr)
-            .map_err(|e| Error::io(format!("binding {addr} (server.listen)"), e))?;
+        // A socket systemd passed (socket activation) is served as it is; else bind our own.
+        let listener = match crate::systemd::take_inherited_listener() {
+            Some(listener) => listener,
+            None => {
+                let addr = config.listen_addr()?;
+                TcpListener::bind(addr)
+                    .map_err(|e| Error::io(format!("binding {addr} (server.listen)"), e))?
+            }
+        };
         let addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
 
         let (shutdown_tx, shutdown) = watch::channel(false);
@@ -179,6 +185,13 @@ impl Server {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Resolves when `server.exit_when_idle` says to stop (never when it is `0s`).
+    pub async fn idle_exit(&self) {
+        let limit = self.state.config.server.exit_when_idle.0;
+        let metrics = self.state.metrics.clone();
+        crate::idle::wait_until_idle(self.state.registry.clone(), metrics, limit).await
     }
 
     /// Graceful stop: WebSockets get 1001, no new connections, in-flight requests finish,

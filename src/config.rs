@@ -79,6 +79,9 @@ pub struct ServerConfig {
     pub allowed_hosts: Vec<String>,
     /// A bearer token that may read `/metrics` (admins may too; open in auth mode `none`).
     pub metrics_token: String,
+    /// Exit (gracefully, sandboxes kept) when no client has been attached and no session active
+    /// for this long; for socket activation, which starts kterm again. `0s`: never.
+    pub exit_when_idle: HumanDuration,
 }
 
 impl ServerConfig {
@@ -108,6 +111,7 @@ impl Default for ServerConfig {
             max_request_headers: ByteSize(16 * 1024),
             allowed_hosts: Vec::new(),
             metrics_token: String::new(),
+            exit_when_idle: HumanDuration::secs(0),
         }
     }
 }

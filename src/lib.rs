@@ -10,7 +10,9 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod files;
+pub mod healthcheck;
 pub mod http;
+pub mod idle;
 pub mod limits;
 pub mod metrics;
 pub mod pool;
@@ -18,6 +20,11 @@ pub mod preflight;
 pub mod sandbox;
 pub mod session;
 pub mod store;
+pub mod systemd;
 
 pub use app::Server;
 pub use config::Config;
+
+/// The version and the git commit it was built from (`kterm --version`; see build.rs).
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KTERM_GIT_COMMIT"), ")");

@@ -10,7 +10,7 @@ use kterm::error::Error;
 use kterm::store::Store;
 
 #[derive(Parser)]
-#[command(name = "kterm", version, about = "A self-hosted web terminal with real sandboxes")]
+#[command(name = "kterm", version = kterm::VERSION, about = "A self-hosted web terminal with real sandboxes")]
 struct Cli {
     /// The TOML config file (see config.example.toml).
     #[arg(long, global = true, value_name = "FILE", env = "KTERM_CONFIG")]
@@ -32,6 +32,8 @@ struct Cli {
 enum Command {
     /// Validate the configuration, print the effective config, and exit.
     CheckConfig,
+    /// Ask the running kterm's /healthz (at server.listen); exit 0 when it answers 200.
+    Healthcheck,
     /// Sandbox images for the Docker backend.
     Image {
         #[command(subcommand)]
@@ -74,6 +76,14 @@ enum UserCommand {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: systemd's variables are read and removed here.
+    let inherited = match kterm::systemd::adopt_environment() {
+        Ok(addr) => addr,
+        Err(ConfigError(message)) => {
+            eprintln!("kterm: bad socket activation: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -83,7 +93,9 @@ fn main() -> ExitCode {
         }
     };
     let overrides = Overrides {
-        listen: cli.listen.clone(),
+        // A socket from systemd is where kterm serves: its address is the effective listen
+        // address, so every check of it (auth on a non-loopback address ...) applies.
+        listen: inherited.map(|addr| addr.to_string()).or_else(|| cli.listen.clone()),
         state: cli.state.clone(),
         log_format: cli.log_format,
     };
@@ -110,6 +122,20 @@ fn main() -> ExitCode {
             }
             eprintln!("kterm: configuration is valid");
             ExitCode::SUCCESS
+        }
+        Some(Command::Healthcheck) => {
+            let result = kterm::healthcheck::target(&config)
+                .and_then(|addr| kterm::healthcheck::check(addr, config.tls.enabled()));
+            match result {
+                Ok(seen) => {
+                    println!("kterm: healthy: {seen}");
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    eprintln!("kterm: unhealthy: {why}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Some(Command::Image { command: ImageCommand::Build { tag, dockerfile, print } }) => {
             if print {
@@ -147,6 +173,17 @@ fn init_tracing(config: &Config) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    // Under systemd (stderr is the journal), records go to journald natively: fields and
+    // priorities, not text lines; unless log.format = "json" asks for JSON lines.
+    if config.log.format == LogFormat::Human && kterm::systemd::stderr_is_journal() {
+        if let Ok(journald) = tracing_journald::layer() {
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            let journald = journald.with_syslog_identifier("kterm".into());
+            tracing_subscriber::registry().with(filter).with(journald).init();
+            return;
+        }
+    }
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -193,22 +230,38 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let server = kterm::Server::start(config).await?;
+        kterm::systemd::notify(&format!("READY=1\nSTATUS=serving on {}", server.addr()));
+        if let Some(every) = kterm::systemd::watchdog_interval() {
+            // The runtime's liveness: a wedged runtime stops the pings and systemd restarts us.
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    kterm::systemd::notify("WATCHDOG=1");
+                }
+            });
+        }
         wait_for_signal(&server).await?;
+        kterm::systemd::notify("STOPPING=1");
         server.shutdown().await;
         anyhow::Ok(())
     })
 }
 
-/// Waits for SIGTERM or SIGINT; SIGHUP meanwhile reloads the TLS certificate.
+/// Waits for SIGTERM or SIGINT (or `server.exit_when_idle`); SIGHUP meanwhile reloads the TLS
+/// certificate.
 async fn wait_for_signal(server: &kterm::Server) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let idle = server.idle_exit();
+    tokio::pin!(idle);
     loop {
         let stop = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
+            _ = &mut idle => return Ok(()),
             _ = hup.recv() => {
                 match server.reload_tls() {
                     Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate and key"),

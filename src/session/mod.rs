@@ -302,6 +302,11 @@ impl SessionRegistry {
         }
     }
 
+    /// The latest activity (input, output, an attach) of any live session, if there is one.
+    pub fn latest_activity(&self) -> Option<chrono::DateTime<Utc>> {
+        self.live_sessions().iter().map(|s| s.last_active()).max()
+    }
+
     /// Ends sessions past their idle timeout or maximum lifetime.
     pub async fn reap(&self) {
         let now = Utc::now();

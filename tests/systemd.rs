@@ -1,0 +1,242 @@
+//! kterm under systemd: socket activation end to end with `systemd-socket-activate` (the first
+//! request starts kterm, it exits when idle, the next request starts it again on the same
+//! state), `sd_notify` (READY, WATCHDOG, STOPPING), and the shipped units checked by
+//! `systemd-analyze verify`.
+//!
+//! Without Debian's systemd tools these tests print SKIPPED and pass, unless
+//! KTERM_REQUIRE_SYSTEMD=1 (CI sets it).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KTERM: &str = env!("CARGO_BIN_EXE_kterm");
+
+/// Whether `tool` is there; if not, SKIPPED (or a failure under KTERM_REQUIRE_SYSTEMD=1).
+fn have(tool: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("KTERM_REQUIRE_SYSTEMD").as_deref() != Ok("1"),
+            "{tool} is missing (apt-get install systemd) and KTERM_REQUIRE_SYSTEMD=1"
+        );
+        eprintln!("SKIPPED: {tool} is not installed (apt-get install systemd)");
+    }
+    found
+}
+
+/// One HTTP/1.1 GET over a fresh connection: the status code and the body.
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// Waits for `child` to exit within `limit`; its exit code.
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// What systemd does on a connection to kterm.socket: runs kterm with the socket, which the
+/// test holds open the whole time (as systemd does), passed as descriptor 3 through
+/// `systemd-socket-activate`, which execs kterm once a connection is waiting.
+fn activate(socket: &TcpListener, config: &Path, log: &Path) -> Child {
+    let fd = socket.as_raw_fd();
+    let log = std::fs::File::create(log).unwrap();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(
+            "LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=http exec systemd-socket-activate \
+             --fdname=http -E KTERM_CONFIG=\"$1\" -E RUST_LOG=info \"$0\"",
+        )
+        .arg(KTERM)
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0);
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn().expect("start systemd-socket-activate")
+}
+
+fn instance_in(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap();
+    let start =
+        text.find("instance=\"").unwrap_or_else(|| panic!("no instance in the log:\n{text}"));
+    text[start + 10..].split('"').next().unwrap().to_string()
+}
+
+#[test]
+fn socket_activation_starts_kterm_on_demand_and_again_after_an_idle_exit() {
+    if !have("systemd-socket-activate") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kterm.toml");
+    let state = dir.path().join("kterm.db");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nexit_when_idle = \"1s\"\n[backend]\nkind = \"local\"\n[pool]\nmin = 0\nmax = 0\n\
+             [state]\npath = {:?}\n",
+            state.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+
+    // The first request: nothing runs yet; the connection waits in the socket's queue while
+    // kterm starts.
+    let first_log = dir.path().join("first.log");
+    let mut first = activate(&socket, &config, &first_log);
+    let (status, body) = get(addr, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(addr, "/api/v1/sessions");
+    assert_eq!(status, 200, "{body}");
+    let served = Instant::now();
+    let code = wait_exit(&mut first, Duration::from_secs(30));
+    let log = std::fs::read_to_string(&first_log).unwrap();
+    assert_eq!(code, Some(0), "kterm did not exit 0 when idle:\n{log}");
+    assert!(served.elapsed() >= Duration::from_millis(900), "exited before being idle 1s");
+    assert!(log.contains("Received 1 descriptors"), "{log}");
+    assert!(log.contains("server.exit_when_idle"), "{log}");
+
+    // Nothing runs now, and the socket still accepts: the next request is queued, and the
+    // activation it triggers serves it, with the same state (the same instance, whose
+    // sandboxes it adopts).
+    let second_log = dir.path().join("second.log");
+    let waiting = std::thread::spawn(move || get(addr, "/healthz"));
+    std::thread::sleep(Duration::from_millis(100));
+    let mut second = activate(&socket, &config, &second_log);
+    let (status, body) = waiting.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(instance_in(&first_log), instance_in(&second_log));
+    let code = wait_exit(&mut second, Duration::from_secs(30));
+    let log = std::fs::read_to_string(&second_log).unwrap();
+    assert_eq!(code, Some(0), "{log}");
+}
+
+#[test]
+fn systemd_is_told_ready_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let notifications = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    notifications.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut kterm = Command::new(KTERM)
+        .args(["--listen", "127.0.0.1:0", "--state"])
+        .arg(dir.path().join("kterm.db"))
+        .env("KTERM_BACKEND__KIND", "local")
+        .env("KTERM_POOL__MAX", "0")
+        .env("KTERM_POOL__MIN", "0")
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 256];
+        let n = notifications.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next();
+    assert!(ready.starts_with("READY=1\nSTATUS=serving on 127.0.0.1:"), "{ready}");
+    let addr: SocketAddr = ready.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(get(addr, "/healthz").0, 200);
+    assert_eq!(next(), "WATCHDOG=1");
+    assert_eq!(next(), "WATCHDOG=1");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(kterm.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut seen = next();
+    while seen == "WATCHDOG=1" {
+        seen = next();
+    }
+    assert_eq!(seen, "STOPPING=1");
+    assert_eq!(wait_exit(&mut kterm, Duration::from_secs(30)), Some(0));
+}
+
+#[test]
+fn the_shipped_units_pass_systemd_analyze_verify() {
+    if !have("systemd-analyze") {
+        return;
+    }
+    // verify wants ExecStart's program to exist: point it at the binary under test.
+    let dir = tempfile::tempdir().unwrap();
+    let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let service = std::fs::read_to_string(units.join("kterm.service")).unwrap();
+    assert!(service.contains("ExecStart=/usr/local/bin/kterm "), "{service}");
+    for (name, text) in [
+        ("kterm.service", service.replace("/usr/local/bin/kterm", KTERM)),
+        // The Docker variant: the commented group line switched on.
+        (
+            "kterm-docker.service",
+            service
+                .replace("/usr/local/bin/kterm", KTERM)
+                .replace("#SupplementaryGroups=docker", "SupplementaryGroups=docker"),
+        ),
+        ("kterm.socket", std::fs::read_to_string(units.join("kterm.socket")).unwrap()),
+    ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(["kterm.socket", "kterm.service", "kterm-docker.service"].map(|n| dir.path().join(n)))
+        .output()
+        .unwrap();
+    // verify exits 0 on some problems (an unknown value is "ignored"): any message is a failure.
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify:\n{said}");
+    for hardening in [
+        "DynamicUser=yes",
+        "StateDirectory=kterm",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "\nCapabilityBoundingSet=\n",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "SystemCallFilter=@system-service",
+        "Restart=on-failure",
+        "Type=notify",
+    ] {
+        assert!(service.contains(hardening), "kterm.service lacks {hardening:?}");
+    }
+}
