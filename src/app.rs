@@ -313,7 +313,8 @@ async fn watch_logins(state: web::Data<AppState>) {
     }
 }
 
-/// Deletes expired login sessions and audit rows past `audit.retention`.
+/// Deletes expired login sessions, audit rows past `audit.retention` and ended sessions past
+/// `sessions.retention`.
 async fn housekeeping(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -321,6 +322,7 @@ async fn housekeeping(state: web::Data<AppState>) {
         tick.tick().await;
         state.auth.housekeeping().await;
         state.audit.prune(state.config.audit.retention.0).await;
+        state.registry.prune_ended(state.config.sessions.retention.0).await;
     }
 }
 

@@ -232,10 +232,8 @@ impl SessionRegistry {
     /// The caller's sessions (everyone's for admins); ended ones only when `include_ended`.
     pub async fn list(&self, caller: &Caller, include_ended: bool) -> Result<Vec<SessionRecord>> {
         let user = if caller.admin { None } else { Some(caller.user.as_str()) };
-        let mut records = self.store.list_sessions(user, 500).await?;
-        if !include_ended {
-            records.retain(|r| r.status.is_live());
-        }
+        let ended_limit = if include_ended { 500 } else { 0 };
+        let mut records = self.store.list_sessions(user, ended_limit).await?;
         let live = Self::lock(&self.sessions).clone();
         for record in &mut records {
             if let Some(session) = live.get(&record.id) {
@@ -246,6 +244,20 @@ impl SessionRegistry {
             records.retain(|r| r.status.is_live());
         }
         Ok(records)
+    }
+
+    /// Deletes the store's rows of sessions that ended longer than `retention` ago (zero keeps
+    /// them).
+    pub async fn prune_ended(&self, retention: Duration) {
+        let Ok(age) = chrono::Duration::from_std(retention) else { return };
+        if age.is_zero() {
+            return;
+        }
+        match self.store.prune_sessions(Utc::now() - age).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "pruned ended sessions (sessions.retention)"),
+            Err(e) => tracing::warn!(error = %e, "could not prune ended sessions"),
+        }
     }
 
     /// Ends session `id` (its shell, and its sandbox when it was the last session there).
