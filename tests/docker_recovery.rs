@@ -278,3 +278,38 @@ async fn sandboxes_recorded_by_name_before_an_upgrade_are_adopted() {
     assert_eq!(session["sandbox_id"], id.as_str(), "the old sandbox was adopted under its ID");
     server.stop().await;
 }
+
+/// dockerd removes its socket while it is stopped: kterm starts anyway, answers 503 (and
+/// `/readyz` says why), and connects once the socket appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_docker_socket_is_waited_for_not_fatal() {
+    let Some(daemon) = ProxiedDaemon::start() else { return };
+    let (cleanup, proxy, sock) = (daemon.cleanup, daemon.proxy, daemon.sock);
+    proxy.stop().await;
+    assert!(!sock.exists());
+    let server = TestServer::start_with(|c| {
+        docker::configure(c, &cleanup);
+        c.docker.host = format!("unix://{}", sock.display());
+    })
+    .await;
+    let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let reason = ready.text().await.unwrap();
+    assert!(reason.contains("does not exist"), "{reason}");
+    let (status, body) = server.post("/api/v1/sessions", json!({})).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "backend_unavailable");
+
+    let proxy = DaemonProxy::start(&sock);
+    eventually("readiness once the socket appeared", || async {
+        let ready = server.http.get(server.url("/readyz")).send().await.ok()?;
+        (ready.status() == 200).then_some(())
+    })
+    .await;
+    let session = server.create(json!({})).await;
+    let mut term = server.attach(session["id"].as_str().unwrap()).await;
+    term.send("echo socket-$((5+5))\n").await;
+    term.read_until("socket-10").await;
+    server.stop().await;
+    proxy.stop().await;
+}
