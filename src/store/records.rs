@@ -64,6 +64,8 @@ pub enum SandboxStatus {
     Warm,
     /// Bound to its user.
     Running,
+    /// Its removal was decided but not (yet) confirmed by the backend: the reconcile retries it.
+    Ending,
     Terminated,
 }
 
@@ -72,6 +74,7 @@ impl SandboxStatus {
         match self {
             SandboxStatus::Warm => "warm",
             SandboxStatus::Running => "running",
+            SandboxStatus::Ending => "ending",
             SandboxStatus::Terminated => "terminated",
         }
     }
@@ -80,6 +83,7 @@ impl SandboxStatus {
         match text {
             "warm" => SandboxStatus::Warm,
             "running" => SandboxStatus::Running,
+            "ending" => SandboxStatus::Ending,
             _ => SandboxStatus::Terminated,
         }
     }
@@ -291,6 +295,20 @@ impl Store {
                 "UPDATE sandboxes SET status = 'terminated', ended_at = ?2
                  WHERE id = ?1 AND status != 'terminated'",
                 params![id, now],
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Records that a sandbox is to be removed, before the backend is asked to: a removal that
+    /// fails leaves it `ending` (the reconcile retries it), never `terminated`.
+    pub async fn mark_sandbox_ending(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE sandboxes SET status = 'ending' WHERE id = ?1 AND status != 'terminated'",
+                [id],
             )
         })
         .await
