@@ -23,6 +23,7 @@ mod sandboxes;
 mod screen;
 mod slots;
 mod terminal;
+mod unrecorded;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -130,6 +131,8 @@ pub struct SessionRegistry {
     /// that happened to create them (workers stop before sessions do at shutdown).
     runtime: tokio::runtime::Handle,
     pool: Arc<WarmPool>,
+    /// Ends of sessions the store could not record yet.
+    unrecorded: unrecorded::UnrecordedEnds,
 }
 
 impl SessionRegistry {
@@ -157,6 +160,7 @@ impl SessionRegistry {
             audit,
             runtime: tokio::runtime::Handle::current(),
             pool,
+            unrecorded: unrecorded::UnrecordedEnds::default(),
         })
     }
 
@@ -176,11 +180,8 @@ impl SessionRegistry {
         if let Some(at) = session.take_touched() {
             let _ = self.store.touch_sessions(vec![(info.id.clone(), at)]).await;
         }
-        if let Err(e) =
-            self.store.end_session(&info.id, SessionStatus::Terminated, code, &reason).await
-        {
-            tracing::error!(session = %info.id, error = %e, "could not record the end of a session");
-        }
+        let end = (SessionStatus::Terminated, code, reason.as_str());
+        self.unrecorded.record(&self.store, &info.id, end).await;
         self.release_place(&info.user);
         self.metrics.sessions_active.dec();
         let detail = match code {
@@ -226,7 +227,10 @@ impl SessionRegistry {
             return Ok(session.record());
         }
         match self.store.get_session(id).await? {
-            Some(record) if caller.may_see(&record.user) => Ok(record),
+            Some(mut record) if caller.may_see(&record.user) => {
+                self.unrecorded.overlay(&mut record);
+                Ok(record)
+            }
             _ => Err(Error::session_not_found(id)),
         }
     }
@@ -241,6 +245,7 @@ impl SessionRegistry {
             if let Some(session) = live.get(&record.id) {
                 *record = session.record();
             }
+            self.unrecorded.overlay(record);
         }
         if !include_ended {
             records.retain(|r| r.status.is_live());
@@ -313,6 +318,9 @@ impl SessionRegistry {
             .collect();
         if let Err(e) = self.store.touch_sessions(batch).await {
             tracing::warn!(error = %e, "could not record session activity");
+        }
+        if self.unrecorded.len() > 0 {
+            self.unrecorded.retry(&self.store).await;
         }
     }
 
