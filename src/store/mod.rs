@@ -6,6 +6,7 @@
 //! outside this module sees SQL.
 
 mod audit;
+mod backup;
 mod records;
 mod users;
 
@@ -18,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::{Error, Result};
 
 pub use audit::{AuditFilter, AuditRecord};
+pub use backup::backup;
 pub use records::{SandboxRecord, SandboxStatus, SessionRecord, SessionStatus};
 pub use users::{LoginSessionRecord, UserRecord};
 
