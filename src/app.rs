@@ -326,7 +326,8 @@ async fn watch_logins(state: web::Data<AppState>) {
     }
 }
 
-/// Deletes expired login sessions and audit rows past `audit.retention`.
+/// Deletes expired login sessions, audit rows past `audit.retention` and ended sessions past
+/// `sessions.retention`.
 async fn housekeeping(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -334,10 +335,12 @@ async fn housekeeping(state: web::Data<AppState>) {
         tick.tick().await;
         state.auth.housekeeping().await;
         state.audit.prune(state.config.audit.retention.0).await;
+        state.registry.prune_ended(state.config.sessions.retention.0).await;
     }
 }
 
-/// Batches `last_active` writes and ends idle or expired sessions.
+/// Batches `last_active` writes and ends idle or expired sessions; reconciles the store with
+/// the backend every [`crate::session::RECONCILE_PERIOD`].
 ///
 /// Warnings do not wait for this tick (each attachment has its own timer), but the end should
 /// follow the warned time closely: the period is a quarter of the shortest of the timeouts and
@@ -349,11 +352,24 @@ async fn background_tasks(registry: Arc<SessionRegistry>) {
         shortest = shortest.min(config.warn_before.0);
     }
     let period = (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    let reaping = async {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            registry.flush_activity().await;
+            registry.reap().await;
+        }
+    };
+    // Apart from the reaping: a listing that waits on a hung daemon must not delay the ends.
+    let reconciling = async {
+        let mut tick = tokio::time::interval(crate::session::RECONCILE_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
-        registry.flush_activity().await;
-        registry.reap().await;
-    }
+        loop {
+            tick.tick().await;
+            registry.reconcile().await;
+        }
+    };
+    tokio::join!(reaping, reconciling);
 }

@@ -222,6 +222,9 @@ pub struct SessionsConfig {
     pub attach: AttachPolicy,
     /// How long an ended session's scrollback stays attachable before it is dropped from memory.
     pub retain_ended: HumanDuration,
+    /// How long the store keeps an ended session's row (its history in the session list);
+    /// 0s keeps them forever.
+    pub retention: HumanDuration,
     /// A session whose sandbox and shell are not ready by then fails, with the reason.
     pub create_timeout: HumanDuration,
 }
@@ -242,6 +245,7 @@ impl Default for SessionsConfig {
             init: String::new(),
             attach: AttachPolicy::Takeover,
             retain_ended: HumanDuration::secs(300),
+            retention: HumanDuration::secs(30 * 24 * 3600),
             create_timeout: HumanDuration::secs(120),
         }
     }

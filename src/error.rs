@@ -75,6 +75,21 @@ impl Error {
         Error::Io { context: context.into(), source }
     }
 
+    /// Why the state store cannot write now (disk full, read-only, I/O error), when that is
+    /// what this error is: then the request is 503 with that reason, not 500.
+    pub fn store_unavailable(&self) -> Option<&'static str> {
+        use rusqlite::ErrorCode;
+        let Error::Store(rusqlite::Error::SqliteFailure(failure, _)) = self else { return None };
+        match failure.code {
+            ErrorCode::DiskFull => Some("the state store's disk is full"),
+            ErrorCode::ReadOnly => Some("the state store is read-only"),
+            ErrorCode::SystemIoFailure => Some("the state store's disk fails (I/O error)"),
+            ErrorCode::CannotOpen => Some("the state store cannot be opened"),
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Some("the state store is busy"),
+            _ => None,
+        }
+    }
+
     pub fn session_not_found(id: &str) -> Self {
         Error::NotFound(format!("session {id} not found"))
     }
@@ -93,6 +108,7 @@ impl Error {
             Error::HeadersTooLarge(_) => "too_large",
             Error::BackendUnavailable(_) | Error::SandboxGone(_) => "backend_unavailable",
             Error::Busy { .. } => "busy",
+            Error::Store(_) if self.store_unavailable().is_some() => "store_unavailable",
             Error::Store(_) | Error::Io { .. } | Error::Internal(_) | Error::Config(_) => {
                 "internal"
             }
@@ -115,6 +131,9 @@ impl ResponseError for Error {
             Error::BackendUnavailable(_) | Error::SandboxGone(_) | Error::Busy { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Error::Store(_) if self.store_unavailable().is_some() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::Store(_) | Error::Io { .. } | Error::Internal(_) | Error::Config(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -128,6 +147,12 @@ impl ResponseError for Error {
         }
         // Internal details stay in the log; the client gets a sentence it can act on.
         let message = match self {
+            Error::Store(_) if self.store_unavailable().is_some() => {
+                format!(
+                    "{}; kterm keeps serving what needs no write",
+                    self.store_unavailable().unwrap_or_default()
+                )
+            }
             Error::Store(_) | Error::Io { .. } | Error::Internal(_) | Error::Config(_) => {
                 "internal error; see the server log".to_string()
             }

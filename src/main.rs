@@ -34,6 +34,11 @@ enum Command {
     CheckConfig,
     /// Ask the running kterm's /healthz (at server.listen); exit 0 when it answers 200.
     Healthcheck,
+    /// Write a consistent copy of the state store to FILE (safe while kterm serves from it).
+    Backup {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Sandbox images for the Docker backend.
     Image {
         #[command(subcommand)]
@@ -115,6 +120,20 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::User(command)) => user_command(&config, command),
+        Some(Command::Backup { file }) => match kterm::store::backup(&config.state.path, &file) {
+            Ok(pages) => {
+                eprintln!(
+                    "kterm: backed up {} to {} ({pages} pages)",
+                    config.state.path.display(),
+                    file.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kterm: backup failed: {e}");
+                ExitCode::from(1)
+            }
+        },
         Some(Command::CheckConfig) => {
             print!("{}", config.to_toml_masked());
             for warning in &warnings {

@@ -278,3 +278,164 @@ async fn sandboxes_recorded_by_name_before_an_upgrade_are_adopted() {
     assert_eq!(session["sandbox_id"], id.as_str(), "the old sandbox was adopted under its ID");
     server.stop().await;
 }
+
+/// dockerd removes its socket while it is stopped: kterm starts anyway, answers 503 (and
+/// `/readyz` says why), and connects once the socket appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_docker_socket_is_waited_for_not_fatal() {
+    let Some(daemon) = ProxiedDaemon::start() else { return };
+    let (cleanup, proxy, sock) = (daemon.cleanup, daemon.proxy, daemon.sock);
+    proxy.stop().await;
+    assert!(!sock.exists());
+    let server = TestServer::start_with(|c| {
+        docker::configure(c, &cleanup);
+        c.docker.host = format!("unix://{}", sock.display());
+    })
+    .await;
+    let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let reason = ready.text().await.unwrap();
+    assert!(reason.contains("does not exist"), "{reason}");
+    let (status, body) = server.post("/api/v1/sessions", json!({})).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "backend_unavailable");
+
+    let proxy = DaemonProxy::start(&sock);
+    eventually("readiness once the socket appeared", || async {
+        let ready = server.http.get(server.url("/readyz")).send().await.ok()?;
+        (ready.status() == 200).then_some(())
+    })
+    .await;
+    let session = server.create(json!({})).await;
+    let mut term = server.attach(session["id"].as_str().unwrap()).await;
+    term.send("echo socket-$((5+5))\n").await;
+    term.read_until("socket-10").await;
+    server.stop().await;
+    proxy.stop().await;
+}
+
+/// The store's view of this server's sandboxes and the daemon's agree: every container of the
+/// test is a live (not ending, not ended) record, and every live record has its container.
+/// `Err` says what differs.
+async fn store_matches_daemon(server: &TestServer, cleanup: &Cleanup) -> Result<(), String> {
+    use kterm::store::SandboxStatus;
+    let containers: std::collections::BTreeSet<String> = cleanup.containers().into_iter().collect();
+    let records = server.state().store.live_sandboxes("docker").await.map_err(|e| e.to_string())?;
+    let ending: Vec<_> =
+        records.iter().filter(|r| r.status == SandboxStatus::Ending).map(|r| &r.id).collect();
+    let live: std::collections::BTreeSet<String> = records
+        .iter()
+        .filter(|r| r.status != SandboxStatus::Ending)
+        .map(|r| r.id.clone())
+        .collect();
+    if containers == live && ending.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("containers {containers:?}, live records {live:?}, ending {ending:?}"))
+    }
+}
+
+/// A Docker outage while creates are in flight, sessions are attached and deletes happen
+/// leaks nothing: once the daemon is back, the reconcile leaves no container the store does
+/// not know or calls ended, and no record without its container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_docker_outage_leaks_no_container_and_the_store_stays_true() {
+    let Some(daemon) = ProxiedDaemon::start() else { return };
+    let (cleanup, proxy, sock) = (daemon.cleanup, daemon.proxy, daemon.sock);
+    let server = TestServer::start_with(|c| {
+        docker::configure(c, &cleanup);
+        c.docker.host = format!("unix://{}", sock.display());
+        c.sessions.max_per_user = 20;
+    })
+    .await;
+    let attached = server.create(json!({"namespace": "attached"})).await;
+    let mut term = server.attach(attached["id"].as_str().unwrap()).await;
+    term.send("echo up-$((1+2))\n").await;
+    term.read_until("up-3").await;
+    let deleted = server.create(json!({"namespace": "deleted"})).await;
+    let before = cleanup.containers().len();
+    assert_eq!(before, 2);
+
+    // Eight creates of new sandboxes; the daemon goes away once some are under way.
+    let creates =
+        futures_util::future::join_all(
+            (0..8).map(|i| {
+                let server = &server;
+                async move {
+                    server.post("/api/v1/sessions", json!({"namespace": format!("c{i}")})).await
+                }
+            }),
+        );
+    let cut = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while cleanup.containers().len() < before + 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        proxy.stop().await;
+        // A delete during the outage.
+        server.delete(&format!("/api/v1/sessions/{}", deleted["id"].as_str().unwrap())).await
+    };
+    let (answers, delete_status) = tokio::join!(creates, cut);
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    assert!(statuses.iter().all(|s| [201, 503].contains(s)), "{statuses:?}");
+    assert!([204, 503].contains(&delete_status), "{delete_status}");
+    // The attached session's exec broke with the connection: it ended, and says why.
+    let exit = term.next_control().await;
+    assert_eq!(exit["type"], "exit", "{exit}");
+
+    let proxy = DaemonProxy::start(&sock);
+    eventually("the store and the daemon agree after the outage", || async {
+        server.state().registry.reconcile().await;
+        match store_matches_daemon(&server, &cleanup).await {
+            Ok(()) => Some(()),
+            Err(why) => {
+                eprintln!("not yet: {why}");
+                None
+            }
+        }
+    })
+    .await;
+    // What the store calls running is usable; a new session works.
+    let again = server.create(json!({"namespace": "attached"})).await;
+    let mut term = server.attach(again["id"].as_str().unwrap()).await;
+    term.send("echo after-$((2+2))\n").await;
+    term.read_until("after-4").await;
+    server.stop().await;
+    proxy.stop().await;
+}
+
+/// A restart while the daemon is down cannot adopt the user's sandbox at start; once the
+/// daemon is back, their next session lands in it (their files there), not in a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adoption_that_failed_at_start_is_retried() {
+    let Some(daemon) = ProxiedDaemon::start() else { return };
+    let (cleanup, proxy, sock) = (daemon.cleanup, daemon.proxy, daemon.sock);
+    let host = format!("unix://{}", sock.display());
+    let server = TestServer::start_with(|c| {
+        docker::configure(c, &cleanup);
+        c.docker.host = host.clone();
+    })
+    .await;
+    let session = server.create(json!({})).await;
+    let sandbox = session["sandbox_id"].as_str().unwrap().to_string();
+    let mut term = server.attach(session["id"].as_str().unwrap()).await;
+    term.send("echo kept > notes.txt; echo written-$((1+1))\n").await;
+    term.read_until("written-2").await;
+    let dir = server.stop_keeping_state().await;
+
+    proxy.stop().await;
+    let server = TestServer::start_in(dir, |c| {
+        docker::configure(c, &cleanup);
+        c.docker.host = host.clone();
+    })
+    .await;
+    let proxy = DaemonProxy::start(&sock);
+    let again = server.create(json!({})).await;
+    assert_eq!(again["sandbox_id"], sandbox.as_str(), "the user's old sandbox, not a new one");
+    let mut term = server.attach(again["id"].as_str().unwrap()).await;
+    term.send("cat notes.txt\n").await;
+    term.read_until("kept\r\n").await;
+    assert_eq!(cleanup.containers().len(), 1);
+    server.stop().await;
+    proxy.stop().await;
+}

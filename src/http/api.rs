@@ -211,7 +211,10 @@ pub async fn healthz() -> HttpResponse {
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let problem = match state.store.ping().await {
-        Err(e) => Some(format!("state store: {e}")),
+        Err(e) => Some(match e.store_unavailable() {
+            Some(reason) => format!("{reason} ({e})"),
+            None => format!("state store: {e}"),
+        }),
         Ok(()) => state.registry.backend().health().await.err().map(|e| e.to_string()),
     };
     match problem {

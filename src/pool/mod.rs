@@ -313,10 +313,24 @@ impl WarmPool {
 
     /// Removes a sandbox the pool gave up on, and records that it ended.
     async fn remove(&self, id: &str) {
-        if let Err(e) = self.backend.destroy_sandbox(id).await {
-            tracing::warn!(sandbox = id, error = %e, "could not remove a warm sandbox");
+        let _ = self.store.mark_sandbox_ending(id).await;
+        match self.backend.destroy_sandbox(id).await {
+            Ok(()) => {
+                let _ = self.store.end_sandbox(id).await;
+            }
+            // Left `ending`: the registry's reconcile tries again.
+            Err(e) => tracing::warn!(sandbox = id, error = %e, "could not remove a warm sandbox"),
         }
-        let _ = self.store.end_sandbox(id).await;
+    }
+
+    /// The warm sandboxes the pool holds now.
+    pub fn warm_ids(&self) -> std::collections::HashSet<String> {
+        self.lock().values().flat_map(|p| p.warm.iter().map(|w| w.sandbox.id.clone())).collect()
+    }
+
+    /// Whether a warm sandbox is being made (or adopted) now.
+    pub fn is_creating(&self) -> bool {
+        self.creating.load(Ordering::Acquire) > 0
     }
 
     /// Updates `key`'s gauges.

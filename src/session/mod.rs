@@ -17,11 +17,13 @@ mod create;
 mod deadlines;
 mod input;
 mod profiles;
+mod reconcile;
 mod ring;
 mod sandboxes;
 mod screen;
 mod slots;
 mod terminal;
+mod unrecorded;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -44,6 +46,7 @@ pub use attachment::{AttachEvent, Attachment};
 pub use deadlines::{Deadline, Lifecycle, Warning};
 pub use input::{InputClosed, InputQueue, INPUT_BUDGET};
 pub use profiles::{ProfileSummary, Profiles, SessionProfile};
+pub use reconcile::{Reconciled, RECONCILE_PERIOD};
 pub use ring::ScrollbackRing;
 pub use slots::SlotKey;
 pub use terminal::{Session, SessionInfo};
@@ -128,6 +131,8 @@ pub struct SessionRegistry {
     /// that happened to create them (workers stop before sessions do at shutdown).
     runtime: tokio::runtime::Handle,
     pool: Arc<WarmPool>,
+    /// Ends of sessions the store could not record yet.
+    unrecorded: unrecorded::UnrecordedEnds,
 }
 
 impl SessionRegistry {
@@ -155,6 +160,7 @@ impl SessionRegistry {
             audit,
             runtime: tokio::runtime::Handle::current(),
             pool,
+            unrecorded: unrecorded::UnrecordedEnds::default(),
         })
     }
 
@@ -174,11 +180,8 @@ impl SessionRegistry {
         if let Some(at) = session.take_touched() {
             let _ = self.store.touch_sessions(vec![(info.id.clone(), at)]).await;
         }
-        if let Err(e) =
-            self.store.end_session(&info.id, SessionStatus::Terminated, code, &reason).await
-        {
-            tracing::error!(session = %info.id, error = %e, "could not record the end of a session");
-        }
+        let end = (SessionStatus::Terminated, code, reason.as_str());
+        self.unrecorded.record(&self.store, &info.id, end).await;
         self.release_place(&info.user);
         self.metrics.sessions_active.dec();
         let detail = match code {
@@ -224,7 +227,10 @@ impl SessionRegistry {
             return Ok(session.record());
         }
         match self.store.get_session(id).await? {
-            Some(record) if caller.may_see(&record.user) => Ok(record),
+            Some(mut record) if caller.may_see(&record.user) => {
+                self.unrecorded.overlay(&mut record);
+                Ok(record)
+            }
             _ => Err(Error::session_not_found(id)),
         }
     }
@@ -232,20 +238,33 @@ impl SessionRegistry {
     /// The caller's sessions (everyone's for admins); ended ones only when `include_ended`.
     pub async fn list(&self, caller: &Caller, include_ended: bool) -> Result<Vec<SessionRecord>> {
         let user = if caller.admin { None } else { Some(caller.user.as_str()) };
-        let mut records = self.store.list_sessions(user, 500).await?;
-        if !include_ended {
-            records.retain(|r| r.status.is_live());
-        }
+        let ended_limit = if include_ended { 500 } else { 0 };
+        let mut records = self.store.list_sessions(user, ended_limit).await?;
         let live = Self::lock(&self.sessions).clone();
         for record in &mut records {
             if let Some(session) = live.get(&record.id) {
                 *record = session.record();
             }
+            self.unrecorded.overlay(record);
         }
         if !include_ended {
             records.retain(|r| r.status.is_live());
         }
         Ok(records)
+    }
+
+    /// Deletes the store's rows of sessions that ended longer than `retention` ago (zero keeps
+    /// them).
+    pub async fn prune_ended(&self, retention: Duration) {
+        let Ok(age) = chrono::Duration::from_std(retention) else { return };
+        if age.is_zero() {
+            return;
+        }
+        match self.store.prune_sessions(Utc::now() - age).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "pruned ended sessions (sessions.retention)"),
+            Err(e) => tracing::warn!(error = %e, "could not prune ended sessions"),
+        }
     }
 
     /// Ends session `id` (its shell, and its sandbox when it was the last session there).
@@ -299,6 +318,9 @@ impl SessionRegistry {
             .collect();
         if let Err(e) = self.store.touch_sessions(batch).await {
             tracing::warn!(error = %e, "could not record session activity");
+        }
+        if self.unrecorded.len() > 0 {
+            self.unrecorded.retry(&self.store).await;
         }
     }
 

@@ -4,7 +4,6 @@
 //! `sessions.max_sandboxes`, with a spare pre-started shell for the next tab; and the
 //! reconciliation with what a previous run left.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -19,9 +18,10 @@ use crate::store::{SandboxRecord, SandboxStatus};
 
 impl SessionRegistry {
     /// Reconciles with what a previous run left: sessions whose processes did not survive are
-    /// recorded as ended; sandboxes of this instance that the store knows are adopted (their
-    /// users' files are there), the others are removed. Only this instance's sandboxes are
-    /// ever listed.
+    /// recorded as ended; the store's sandboxes and the backend's are reconciled (see
+    /// `reconcile.rs`: known ones adopted, this instance's orphans removed). Only this
+    /// instance's sandboxes are ever listed. A backend that does not answer now is reconciled
+    /// by the periodic round once it does.
     pub async fn recover(&self) -> Result<()> {
         if !self.backend.processes_survive_restart() {
             let ended = self.store.end_live_sessions("server_restart").await?;
@@ -29,59 +29,7 @@ impl SessionRegistry {
                 tracing::info!(sessions = ended, "ended the sessions of the previous run");
             }
         }
-        let records = self.store.live_sandboxes(self.backend.kind()).await?;
-        let existing = match self.backend.list_sandboxes().await {
-            Ok(existing) => existing,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list sandboxes now; adoption skipped");
-                return Ok(());
-            }
-        };
-        let mut known: HashMap<String, SandboxRecord> =
-            records.into_iter().map(|r| (r.id.clone(), r)).collect();
-        let mut adopted = HashSet::new();
-        for mut sandbox in existing {
-            // Records made before sandbox ids were the engine's ids name the container.
-            if !known.contains_key(&sandbox.id) {
-                if let Some(mut record) = known.remove(&sandbox.name) {
-                    self.store.rename_sandbox(&sandbox.name, &sandbox.id).await?;
-                    record.id = sandbox.id.clone();
-                    known.insert(sandbox.id.clone(), record);
-                }
-            }
-            let record = known.get(&sandbox.id).filter(|_| sandbox.running);
-            match record.map(|r| (r.status, r.user.clone())) {
-                Some((SandboxStatus::Warm, _)) if self.pool.enabled() => {
-                    adopted.insert(sandbox.id.clone());
-                    self.pool.adopt(sandbox).await;
-                }
-                Some((SandboxStatus::Running, Some(user))) => {
-                    if let Err(e) = self.backend.end_stray_processes(&sandbox).await {
-                        tracing::warn!(sandbox = %sandbox.id, error = %e, "could not end a previous run's processes");
-                    }
-                    let shown = crate::audit::escape_for_log(&user);
-                    tracing::info!(sandbox = %sandbox.id, user = %shown, "adopted sandbox");
-                    self.sandboxes_live.fetch_add(1, Ordering::AcqRel);
-                    adopted.insert(sandbox.id.clone());
-                    sandbox.user = Some(user.clone());
-                    let key = SlotKey {
-                        user,
-                        namespace: sandbox.namespace.clone(),
-                        profile: sandbox.profile.clone(),
-                    };
-                    self.slots.adopt(key, sandbox);
-                }
-                _ => {
-                    tracing::info!(sandbox = %sandbox.id, "removing an orphaned sandbox of this instance");
-                    if let Err(e) = self.backend.destroy_sandbox(&sandbox.id).await {
-                        tracing::warn!(sandbox = %sandbox.id, error = %e, "could not remove an orphan");
-                    }
-                }
-            }
-        }
-        for id in known.keys().filter(|id| !adopted.contains(*id)) {
-            self.store.end_sandbox(id).await?;
-        }
+        self.reconcile().await;
         Ok(())
     }
 
@@ -132,6 +80,13 @@ impl SessionRegistry {
         let pool_key = PoolKey::new(&key.namespace, &key.profile);
         if let Some(claimed) = self.pool.claim(&key.user, &pool_key).await {
             return Ok((claimed.sandbox, Some(claimed.stub)));
+        }
+        // A previous run's sandbox of this slot that could not be adopted at start (the
+        // backend was down) is the user's, with their files: it, not a new one.
+        if let Some(previous) =
+            self.previous_sandbox(key).await.inspect_err(|_| self.release_sandbox())?
+        {
+            return Ok((previous, None));
         }
         let spec =
             SandboxSpec { user: Some(key.user.clone()), namespace: key.namespace.clone(), profile };
@@ -196,12 +151,23 @@ impl SessionRegistry {
 
     pub(super) async fn destroy_sandbox(&self, id: &str) {
         self.release_sandbox();
+        self.remove_sandbox(id).await;
+    }
+
+    /// Removes sandbox `id`: recorded `ending` first, `terminated` once the backend confirms.
+    /// A removal that fails stays `ending` and the reconcile tries again. `true` when removed.
+    pub(super) async fn remove_sandbox(&self, id: &str) -> bool {
+        if let Err(e) = self.store.mark_sandbox_ending(id).await {
+            tracing::warn!(sandbox = id, error = %e, "could not record that a sandbox ends");
+        }
         if let Err(e) = self.backend.destroy_sandbox(id).await {
-            tracing::warn!(sandbox = id, error = %e, "could not destroy sandbox");
+            tracing::warn!(sandbox = id, error = %e, "could not destroy sandbox; the reconcile retries");
+            return false;
         }
         if let Err(e) = self.store.end_sandbox(id).await {
             tracing::warn!(sandbox = id, error = %e, "could not record the end of a sandbox");
         }
+        true
     }
 
     /// Removes a sandbox nobody uses any more (its spare shell goes with it).

@@ -216,14 +216,42 @@ impl Slots {
         *slot.expires_at.get_or_insert_with(|| Utc::now() + lifetime)
     }
 
-    /// A sandbox a previous run left for `key`, nobody's session yet.
-    pub fn adopt(&self, key: SlotKey, sandbox: Sandbox) {
-        let slot = Slot {
-            state: SlotState::Ready(sandbox),
-            unused_since: Some(Instant::now()),
-            ..Slot::default()
-        };
-        self.lock().insert(key, slot);
+    /// The ids of the sandboxes the slots hold, and whether any slot's sandbox is being made
+    /// (then a sandbox the store or the backend shows may be that one, not yet booked).
+    pub fn held(&self) -> (std::collections::HashSet<String>, bool) {
+        let map = self.lock();
+        let mut making = false;
+        let mut ids = std::collections::HashSet::new();
+        for slot in map.values() {
+            match &slot.state {
+                SlotState::Ready(sandbox) => {
+                    ids.insert(sandbox.id.clone());
+                }
+                SlotState::Making(_) => making = true,
+                SlotState::Empty => {}
+            }
+        }
+        (ids, making)
+    }
+
+    /// Whether `key` has no sandbox and none is being made.
+    pub fn is_vacant(&self, key: &SlotKey) -> bool {
+        self.lock().get(key).is_none_or(|slot| matches!(slot.state, SlotState::Empty))
+    }
+
+    /// Puts `sandbox` (found alive, the user's in the store, held by no slot) in `key`'s slot
+    /// if that has no sandbox and none is being made; `false` (nothing changed) otherwise.
+    pub fn adopt_if_empty(&self, key: SlotKey, sandbox: Sandbox) -> bool {
+        let mut map = self.lock();
+        let slot = map.entry(key).or_default();
+        if !matches!(slot.state, SlotState::Empty) {
+            return false;
+        }
+        slot.state = SlotState::Ready(sandbox);
+        if slot.users == 0 {
+            slot.unused_since = Some(Instant::now());
+        }
+        true
     }
 
     /// Sandboxes that stayed unused for `idle`, taken out of their slots.
@@ -288,7 +316,9 @@ mod tests {
     #[test]
     fn adopted_sandboxes_go_when_unused_and_the_deadline_is_kept() {
         let slots = Slots::default();
-        slots.adopt(key(), sandbox("old"));
+        assert!(slots.adopt_if_empty(key(), sandbox("old")));
+        assert!(!slots.adopt_if_empty(key(), sandbox("other")), "one sandbox per slot");
+        assert_eq!(slots.held().0.into_iter().collect::<Vec<_>>(), ["old"]);
         let first = slots.expires_at(&key(), chrono::Duration::hours(1));
         assert_eq!(slots.expires_at(&key(), chrono::Duration::hours(5)), first);
         assert!(slots.take_unused(Duration::from_secs(3600)).is_empty());

@@ -6,6 +6,7 @@
 //! outside this module sees SQL.
 
 mod audit;
+mod backup;
 mod records;
 mod users;
 
@@ -18,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::{Error, Result};
 
 pub use audit::{AuditFilter, AuditRecord};
+pub use backup::backup;
 pub use records::{SandboxRecord, SandboxStatus, SessionRecord, SessionStatus};
 pub use users::{LoginSessionRecord, UserRecord};
 
@@ -108,10 +110,17 @@ impl Store {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // FULL, not NORMAL: with NORMAL a commit is not synced until the next checkpoint, so a
+        // filesystem that goes read-only (or a power cut) can take recent commits with it, and
+        // a young database whole, instance id included (kterm then never touches its old
+        // containers again). kterm writes rarely (session start and end, batched activity),
+        // so one fsync per commit costs nothing users see.
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut conn)?;
         let instance_id = load_instance_id(&conn)?;
+        // The schema and the instance id into the main file now, not only in the WAL.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(Store { conn: Arc::new(Mutex::new(conn)), instance_id: instance_id.into() })
     }
 
@@ -136,11 +145,19 @@ impl Store {
         .map_err(Error::from)
     }
 
-    /// A cheap query that proves the store answers (for `/readyz`).
+    /// A cheap write that proves the store answers and can write (for `/readyz`: a full or
+    /// read-only disk makes it fail).
     pub async fn ping(&self) -> Result<()> {
-        self.run(|c| c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0)))
-            .await
-            .map(drop)
+        let now = chrono::Utc::now().timestamp_millis().to_string();
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('ready_probe', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [now],
+            )
+        })
+        .await
+        .map(drop)
     }
 }
 
@@ -211,6 +228,10 @@ mod tests {
         let conn = again.conn.lock().unwrap();
         let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, MIGRATIONS.len());
+        let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+        assert_eq!(synchronous, 2, "FULL: every commit is synced");
+        let journal: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(journal, "wal");
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub enum SandboxStatus {
     Warm,
     /// Bound to its user.
     Running,
+    /// Its removal was decided but not (yet) confirmed by the backend: the reconcile retries it.
+    Ending,
     Terminated,
 }
 
@@ -72,6 +74,7 @@ impl SandboxStatus {
         match self {
             SandboxStatus::Warm => "warm",
             SandboxStatus::Running => "running",
+            SandboxStatus::Ending => "ending",
             SandboxStatus::Terminated => "terminated",
         }
     }
@@ -80,6 +83,7 @@ impl SandboxStatus {
         match text {
             "warm" => SandboxStatus::Warm,
             "running" => SandboxStatus::Running,
+            "ending" => SandboxStatus::Ending,
             _ => SandboxStatus::Terminated,
         }
     }
@@ -199,20 +203,48 @@ impl Store {
         .await
     }
 
-    /// Sessions of `user` (all users when `None`), newest first, at most `limit`.
+    /// Sessions of `user` (all users when `None`), newest first: every live one, and the newest
+    /// `ended_limit` ended ones (a running tab never hides behind newer ended sessions).
     pub async fn list_sessions(
         &self,
         user: Option<&str>,
-        limit: u32,
+        ended_limit: u32,
     ) -> Result<Vec<SessionRecord>> {
         let user = user.map(str::to_string);
         self.run(move |c| {
-            let mut stmt = c.prepare_cached(
+            let mut live = c.prepare_cached(
                 "SELECT * FROM sessions WHERE (?1 IS NULL OR user = ?1)
-                 ORDER BY created_at DESC LIMIT ?2",
+                   AND status IN ('pending', 'running')",
             )?;
-            let rows = stmt.query_map(params![user, limit], session_from_row)?;
-            rows.collect()
+            let mut records: Vec<SessionRecord> = live
+                .query_map(params![user], session_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            if ended_limit > 0 {
+                let mut ended = c.prepare_cached(
+                    "SELECT * FROM sessions WHERE (?1 IS NULL OR user = ?1)
+                       AND status NOT IN ('pending', 'running')
+                     ORDER BY created_at DESC LIMIT ?2",
+                )?;
+                let rows = ended.query_map(params![user, ended_limit], session_from_row)?;
+                for row in rows {
+                    records.push(row?);
+                }
+            }
+            records.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+            Ok(records)
+        })
+        .await
+    }
+
+    /// Deletes sessions that ended before `before` (`sessions.retention`); returns how many.
+    pub async fn prune_sessions(&self, before: DateTime<Utc>) -> Result<usize> {
+        let before = millis(before);
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM sessions WHERE status NOT IN ('pending', 'running')
+                   AND ended_at IS NOT NULL AND ended_at < ?1",
+                [before],
+            )
         })
         .await
     }
@@ -263,6 +295,20 @@ impl Store {
                 "UPDATE sandboxes SET status = 'terminated', ended_at = ?2
                  WHERE id = ?1 AND status != 'terminated'",
                 params![id, now],
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Records that a sandbox is to be removed, before the backend is asked to: a removal that
+    /// fails leaves it `ending` (the reconcile retries it), never `terminated`.
+    pub async fn mark_sandbox_ending(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE sandboxes SET status = 'ending' WHERE id = ?1 AND status != 'terminated'",
+                [id],
             )
         })
         .await
@@ -378,5 +424,49 @@ mod tests {
         assert_eq!(got.end_reason.as_deref(), Some("exited"));
         assert_eq!(store.list_sessions(Some("bob"), 10).await.unwrap().len(), 0);
         assert_eq!(store.list_sessions(None, 10).await.unwrap().len(), 1);
+    }
+
+    /// A running session stays listed behind any number of newer ended ones, and pruning
+    /// removes only ended sessions older than the cut.
+    #[tokio::test]
+    async fn live_sessions_are_listed_behind_many_ended_ones_and_pruning_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("k.db")).unwrap();
+        let start = Utc::now() - chrono::Duration::hours(1);
+        let record = |id: String, at: DateTime<Utc>| SessionRecord {
+            id,
+            user: "alice".into(),
+            namespace: "default".into(),
+            profile: "default".into(),
+            sandbox_id: "sb".into(),
+            status: SessionStatus::Running,
+            context: BTreeMap::new(),
+            created_at: at,
+            last_active: at,
+            expires_at: at,
+            exit_code: None,
+            end_reason: None,
+        };
+        store.insert_session(&record("live".into(), start)).await.unwrap();
+        for i in 0..600 {
+            let id = format!("ended-{i}");
+            let at = start + chrono::Duration::seconds(i + 1);
+            store.insert_session(&record(id.clone(), at)).await.unwrap();
+            store.end_session(&id, SessionStatus::Terminated, Some(0), "exited").await.unwrap();
+        }
+        let listed = store.list_sessions(Some("alice"), 500).await.unwrap();
+        assert_eq!(listed.len(), 501);
+        assert!(listed.iter().any(|r| r.id == "live" && r.status.is_live()));
+        assert_eq!(listed[0].id, "ended-599", "newest first");
+        let only_live = store.list_sessions(Some("alice"), 0).await.unwrap();
+        assert_eq!(only_live.len(), 1);
+
+        assert_eq!(store.prune_sessions(Utc::now() - chrono::Duration::hours(1)).await.unwrap(), 0);
+        assert_eq!(
+            store.prune_sessions(Utc::now() + chrono::Duration::seconds(1)).await.unwrap(),
+            600
+        );
+        let left = store.list_sessions(None, 500).await.unwrap();
+        assert_eq!(left.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["live"]);
     }
 }

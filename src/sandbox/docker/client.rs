@@ -17,22 +17,34 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const NEGOTIATE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct DockerClient {
-    /// The client before API version negotiation; [`DockerClient::get`] negotiates once the
-    /// daemon answers.
-    unnegotiated: Docker,
+    /// `docker.host`; empty: `DOCKER_HOST` or the local socket.
+    host: String,
+    /// The client before API version negotiation, once one could be made: bollard refuses a
+    /// Unix socket that does not exist (yet: dockerd removes it while stopped), so until it
+    /// appears every [`DockerClient::get`] tries again.
+    unnegotiated: std::sync::RwLock<Option<Docker>>,
     negotiated: std::sync::RwLock<Option<Docker>>,
 }
 
 impl DockerClient {
-    /// A client for the daemon at `host` (empty: `DOCKER_HOST` or the local socket).
+    /// A client for the daemon at `host` (empty: `DOCKER_HOST` or the local socket). A host
+    /// bollard cannot use at all is an error now; a socket that is missing is not.
     pub fn new(host: &str) -> Result<DockerClient> {
-        let docker = if host.is_empty() {
-            Docker::connect_with_local_defaults()
-        } else {
-            Docker::connect_with_host(host)
-        }
-        .map_err(|e| Error::BackendUnavailable(format!("Docker client (docker.host): {e}")))?;
-        Ok(DockerClient { unnegotiated: docker, negotiated: std::sync::RwLock::new(None) })
+        let unnegotiated = match connect(host) {
+            Ok(docker) => Some(docker),
+            Err(bollard::errors::Error::SocketNotFoundError(path)) => {
+                tracing::warn!(socket = %path, "the Docker socket is not there (yet); kterm connects when it appears");
+                None
+            }
+            Err(e) => {
+                return Err(Error::BackendUnavailable(format!("Docker client (docker.host): {e}")))
+            }
+        };
+        Ok(DockerClient {
+            host: host.to_string(),
+            unnegotiated: std::sync::RwLock::new(unnegotiated),
+            negotiated: std::sync::RwLock::new(None),
+        })
     }
 
     /// The client, with the API version agreed with the daemon.
@@ -40,13 +52,36 @@ impl DockerClient {
         if let Some(docker) = self.negotiated.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return Ok(docker.clone());
         }
-        let docker =
-            tokio::time::timeout(NEGOTIATE_TIMEOUT, self.unnegotiated.clone().negotiate_version())
-                .await
-                .map_err(|_| unavailable("the Docker daemon did not answer within 5s"))?
-                .map_err(|e| unavailable(&format!("the Docker daemon does not answer: {e}")))?;
+        let unnegotiated = self.unnegotiated()?;
+        let docker = tokio::time::timeout(NEGOTIATE_TIMEOUT, unnegotiated.negotiate_version())
+            .await
+            .map_err(|_| unavailable("the Docker daemon did not answer within 5s"))?
+            .map_err(|e| unavailable(&format!("the Docker daemon does not answer: {e}")))?;
         *self.negotiated.write().unwrap_or_else(|p| p.into_inner()) = Some(docker.clone());
         Ok(docker)
+    }
+
+    /// The client before negotiation, made now if the socket has appeared since.
+    fn unnegotiated(&self) -> Result<Docker> {
+        if let Some(docker) = self.unnegotiated.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Ok(docker.clone());
+        }
+        let docker = connect(&self.host).map_err(|e| match e {
+            bollard::errors::Error::SocketNotFoundError(path) => unavailable(&format!(
+                "the Docker daemon is not running: its socket {path} does not exist"
+            )),
+            e => unavailable(&format!("Docker client (docker.host): {e}")),
+        })?;
+        *self.unnegotiated.write().unwrap_or_else(|p| p.into_inner()) = Some(docker.clone());
+        Ok(docker)
+    }
+}
+
+fn connect(host: &str) -> Result<Docker, bollard::errors::Error> {
+    if host.is_empty() {
+        Docker::connect_with_local_defaults()
+    } else {
+        Docker::connect_with_host(host)
     }
 }
 
