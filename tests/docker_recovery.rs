@@ -439,3 +439,41 @@ async fn adoption_that_failed_at_start_is_retried() {
     server.stop().await;
     proxy.stop().await;
 }
+
+/// A connection hiccup breaks a session's exec stream, not its shell: kterm ends the shell
+/// before it reports the session ended, so nothing runs on that the store calls ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_exec_stream_ends_its_shell_before_the_session_is_reported_ended() {
+    let Some(daemon) = ProxiedDaemon::start() else { return };
+    let (cleanup, proxy, sock) = (daemon.cleanup, daemon.proxy, daemon.sock);
+    let server = TestServer::start_with(|c| {
+        docker::configure(c, &cleanup);
+        c.docker.host = format!("unix://{}", sock.display());
+    })
+    .await;
+    let session = server.create(json!({})).await;
+    let id = session["id"].as_str().unwrap().to_string();
+    let sandbox = session["sandbox_id"].as_str().unwrap().to_string();
+    let mut term = server.attach(&id).await;
+    term.send("echo \"p\"\"id=$$=x\"\n").await;
+    let out = term.read_until("=x\r\n").await;
+    let pid: String =
+        out.rsplit("pid=").next().unwrap().chars().take_while(char::is_ascii_digit).collect();
+    assert!(!pid.is_empty(), "{out}");
+    let alive = |pid: &str| {
+        Command::new("docker")
+            .args(["exec", &sandbox, "kill", "-0", pid])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(alive(&pid));
+
+    // Every connection cut, and the daemon reachable again at once.
+    proxy.stop().await;
+    let proxy = DaemonProxy::start(&sock);
+    let exit = term.next_control().await;
+    assert_eq!(exit["type"], "exit", "{exit}");
+    assert!(!alive(&pid), "the shell was reported ended but runs on");
+    server.stop().await;
+    proxy.stop().await;
+}

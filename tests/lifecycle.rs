@@ -178,6 +178,31 @@ async fn idle_sessions_end_but_attached_ones_live() {
     server.stop().await;
 }
 
+/// A detached program that prints without end does not keep its session alive forever: output
+/// nobody sees stops counting as activity `idle_timeout` after the detach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_session_with_endless_output_still_idles_out() {
+    let server = TestServer::start_with(|c| {
+        c.sessions.idle_timeout = kterm::config::HumanDuration(std::time::Duration::from_secs(1));
+        c.sessions.warn_before = kterm::config::HumanDuration(std::time::Duration::ZERO);
+    })
+    .await;
+    let id = server.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let mut term = server.attach(&id).await;
+    term.send("while :; do echo endless; sleep 0.01; done\n").await;
+    term.read_until("endless\r\nendless").await;
+    term.close().await;
+    let detached = std::time::Instant::now();
+    let record = eventually("the detached, printing session to end", || async {
+        let (_, got) = server.get(&format!("/api/v1/sessions/{id}")).await;
+        (got["status"] == "terminated").then_some(got)
+    })
+    .await;
+    assert_eq!(record["end_reason"], "idle_timeout");
+    assert!(detached.elapsed() >= std::time::Duration::from_secs(2), "{:?}", detached.elapsed());
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_metrics_and_the_page() {
     let server = TestServer::start().await;

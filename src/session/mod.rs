@@ -344,6 +344,10 @@ impl SessionRegistry {
             if let Some(reason) = reason {
                 tracing::info!(session = %session.info.id, reason, "ending session");
                 self.end_later(&session, reason);
+            } else if let Some(reason) = session.end_reason() {
+                // Being ended, still running: the kill did not get through (the backend did
+                // not answer). Try again; a kill under way is not started twice.
+                self.end_later(&session, &reason);
             }
         }
         for unused in self.slots.take_unused(idle) {

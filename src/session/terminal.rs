@@ -342,7 +342,14 @@ impl Session {
         let since = match state.attached {
             Some(_) if !self.lifecycle.idle_when_attached => return None,
             Some(_) => state.last_output.max(state.last_input),
-            None => state.last_output.max(state.last_detach),
+            // Output nobody sees counts as activity only for `idle_timeout` after the detach:
+            // a detached program that prints without end (`yes`) still idles out, at the
+            // latest twice the timeout after the last client left.
+            None => {
+                let seen_until = state.last_detach.checked_add(self.lifecycle.idle_timeout);
+                let output = seen_until.map_or(state.last_output, |t| state.last_output.min(t));
+                output.max(state.last_detach)
+            }
         };
         since.checked_add(self.lifecycle.idle_timeout)
     }

@@ -6,8 +6,11 @@
 //! under its stub id (see `stub.rs`); that PID leads the exec's process group. Ending a process
 //! is a second, short exec that hangs up that group, waits a little, then kills what is left.
 //!
-//! Invariant: a process is reported ended only when its output has ended; a kill whose control
-//! exec failed (the engine did not answer) is retried, and logged when it never succeeds.
+//! Invariant: a process is reported ended only when its output has ended; when the output
+//! ended because the connection broke (the engine went away for a moment), the process is
+//! ended by a control exec first, so a shell is not reported ended while it runs on. A kill
+//! whose control exec failed (the engine did not answer) is retried, and logged when it never
+//! succeeds (the registry tries again on its next round).
 //!
 //! Piped (non-TTY) commands share [`piped_command`]: the engine hands over its demultiplexed
 //! output, this turns it into a [`RunningCommand`].
@@ -57,6 +60,8 @@ pub struct ExecProcess {
     recorded_as: Mutex<String>,
     /// Set when the output has ended: only then is the exit code asked for.
     output_ended: watch::Sender<bool>,
+    /// Set when the output ended because the connection broke (the process may live on).
+    output_broke: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ExecProcess {
@@ -75,14 +80,17 @@ impl ExecProcess {
             control: exec.control,
             recorded_as: Mutex::new(recorded_as.to_string()),
             output_ended: watch::Sender::new(false),
+            output_broke: Arc::default(),
         });
         let ended = process.output_ended.clone();
         let failed = process.output_ended.clone();
+        let broke = process.output_broke.clone();
         let bytes = exec
             .output
             .map(move |item| {
                 // A broken stream (the engine went away) ends the output too.
                 if item.is_err() {
+                    broke.store(true, std::sync::atomic::Ordering::Release);
                     failed.send_replace(true);
                 }
                 item
@@ -117,6 +125,11 @@ impl ProcessControl for ExecProcess {
     async fn wait(&self) -> Option<i32> {
         let mut ended = self.output_ended.subscribe();
         let _ = ended.wait_for(|e| *e).await;
+        if self.output_broke.load(std::sync::atomic::Ordering::Acquire) {
+            // The stream broke, not the process: it may still run in the sandbox. End it, so
+            // what is reported ended is.
+            self.end_recorded().await;
+        }
         self.control.exit_code().await
     }
 
@@ -124,6 +137,16 @@ impl ProcessControl for ExecProcess {
         if self.has_ended() {
             return;
         }
+        self.end_recorded().await;
+        let mut ended = self.output_ended.subscribe();
+        let _ = tokio::time::timeout(END_WAIT, ended.wait_for(|e| *e)).await;
+    }
+}
+
+impl ExecProcess {
+    /// Ends the process group recorded under the process's name, by a control exec, tried
+    /// again (with a pause) when the engine does not answer.
+    async fn end_recorded(&self) {
         let name = self.recorded_as.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let argv = control_argv(END_SCRIPT, &[&self.layout.run_dir, &name]);
         let mut attempt = 0;
@@ -141,8 +164,6 @@ impl ProcessControl for ExecProcess {
                 }
             }
         }
-        let mut ended = self.output_ended.subscribe();
-        let _ = tokio::time::timeout(END_WAIT, ended.wait_for(|e| *e)).await;
     }
 }
 
