@@ -240,3 +240,102 @@ fn the_shipped_units_pass_systemd_analyze_verify() {
         assert!(service.contains(hardening), "kterm.service lacks {hardening:?}");
     }
 }
+
+/// Removes the stand-in journald socket however the test ends.
+struct RemoveOnDrop(&'static Path);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+#[test]
+fn under_the_journal_records_go_to_journald_in_its_native_format() {
+    // A stand-in for journald at its fixed address: only where no journald runs, and only as
+    // root (CI); anything else skips.
+    let socket = Path::new("/run/systemd/journal/socket");
+    if socket.exists() {
+        eprintln!("SKIPPED: a journald listens here; not replacing it");
+        return;
+    }
+    let journal = std::fs::create_dir_all("/run/systemd/journal")
+        .and_then(|()| std::os::unix::net::UnixDatagram::bind(socket));
+    let journal = match journal {
+        Ok(journal) => journal,
+        Err(e) => {
+            assert!(
+                std::env::var("KTERM_REQUIRE_SYSTEMD").as_deref() != Ok("1"),
+                "cannot stand in for journald ({e}) and KTERM_REQUIRE_SYSTEMD=1"
+            );
+            eprintln!("SKIPPED: cannot stand in for journald at {}: {e}", socket.display());
+            return;
+        }
+    };
+    let _remove = RemoveOnDrop(socket);
+    journal.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+
+    // Standard error is "the journal stream" when JOURNAL_STREAM names its device and inode.
+    let dir = tempfile::tempdir().unwrap();
+    let stderr_path = dir.path().join("stderr");
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
+    let meta = {
+        use std::os::unix::fs::MetadataExt;
+        let m = stderr.metadata().unwrap();
+        format!("{}:{}", m.dev(), m.ino())
+    };
+    let mut kterm = Command::new(KTERM)
+        .args(["--listen", "127.0.0.1:0", "--state"])
+        .arg(dir.path().join("kterm.db"))
+        .env("KTERM_BACKEND__KIND", "local")
+        .env("KTERM_POOL__MAX", "0")
+        .env("KTERM_POOL__MIN", "0")
+        .env("JOURNAL_STREAM", meta)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut serving = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while serving.is_none() && Instant::now() < deadline {
+        let mut buf = vec![0u8; 64 * 1024];
+        let Ok(n) = journal.recv(&mut buf) else { break };
+        let record = journal_fields(&buf[..n]);
+        if record.get("MESSAGE").is_some_and(|m| m.contains("kterm is serving")) {
+            serving = Some(record);
+        }
+    }
+    let _ = kterm.kill();
+    let _ = kterm.wait();
+    let record = serving.expect("the start-up record reached the journal");
+    let field = |name: &str| record.get(name).map(String::as_str).unwrap_or_default();
+    assert!(matches!(field("PRIORITY"), "5" | "6"), "an info record: {record:?}");
+    assert_eq!(field("SYSLOG_IDENTIFIER"), "kterm", "{record:?}");
+    assert_eq!(field("TARGET"), "kterm::app", "{record:?}");
+    assert!(field("F_ADDR").starts_with("127.0.0.1:"), "fields are journal fields: {record:?}");
+    let text = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(!text.contains("kterm is serving"), "logged as text as well:\n{text}");
+}
+
+/// The fields of one record in journald's native protocol: `NAME=value\n`, or `NAME\n`, a
+/// little-endian 64-bit length, the value and `\n` (for values that may hold newlines).
+fn journal_fields(mut data: &[u8]) -> std::collections::BTreeMap<String, String> {
+    let mut fields = std::collections::BTreeMap::new();
+    while !data.is_empty() {
+        let end = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+        let line = &data[..end];
+        if let Some(eq) = line.iter().position(|&b| b == b'=') {
+            let name = String::from_utf8_lossy(&line[..eq]).into_owned();
+            fields.insert(name, String::from_utf8_lossy(&line[eq + 1..]).into_owned());
+            data = &data[(end + 1).min(data.len())..];
+        } else {
+            let name = String::from_utf8_lossy(line).into_owned();
+            let rest = &data[end + 1..];
+            let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+            fields.insert(name, String::from_utf8_lossy(&rest[8..8 + len]).into_owned());
+            data = &rest[(8 + len + 1).min(rest.len())..];
+        }
+    }
+    fields
+}
