@@ -1,7 +1,7 @@
 //! kterm under systemd: socket activation end to end with `systemd-socket-activate` (the first
 //! request starts kterm, it exits when idle, the next request starts it again on the same
-//! state), `sd_notify` (READY, WATCHDOG, STOPPING), and the shipped units checked by
-//! `systemd-analyze verify`.
+//! state and, with Docker, adopts the user's sandbox), `sd_notify` (READY, WATCHDOG, STOPPING),
+//! journald's native format, and the shipped units checked by `systemd-analyze verify`.
 //!
 //! Without Debian's systemd tools these tests print SKIPPED and pass, unless
 //! KTERM_REQUIRE_SYSTEMD=1 (CI sets it).
@@ -13,6 +13,8 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
 
 const KTERM: &str = env!("CARGO_BIN_EXE_kterm");
 
@@ -36,9 +38,20 @@ fn have(tool: &str) -> bool {
 
 /// One HTTP/1.1 GET over a fresh connection: the status code and the body.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    request(addr, "GET", path, "")
+}
+
+/// One HTTP/1.1 request (a JSON body when not empty) over a fresh connection.
+fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("read the answer");
     let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -338,4 +351,62 @@ fn journal_fields(mut data: &[u8]) -> std::collections::BTreeMap<String, String>
         }
     }
     fields
+}
+
+/// The `sandbox_id` of a session created with POST /api/v1/sessions.
+fn create_session(addr: SocketAddr) -> String {
+    let (status, body) = request(addr, "POST", "/api/v1/sessions", "{}");
+    assert_eq!(status, 201, "{body}");
+    let session: serde_json::Value = serde_json::from_str(&body).unwrap();
+    session["sandbox_id"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn after_an_idle_exit_the_next_start_adopts_the_users_docker_sandbox() {
+    if !have("systemd-socket-activate") || !common::docker::available() {
+        return;
+    }
+    let cleanup = common::docker::Cleanup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kterm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nexit_when_idle = \"2s\"\n[backend]\nkind = \"docker\"\n\
+             [docker]\nimage = {:?}\npull = \"never\"\nmemory = \"128m\"\npids_limit = 64\n\
+             labels = {{ {:?} = {:?} }}\n[pool]\nmin = 0\nmax = 0\n[state]\npath = {:?}\n",
+            common::docker::image(),
+            common::docker::TEST_LABEL,
+            cleanup.id,
+            dir.path().join("kterm.db").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+
+    let first_log = dir.path().join("first.log");
+    let mut first = activate(&socket, &config, &first_log);
+    let sandbox = create_session(addr);
+    assert!(!sandbox.is_empty(), "a session in a sandbox");
+    let code = wait_exit(&mut first, Duration::from_secs(60));
+    let log = std::fs::read_to_string(&first_log).unwrap();
+    assert_eq!(code, Some(0), "no idle exit:\n{log}");
+    assert_eq!(cleanup.containers().len(), 1, "the sandbox stays while kterm is gone");
+
+    // The user comes back: the next connection starts kterm, which adopts the sandbox, and the
+    // user's next session lands in it.
+    let second_log = dir.path().join("second.log");
+    let waiting = std::thread::spawn(move || create_session(addr));
+    std::thread::sleep(Duration::from_millis(100));
+    let mut second = activate(&socket, &config, &second_log);
+    let again = waiting.join().unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let code = wait_exit(&mut second, Duration::from_secs(60));
+    let log = std::fs::read_to_string(&second_log).unwrap();
+    assert_eq!(again, sandbox, "the same sandbox, adopted:\n{log}");
+    assert_eq!(code, Some(0), "{log}");
 }
