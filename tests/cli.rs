@@ -35,7 +35,18 @@ fn config_file(text: &str) -> (tempfile::TempDir, String) {
 fn version_and_check_config() {
     let (code, out, _) = kterm(&["--version"], &[]);
     assert_eq!(code, 0);
-    assert!(out.starts_with("kterm "), "{out}");
+    assert!(out.starts_with(&format!("kterm {} (commit ", env!("CARGO_PKG_VERSION"))), "{out}");
+    // Built from a git checkout: the commit is the checkout's (build.rs).
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if let Some(head) = head.filter(|_| std::env::var_os("KTERM_GIT_COMMIT").is_none()) {
+        assert!(out.contains(&format!("(commit {head})")), "{out} is not HEAD {head}");
+    }
 
     let (_dir, path) =
         config_file("[server]\nlisten = \"127.0.0.1:9999\"\n[sessions]\nidle_timeout = \"5m\"\n");

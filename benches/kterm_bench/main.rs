@@ -22,6 +22,8 @@
 //!                pulled); skipped with the reason printed when either is missing. Every
 //!                container it makes carries the label `kterm-bench=<run id>` and is removed at
 //!                the end of the part, also when it fails.
+//!   `startup`    the real `kterm` binary from exec until /healthz answers (empty pool), its
+//!                idle RSS and the binary's size, vs exec of `kterm --version`
 //!
 //! Environment overrides (defaults in parentheses, quick values after the slash):
 //!   KTERM_BENCH_BYTES            bytes per throughput run      (200000000 / 50000000)
@@ -33,6 +35,7 @@
 //!   KTERM_BENCH_MEMORY_OUTPUT    bytes each memory session prints first (0); with a small
 //!   KTERM_BENCH_MEMORY_SCROLLBACK (e.g. "1k") the ring wraps and each session has an emulator
 //!   KTERM_BENCH_DOCKER_SAMPLES   samples per docker figure     (20 / 5)
+//!   KTERM_BENCH_STARTUP_SAMPLES  starts per startup figure     (20 / 5)
 //!   KTERM_BENCH_ONLY             comma list of parts (same as the positional filters)
 //!   KTERM_BENCH_LOG              tracing filter for the in-process servers (warn)
 //!
@@ -67,9 +70,10 @@ mod docker_samples;
 mod echo;
 mod memory;
 mod raw;
+mod startup;
 mod throughput;
 
-const PARTS: [&str; 5] = ["throughput", "echo", "connect", "memory", "docker"];
+const PARTS: [&str; 6] = ["throughput", "echo", "connect", "memory", "docker", "startup"];
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -83,6 +87,7 @@ struct Opts {
     sessions: usize,
     concurrency: usize,
     docker_samples: usize,
+    startup_samples: usize,
     parts: Vec<String>,
 }
 
@@ -131,6 +136,7 @@ impl Opts {
             sessions: env_or("KTERM_BENCH_SESSIONS", pick(1000, 200)).max(1),
             concurrency: env_or("KTERM_BENCH_CONCURRENCY", 20usize).max(1),
             docker_samples: env_or("KTERM_BENCH_DOCKER_SAMPLES", pick(20, 5)).max(1),
+            startup_samples: env_or("KTERM_BENCH_STARTUP_SAMPLES", pick(20, 5)).max(1),
             parts,
         }
     }
@@ -274,12 +280,13 @@ fn main() {
     let problems = runtime.block_on(async {
         let tmp = tempfile::Builder::new().prefix("kterm-bench-").tempdir().expect("tempdir");
         let mut problems = Problems::default();
-        let parts: [(&str, Part); 5] = [
+        let parts: [(&str, Part); 6] = [
             ("throughput", |o, t, p| Box::pin(throughput::bench(o, t, p))),
             ("echo", |o, t, p| Box::pin(echo::bench(o, t, p))),
             ("connect", |o, t, p| Box::pin(connect::bench(o, t, p))),
             ("memory", |o, t, p| Box::pin(memory::bench(o, t, p))),
             ("docker", |o, t, p| Box::pin(docker::bench(o, t, p))),
+            ("startup", |o, t, p| Box::pin(startup::bench(o, t, p))),
         ];
         for (name, run) in parts {
             if !opts.wants(name) {
