@@ -17,14 +17,14 @@ use crate::client::{
     create_session, delete_session, expect_attached, own_cpu, proc_cpu, send_bytes, ws_connect,
     ws_next, Event, Kterm, Ws,
 };
-use crate::raw::{kill_raw, raw_env, raw_read_until};
+use crate::raw::{kill_raw, raw_env};
 use crate::{percentile, Opts, Problems, Res, COLS, ROWS, STALL};
 
 const ECHO_WARMUP: usize = 50;
 /// Samples are taken in this many alternating blocks per side.
 const BLOCKS: usize = 4;
-/// The end of bash's default prompt (`bash-5.2$ `).
-const PROMPT: &[u8] = b"$ ";
+/// The ends of bash's default prompt (`bash-5.2$ `, or `bash-5.2# ` for root).
+const PROMPTS: [&[u8]; 2] = [b"$ ", b"# "];
 const BACKSPACE: u8 = 0x7f;
 
 fn shell() -> Vec<String> {
@@ -81,6 +81,14 @@ impl Terminal for RawTerminal {
     }
 }
 
+async fn until_prompt<T: Terminal>(term: &mut T) -> Res<()> {
+    let mut seen = Vec::new();
+    while !PROMPTS.iter().any(|p| seen.windows(p.len()).any(|w| w == *p)) {
+        seen.extend(term.output().await?);
+    }
+    Ok(())
+}
+
 async fn until<T: Terminal>(term: &mut T, byte: u8) -> Res<Vec<u8>> {
     let mut got = Vec::new();
     while !got.contains(&byte) {
@@ -126,10 +134,10 @@ async fn sample(addr: std::net::SocketAddr, pid: i32, cwd: PathBuf, n: usize) ->
     let mut ws = ws_connect(addr, &id).await?;
     expect_attached(&mut ws).await?;
     let mut kt = KtermTerminal(ws);
-    until(&mut kt, b'$').await?;
+    until_prompt(&mut kt).await?;
     let child = pty::spawn(&shell(), &raw_env(), &cwd, COLS, ROWS)?;
     let mut raw = RawTerminal(child.master.clone(), [0; 4096]);
-    raw_read_until(&mut raw.0, PROMPT).await?;
+    until_prompt(&mut raw).await?;
     // Warm-up, not counted.
     keystrokes(&mut kt, ECHO_WARMUP, None, &mut Side::default()).await?;
     keystrokes(&mut raw, ECHO_WARMUP, None, &mut Side::default()).await?;
