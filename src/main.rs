@@ -9,10 +9,6 @@ use kterm::config::{AuthMode, Config, ConfigError, LogFormat, Overrides};
 use kterm::error::Error;
 use kterm::store::Store;
 
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "kterm", version, about = "A self-hosted web terminal with real sandboxes")]
 struct Cli {
