@@ -265,10 +265,9 @@ impl Session {
     pub fn write_input_now(&self, data: &mut Bytes) -> std::result::Result<(), InputClosed> {
         if let Some(pty) = &self.direct_input {
             if self.input.queued() == 0 && !data.is_empty() {
-                match pty.try_write(data) {
-                    Ok(n) => data.advance(n),
-                    // Full, or broken: the queue's writer waits for room or reports the end.
-                    Err(_) => {}
+                // Full, or broken: the queue's writer waits for room or reports the end.
+                if let Ok(n) = pty.try_write(data) {
+                    data.advance(n);
                 }
             }
         }
