@@ -244,9 +244,21 @@ fn build_image(
     Ok(())
 }
 
+/// The most threads the server's blocking work runs on at once.
+const BLOCKING_THREADS: usize = 16;
+/// How long an idle blocking thread stays for more work.
+const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn serve(config: Config) -> anyhow::Result<()> {
     init_tracing(&config);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Blocking work (the store, password hashes, workspace directories) is brief and mostly
+        // serialised on the store's one connection: a burst of it must not leave hundreds of
+        // idle threads behind, and those it starts go soon after it.
+        .max_blocking_threads(BLOCKING_THREADS)
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
+        .build()?;
     runtime.block_on(async {
         let server = kterm::Server::start(config).await?;
         kterm::systemd::notify(&format!("READY=1\nSTATUS=serving on {}", server.addr()));

@@ -57,7 +57,7 @@ pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> 
          first byte, then SIGKILL. Milliseconds.",
         opts.connect_samples
     );
-    let k = Kterm::start(&tmp.join("connect"), Vec::new()).await?;
+    let k = Kterm::spawn(&tmp.join("connect"), &[], &[]).await?;
     let cwd = tmp.join("raw-cwd");
     std::fs::create_dir_all(&cwd)?;
     let env = raw_env();

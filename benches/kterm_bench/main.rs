@@ -1,7 +1,8 @@
 //! kterm benchmark: prints figures (it asserts nothing about speed) comparing kterm, driven
 //! through its real HTTP API and terminal WebSocket, with a baseline measured in the same run:
 //! a raw PTY driven directly in the same process for the local backend, and the `docker` CLI
-//! for the Docker backend.
+//! for the Docker backend. The local parts measure the real `kterm` binary as users run it, a
+//! separate process (local backend, auth `none` on 127.0.0.1).
 //!
 //!   cargo bench --bench kterm_bench                 # everything, a few minutes on 2 cores
 //!   cargo bench --bench kterm_bench -- echo memory  # only some parts
@@ -9,10 +10,12 @@
 //!
 //! Parts (each in its own module):
 //!   `throughput` output throughput of `head -c N /dev/zero`, kterm vs raw PTY
-//!   `echo`       keystroke echo latency through `cat` in raw mode, kterm vs raw PTY
+//!   `echo`       keystroke echo latency through `bash --norc`, kterm vs raw PTY, p50 to p99.9,
+//!                on a quiet machine and beside a CPU-bound `yes > /dev/null` on each core,
+//!                with the client's own CPU share
 //!   `connect`    POST -> WebSocket -> first prompt byte of `bash -l`, kterm vs spawning it
-//!   `memory`     the real `kterm` binary with many attached idle sessions: RSS, threads, fds,
-//!                open rate, and a graceful stop (close codes, leftover shells)
+//!   `memory`     many attached idle sessions: RSS, threads, fds, open rate; what the server
+//!                gives back after they close; a graceful stop (close codes, leftover shells)
 //!   `docker`     the Docker backend: time until a session is ready (POST -> WebSocket ->
 //!                first output byte) for a user's first tab (a new container each sample)
 //!                and for a second tab in a running sandbox, with the warm pool off and with
@@ -37,10 +40,11 @@
 //!   KTERM_BENCH_DOCKER_SAMPLES   samples per docker figure     (20 / 5)
 //!   KTERM_BENCH_STARTUP_SAMPLES  starts per startup figure     (20 / 5)
 //!   KTERM_BENCH_ONLY             comma list of parts (same as the positional filters)
-//!   KTERM_BENCH_LOG              tracing filter for the in-process servers (warn)
+//!   KTERM_BENCH_LOG              tracing filter for the in-process server (warn)
+//!   KTERM_BENCH_KTERM            the kterm binary to measure (the bench build of it)
 //!
-//! The in-process servers run in the same tokio runtime as the clients and the raw-PTY
-//! baseline; the memory part runs the real `kterm` binary as a child process.
+//! The Docker part runs an in-process server on the client's runtime; every other part runs
+//! the `kterm` binary as a child process.
 //!
 //! Modules: `client` (kterm server and WebSocket client), `raw` (raw-PTY helpers), one module
 //! per part, `docker_samples` (the docker part's samples and waits) and `docker_cli` (the
@@ -246,7 +250,7 @@ fn header(opts: &Opts) {
     println!("kterm benchmark: kterm {} ({profile} build)", env!("CARGO_PKG_VERSION"));
     println!("machine: {cpus} CPUs, {model}, Linux {}, {mem} RAM", kernel.trim());
     println!(
-        "mode: {}{}; client, in-process servers and raw-pty baseline share one tokio runtime",
+        "mode: {}{}; kterm runs as a child process (the Docker part: in-process)",
         if opts.quick { "quick (KTERM_BENCH_QUICK)" } else { "full" },
         if opts.parts.len() < PARTS.len() {
             format!(", parts: {}", opts.parts.join(","))

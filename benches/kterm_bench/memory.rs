@@ -1,23 +1,19 @@
 //! Part 4, server memory: the real `kterm` binary with many attached idle sessions (RSS, threads,
 //! fds, open rate), then a graceful stop with everything attached (close codes, leftovers).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
 use crate::client::{
-    create_session, drain, expect_attached, first_output, http_client, ws_connect, Ws,
+    create_session, delete_session, drain, expect_attached, first_output, kterm_binary,
+    proc_status, ws_connect, Kterm, Ws,
 };
 use crate::{Opts, Problems, Res};
 
-fn proc_status(pid: i32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        status.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse().ok()
-    };
-    Some((field("VmRSS:")?, field("Threads:")?))
-}
+/// Sessions attached for the graceful stop at the end.
+const STOP_SESSIONS: usize = 50;
 
 fn fd_count(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
@@ -50,106 +46,35 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-fn kterm_binary() -> PathBuf {
-    // Cargo sets this for benches and integration tests; the bench build of the binary.
-    PathBuf::from(env!("CARGO_BIN_EXE_kterm"))
-}
-
-fn free_port() -> Res<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
-async fn open_idle(http: &reqwest::Client, addr: std::net::SocketAddr) -> Res<Ws> {
+async fn open_idle(http: &reqwest::Client, addr: std::net::SocketAddr) -> Res<(String, Ws)> {
     let id = create_session(http, addr).await?;
     let mut ws = ws_connect(addr, &id).await?;
     expect_attached(&mut ws).await?;
     // The `sh` prompt: the session is up and its output reaches the client.
     first_output(&mut ws).await?;
-    Ok(ws)
+    Ok((id, ws))
 }
 
-pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> {
-    let n = opts.sessions;
-    let bin = kterm_binary();
-    let dir = tmp.join("memory");
-    std::fs::create_dir_all(&dir)?;
-    let port = free_port()?;
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    println!(
-        "4. Server memory: the real binary ({}), local backend,\n   sessions.command = [\"sh\"], \
-         {n} sessions opened {} at a time, each with an attached WebSocket kept open.",
-        bin.display(),
-        opts.concurrency
-    );
-    // For the cost of the terminal emulator: a smaller ring, and output that wraps it.
-    let scrollback = std::env::var("KTERM_BENCH_MEMORY_SCROLLBACK").ok();
-    let output: usize =
-        std::env::var("KTERM_BENCH_MEMORY_OUTPUT").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let command = if output > 0 {
-        println!(
-            "   each session first prints {output} bytes of text (sessions.scrollback = {})",
-            scrollback.as_deref().unwrap_or("default")
-        );
-        format!(
-            r#"["sh", "-c", "yes 'a line of output to fill the ring' | head -c {output}; exec sh"]"#
-        )
-    } else {
-        r#"["sh"]"#.to_string()
-    };
-    let log_path = dir.join("server.log");
-    let log = std::fs::File::create(&log_path)?;
-    let mut server = tokio::process::Command::new(&bin)
-        .arg("--listen")
-        .arg(addr.to_string())
-        .arg("--state")
-        .arg(dir.join("k.db"))
-        .env("KTERM_SESSIONS__MAX_PER_USER", "2000")
-        .env("KTERM_SESSIONS__CREATE_PER_MINUTE", "1000000")
-        .env("KTERM_SESSIONS__MAX_SANDBOXES", "100000")
-        .env("KTERM_BACKEND__KIND", "local")
-        .env("KTERM_SESSIONS__COMMAND", command)
-        .envs(scrollback.map(|s| ("KTERM_SESSIONS__SCROLLBACK", format!("{s:?}"))))
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = server.id().map(|p| p as i32).ok_or("no server pid")?;
-    let http = http_client()?;
-    let ready = Instant::now();
-    loop {
-        if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        if let Ok(Some(status)) = server.try_wait() {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            fail!("kterm exited at startup ({status}): {log}");
-        }
-        if ready.elapsed() > Duration::from_secs(15) {
-            fail!("kterm did not answer /healthz within 15s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (rss0, threads0) = proc_status(pid).ok_or("no /proc status for the server")?;
-    let fds0 = fd_count(pid);
-
+/// Opens `n` attached idle sessions, `concurrency` at a time; the open ones and the time it took.
+async fn open_many(
+    http: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    n: usize,
+    concurrency: usize,
+    problems: &mut Problems,
+) -> (Vec<(String, Ws)>, Duration) {
     let started = Instant::now();
-    let results: Vec<Res<Ws>> = futures_util::stream::iter(0..n)
-        .map(|_| open_idle(&http, addr))
-        .buffer_unordered(opts.concurrency)
+    let results: Vec<Res<(String, Ws)>> = futures_util::stream::iter(0..n)
+        .map(|_| open_idle(http, addr))
+        .buffer_unordered(concurrency)
         .collect()
         .await;
-    let open_time = started.elapsed();
-    let mut sockets = Vec::new();
+    let took = started.elapsed();
+    let mut open = Vec::new();
     let mut errors = Vec::new();
     for r in results {
         match r {
-            Ok(ws) => sockets.push(ws),
+            Ok(pair) => open.push(pair),
             Err(e) => errors.push(e.to_string()),
         }
     }
@@ -160,13 +85,70 @@ pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> 
             errors[0]
         ));
     }
-    let opened = sockets.len();
-    // Keep reading (answers pings, notices closes) in the background.
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    for ws in sockets {
-        drain(ws, done_tx.clone());
+    (open, took)
+}
+
+/// Closes the WebSockets and deletes the sessions, `concurrency` at a time.
+async fn close_all(
+    http: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    open: Vec<(String, Ws)>,
+    concurrency: usize,
+    problems: &mut Problems,
+) {
+    let results: Vec<Res<()>> = futures_util::stream::iter(open)
+        .map(|(id, mut ws)| async move {
+            let _ = ws.close(None).await;
+            delete_session(http, addr, &id).await
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        problems.add(format!("memory: closing sessions: {e}"));
     }
-    drop(done_tx);
+}
+
+pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> {
+    let n = opts.sessions;
+    let dir = tmp.join("memory");
+    std::fs::create_dir_all(&dir)?;
+    println!(
+        "4. Server memory: the real binary ({}), local backend,\n   sessions.command = [\"sh\"], \
+         {n} sessions opened {} at a time, each with an attached WebSocket kept open;\n   then all \
+         closed and deleted, and what the server gives back; then a graceful stop with {} attached.",
+        kterm_binary().display(),
+        opts.concurrency,
+        STOP_SESSIONS.min(n),
+    );
+    // For the cost of the terminal emulator: a smaller ring, and output that wraps it.
+    let scrollback = std::env::var("KTERM_BENCH_MEMORY_SCROLLBACK").ok();
+    let output: usize =
+        std::env::var("KTERM_BENCH_MEMORY_OUTPUT").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let script;
+    let command: Vec<&str> = if output > 0 {
+        println!(
+            "   each session first prints {output} bytes of text (sessions.scrollback = {})",
+            scrollback.as_deref().unwrap_or("default")
+        );
+        script = format!("yes 'a line of output to fill the ring' | head -c {output}; exec sh");
+        vec!["sh", "-c", &script]
+    } else {
+        vec!["sh"]
+    };
+    let env: Vec<(&str, String)> =
+        scrollback.map(|s| ("KTERM_SESSIONS__SCROLLBACK", format!("{s:?}"))).into_iter().collect();
+    let mut k = Kterm::spawn(&dir, &command, &env).await?;
+    let addr = k.addr;
+    let http = k.http.clone();
+    let log_path = dir.join("server.log");
+    let pid = k.pid().ok_or("no server pid")?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (rss0, threads0) = proc_status(pid).ok_or("no /proc status for the server")?;
+    let fds0 = fd_count(pid);
+
+    let (open, open_time) = open_many(&http, addr, n, opts.concurrency, problems).await;
+    let opened = open.len();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (rss1, threads1) = proc_status(pid).ok_or("no /proc status for the server")?;
     let fds1 = fd_count(pid);
@@ -193,7 +175,44 @@ pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> 
         opts.concurrency
     );
 
-    // Graceful stop with everything attached.
+    // Everything closed and deleted: what comes back, waiting up to 20 s for idle threads and
+    // freed memory to go.
+    close_all(&http, addr, open, opts.concurrency, problems).await;
+    let closed = Instant::now();
+    let (mut rss2, mut threads2) = (rss1, threads1);
+    while closed.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (rss2, threads2) = proc_status(pid).ok_or("no /proc status for the server")?;
+        let live = children(pid).len();
+        if live == 0 && threads2 <= threads0 + threads0 / 10 && rss2 <= rss0 + rss0 / 10 {
+            break;
+        }
+    }
+    println!(
+        "  {:<34} {:>12} {:>12}   ({:.1}s after the last close; before: {} / {})",
+        "after closing: VmRSS, threads",
+        rss2,
+        threads2,
+        closed.elapsed().as_secs_f64(),
+        rss0,
+        threads0
+    );
+    if rss2 > rss0 + rss0 / 10 || threads2 > threads0 + threads0 / 10 {
+        problems.add(format!(
+            "memory: after closing, RSS {rss2} KiB / {threads2} threads, before {rss0} / {threads0}"
+        ));
+    }
+
+    // Graceful stop with some attached.
+    let (open, _) = open_many(&http, addr, STOP_SESSIONS.min(n), opts.concurrency, problems).await;
+    let kids = children(pid);
+    // Keep reading (answers pings, notices closes) in the background.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    for (_, ws) in open {
+        drain(ws, done_tx.clone());
+    }
+    drop(done_tx);
+    let mut server = k.take_process().ok_or("no server process")?;
     let stopping = Instant::now();
     // SAFETY: kill(2) on the server we started.
     unsafe { libc::kill(pid, libc::SIGTERM) };

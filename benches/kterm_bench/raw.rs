@@ -4,9 +4,6 @@
 use std::time::Duration;
 
 use kterm::sandbox::pty;
-use tokio::io::AsyncReadExt;
-
-use crate::{Res, STALL};
 
 /// What the local backend gives a shell (its base env plus the session variables that matter),
 /// so that the raw baseline runs the same programs in the same surroundings.
@@ -33,23 +30,4 @@ pub async fn kill_raw(child: &pty::PtyChild) {
     }
     let mut exited = child.exited.clone();
     let _ = tokio::time::timeout(Duration::from_secs(5), exited.wait_for(Option::is_some)).await;
-}
-
-/// Reads the master until `marker` has been seen; returns the output read.
-pub async fn raw_read_until(master: &mut pty::PtyMaster, marker: &[u8]) -> Res<Vec<u8>> {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = match tokio::time::timeout(STALL, master.read(&mut buf)).await {
-            Err(_) => fail!("raw pty: no output within {STALL:?}"),
-            Ok(r) => r?,
-        };
-        if n == 0 {
-            fail!("raw pty: end of file while waiting for {:?}", String::from_utf8_lossy(marker));
-        }
-        seen.extend_from_slice(&buf[..n]);
-        if seen.windows(marker.len()).any(|w| w == marker) {
-            return Ok(seen);
-        }
-    }
 }

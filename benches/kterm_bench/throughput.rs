@@ -1,5 +1,5 @@
-//! Part 1, output throughput: `head -c N /dev/zero` on a pty, kterm (binary WebSocket frames until
-//! `exit`) against a raw PTY master read to end of file.
+//! Part 1, output throughput: `head -c N /dev/zero` on a pty, the kterm binary (binary WebSocket
+//! frames until `exit`) against a raw PTY master read to end of file by this process.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -103,7 +103,8 @@ pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> 
         opts.runs
     );
     let argv = throughput_argv(n);
-    let k = Kterm::start(&tmp.join("throughput"), argv.clone()).await?;
+    let command: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let k = Kterm::spawn(&tmp.join("throughput"), &command, &[]).await?;
     let cwd = tmp.join("raw-cwd");
     std::fs::create_dir_all(&cwd)?;
     let env = raw_env();

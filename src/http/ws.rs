@@ -270,8 +270,9 @@ impl Bridge {
                 }
                 session.note_input();
                 self.attachment.count_input(data.len());
-                // Queue what fits now; hold the rest, and the client, until there is room.
-                if session.input().offer(&mut data).is_ok() {
+                // Write or queue what fits now; hold the rest, and the client, until there is
+                // room.
+                if session.write_input_now(&mut data).is_ok() {
                     self.pending_input = data;
                 }
             }

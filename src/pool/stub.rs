@@ -37,12 +37,12 @@ impl WatchedStub {
         let dead = Arc::new(AtomicBool::new(false));
         let died = dead.clone();
         let task = tokio::spawn(async move {
-            let TtyProcess { mut output, input, control } = process;
+            let TtyProcess { mut output, input, control, host_pty } = process;
             let mut buf = [0u8; 256];
             loop {
                 tokio::select! {
                     release = &mut released => match release {
-                        Ok(Release::HandOver) => return Some(TtyProcess { output, input, control }),
+                        Ok(Release::HandOver) => return Some(TtyProcess { output, input, control, host_pty }),
                         Ok(Release::Abandon) => return None,
                         Err(_) => {
                             control.kill().await;

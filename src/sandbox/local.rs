@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::pty::{self, PtyMaster};
+use super::pty::{self, HostPty};
 use super::shell::session_command;
 use super::{
     host, ByteStream, ProcessControl, ProcessSpec, RunningCommand, Sandbox, SandboxBackend,
@@ -103,17 +103,15 @@ impl SandboxBackend for LocalBackend {
         // Local processes end with kterm: no run directory, it kills them by PID itself.
         let command = session_command(spec, &self.base_env, None);
         let child =
-            pty::spawn(&command.argv, &command.env, &sandbox.workspace, spec.cols, spec.rows)
+            pty::spawn_host(&command.argv, &command.env, &sandbox.workspace, spec.cols, spec.rows)
                 .map_err(|e| Error::io(format!("starting {:?}", spec.command.join(" ")), e))?;
-        let control = Arc::new(LocalProcess {
-            master: child.master.clone(),
-            pid: child.pid,
-            exited: child.exited,
-        });
+        let control =
+            Arc::new(LocalProcess { pty: child.pty.clone(), pid: child.pid, exited: child.exited });
         Ok(TtyProcess {
-            output: Box::pin(child.master.clone()),
-            input: Box::pin(child.master),
+            output: Box::pin(child.pty.reader()),
+            input: Box::pin(child.pty.writer()),
             control,
+            host_pty: Some(child.pty),
         })
     }
 
@@ -154,7 +152,7 @@ impl SandboxBackend for LocalBackend {
 }
 
 struct LocalProcess {
-    master: PtyMaster,
+    pty: HostPty,
     pid: i32,
     exited: tokio::sync::watch::Receiver<Option<i32>>,
 }
@@ -168,7 +166,7 @@ impl ProcessControl for LocalProcess {
     }
 
     async fn resize(&self, cols: u16, rows: u16) -> Result<()> {
-        self.master.resize(cols, rows).map_err(|e| Error::io("resizing the terminal", e))
+        self.pty.resize(cols, rows).map_err(|e| Error::io("resizing the terminal", e))
     }
 
     async fn wait(&self) -> Option<i32> {

@@ -135,6 +135,10 @@ pub struct TtyProcess {
     pub output: Pin<Box<dyn AsyncRead + Send>>,
     pub input: Pin<Box<dyn AsyncWrite + Send>>,
     pub control: Arc<dyn ProcessControl>,
+    /// The PTY itself when the process runs on one on this host (the `local` backend): then a
+    /// session reads and writes it from the thread that serves its client, not through
+    /// `output` and `input`.
+    pub host_pty: Option<pty::HostPty>,
 }
 
 /// One implementation per engine; the session registry and the pool use only this and the

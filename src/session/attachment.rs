@@ -9,8 +9,11 @@
 //!   output is read from the ring from that byte's successor on. So no byte is lost or repeated
 //!   between them. Replay and live output never share a frame.
 //! - The replay holds no terminal query (the client's terminal would answer it as input).
-//! - Taking bytes (or detaching) wakes the pump, which waits while the current attachment's
-//!   unread bytes fill the ring (see [`super::terminal`]).
+//! - While it is the session's reader (see [`super::output`]), the current attachment reads the
+//!   process's output itself, on its own thread, when it has sent everything in the ring: it
+//!   reads only when asked for its next event, so a client that does not take its output stops
+//!   the reading. Otherwise taking bytes (or detaching) wakes the pump, which waits while the
+//!   current attachment's unread bytes fill the ring (see [`super::terminal`]).
 //! - An attachment announces each upcoming end of the session (see [`super::deadlines`]) once,
 //!   never in the middle of the replay.
 
@@ -21,6 +24,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::deadlines::{self, Announced, Due, Warning};
+use super::output::{Batch, Reader};
 use super::terminal::{Session, State, MAX_FRAME};
 use crate::config::AttachPolicy;
 use crate::error::{Error, Result};
@@ -110,7 +114,7 @@ impl Attachment {
     /// or the end. Cancel-safe: nothing is taken from the session unless this returns it.
     pub async fn next(&mut self) -> AttachEvent {
         loop {
-            let wake = {
+            let (wake, reads) = {
                 let mut state = self.session.state();
                 if state.attached != Some(self.generation) {
                     return AttachEvent::TakenOver;
@@ -139,23 +143,34 @@ impl Attachment {
                     Due::At(when) => Some(when),
                     Due::Never => None,
                 };
+                let reads = state.reader() == Reader::Attachment(self.generation);
                 if offset < state.ring.end() {
                     let data = state.ring.read(offset, MAX_FRAME);
                     state.reader_offset = offset + data.len() as u64;
                     drop(state);
-                    self.session.room.notify_one();
+                    if !reads {
+                        self.session.room.notify_one();
+                    }
                     self.sent += data.len() as u64;
                     return AttachEvent::Output(data);
                 }
                 if let Some(code) = state.exit {
                     return AttachEvent::Exit(code);
                 }
-                wake
+                (wake, reads)
             };
             let warning_window = async {
                 match wake {
                     Some(when) => tokio::time::sleep_until(when.into()).await,
                     None => std::future::pending().await,
+                }
+            };
+            let session = &self.session;
+            let me = Reader::Attachment(self.generation);
+            let output = async {
+                match reads {
+                    true => std::future::poll_fn(|cx| session.poll_output(cx, me, 1)).await,
+                    false => std::future::pending().await,
                 }
             };
             tokio::select! {
@@ -165,6 +180,12 @@ impl Attachment {
                     }
                 }
                 _ = warning_window => {}
+                batch = output => {
+                    if let Batch::Read = batch {
+                        // Our own append: seen when the ring is read at the top of the loop.
+                        self.changes.borrow_and_update();
+                    }
+                }
             }
         }
     }

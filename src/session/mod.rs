@@ -16,6 +16,7 @@ mod attachment;
 mod create;
 mod deadlines;
 mod input;
+mod output;
 mod profiles;
 mod reconcile;
 mod ring;

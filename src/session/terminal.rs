@@ -1,14 +1,16 @@
 //! One terminal session: its process, the output pump into the scrollback ring, the input
 //! writer, and the session's activity and idle clock. Clients attach through
-//! [`super::attachment`].
+//! [`super::attachment`]; who reads the output when is [`super::output`]'s.
 //!
 //! Invariants:
-//! - Output is read from the process only by the pump, and only while there is room: when a
-//!   client is attached, the bytes it has not yet taken are never overwritten, so a client that
-//!   stops reading makes the pump stop reading the PTY (the process then blocks on its own
-//!   output) instead of growing memory. With no client attached the ring keeps the newest bytes.
-//! - Once kterm is ending the session, an attached client no longer holds the pump back, so the
-//!   process's last output is drained.
+//! - Output is read from the process only while there is room: when a client is attached, the
+//!   bytes it has not yet taken are never overwritten, so a client that stops reading stops the
+//!   reading of the PTY (the process then blocks on its own output) instead of growing memory.
+//!   With no client attached the pump reads, and the ring keeps the newest bytes.
+//! - Once kterm is ending the session (or its process has ended), the pump reads, and an
+//!   attached client no longer holds it back, so the process's last output is drained.
+//! - Input goes to the process in order: written directly to a host PTY by the bridge only
+//!   while nothing is queued for it, else through the bounded queue and its writer.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -16,24 +18,24 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bytes::{Buf, Bytes};
 use chrono::{DateTime, Utc};
-use futures_util::FutureExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::deadlines::Lifecycle;
-use super::input::{InputChunk, InputQueue};
+use super::input::{InputChunk, InputClosed, InputQueue};
+use super::output::{Batch, Output, Reader};
 use super::ring::ScrollbackRing;
 use super::screen::TerminalState;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::sandbox::pty::HostPty;
 use crate::sandbox::{ProcessControl, TtyProcess};
 use crate::store::{SessionRecord, SessionStatus};
 
 /// The largest output frame a client is sent.
 pub(super) const MAX_FRAME: usize = 64 * 1024;
-/// The first read of a batch; output beyond it is taken in the same batch if it is ready.
-const IDLE_READ: usize = 1024;
 
 /// What does not change over a session's life.
 #[derive(Debug, Clone)]
@@ -69,6 +71,10 @@ pub struct Session {
     /// Signalled when the attached client took bytes (or detached): the pump may read again.
     pub(super) room: Notify,
     input: InputQueue,
+    /// The process's PTY when it is on this host: keystrokes are written to it directly.
+    direct_input: Option<HostPty>,
+    /// The process's output, read by the pump or the attached client (see [`super::output`]).
+    pub(super) output: Mutex<Output>,
     control: Arc<dyn ProcessControl>,
     last_active_ms: AtomicI64,
     touched: AtomicBool,
@@ -97,6 +103,8 @@ pub(super) struct State {
     pub(super) exit: Option<Option<i32>>,
     /// Why the session is being ended by kterm (deleted, idle, expired, shutdown).
     pub(super) ending: Option<String>,
+    /// The process has ended: the pump drains what it left.
+    pub(super) draining: bool,
     last_output: Instant,
     pub(super) last_detach: Instant,
     /// The last attach, input or keep-alive of a client.
@@ -127,6 +135,7 @@ impl Session {
                 next_generation: 1,
                 exit: None,
                 ending: None,
+                draining: false,
                 last_output: now,
                 last_detach: now,
                 last_input: now,
@@ -134,6 +143,8 @@ impl Session {
             changed: watch::Sender::new(()),
             room: Notify::new(),
             input: input_tx,
+            direct_input: process.host_pty.clone(),
+            output: Output::new(process.host_pty.map(|pty| pty.reader()), process.output),
             control: process.control,
             last_active_ms: AtomicI64::new(info.created_at.timestamp_millis()),
             touched: AtomicBool::new(false),
@@ -145,7 +156,7 @@ impl Session {
             info,
         });
         tokio::spawn(write_input(process.input, input_rx));
-        let pump = session.clone().pump(process.output);
+        let pump = session.clone().pump();
         (session, pump)
     }
 
@@ -153,74 +164,49 @@ impl Session {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reads the process's output into the ring until it ends; returns its exit code.
-    async fn pump(self: Arc<Self>, mut output: Pin<Box<dyn AsyncRead + Send>>) -> Option<i32> {
+    /// Reads the process's output into the ring while no client does, until it ends; returns
+    /// its exit code.
+    async fn pump(self: Arc<Self>) -> Option<i32> {
         let capacity = self.state().ring.capacity();
-        let chunk = capacity.min(MAX_FRAME);
-        let low_water = (capacity / 4).clamp(1, chunk);
-        // Small while idle (a thousand quiet sessions cost little), up to `chunk` while busy.
-        let mut buf: Vec<u8> = Vec::new();
+        let low_water = (capacity / 4).clamp(1, MAX_FRAME);
         let control = self.control.clone();
         let mut exit_wait = Box::pin(async move { control.wait().await });
         let mut exited: Option<Option<i32>> = None;
-        // Added to the metrics when the session's output ends, never per read: a live counter
-        // would let anyone who polls /metrics see the rhythm of a user's typing (the echo).
-        let mut read_total: u64 = 0;
         loop {
-            let room = self.wait_for_room(low_water).await.min(chunk);
-            let first = room.min(IDLE_READ);
-            if buf.len() < first {
-                buf.resize(first, 0);
-            }
-            let read = output.read(&mut buf[..first]);
-            let result = if exited.is_some() {
+            let batch = if exited.is_some() {
                 // The process is gone; take what it left, but do not wait on a descendant that
                 // keeps the terminal open.
-                match tokio::time::timeout(Duration::from_millis(200), read).await {
-                    Ok(result) => result,
+                match tokio::time::timeout(Duration::from_millis(200), self.pump_batch(low_water))
+                    .await
+                {
+                    Ok(batch) => batch,
                     Err(_) => break,
                 }
             } else {
                 tokio::select! {
-                    result = read => result,
-                    code = &mut exit_wait => { exited = Some(code); continue; }
+                    batch = self.pump_batch(low_water) => batch,
+                    code = &mut exit_wait => {
+                        exited = Some(code);
+                        // From now on the pump reads (an attached client no longer does).
+                        self.state().draining = true;
+                        self.changed.send_replace(());
+                        continue;
+                    }
                 }
             };
-            let mut filled = match result {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) => {
+            match batch {
+                Batch::Read => {}
+                Batch::End(None) => break,
+                Batch::End(Some(e)) => {
                     tracing::warn!(session = %self.info.id, error = %e, "the shell's output broke off");
                     self.state().ending.get_or_insert_with(|| "backend_error".into());
                     break;
                 }
-            };
-            // Take whatever else is ready without waiting: one append and one wake-up of the
-            // client per batch instead of per PTY read (which returns at most 4 KiB).
-            let mut ended = false;
-            while filled < room {
-                if buf.len() < room {
-                    buf.resize(room, 0);
-                }
-                match output.read(&mut buf[filled..room]).now_or_never() {
-                    Some(Ok(0)) | Some(Err(_)) => {
-                        ended = true;
-                        break;
-                    }
-                    Some(Ok(n)) => filled += n,
-                    None => break,
-                }
-            }
-            self.append(&buf[..filled]);
-            read_total += filled as u64;
-            if ended {
-                break;
-            }
-            if filled < IDLE_READ && buf.len() > IDLE_READ {
-                buf.truncate(IDLE_READ);
-                buf.shrink_to_fit();
             }
         }
+        // Added to the metrics when the session's output ends, never per read: a live counter
+        // would let anyone who polls /metrics see the rhythm of a user's typing (the echo).
+        let read_total = self.output().total;
         self.metrics.pty_read_bytes.inc_by(read_total);
         let code = match exited {
             Some(code) => code,
@@ -237,29 +223,22 @@ impl Session {
         code
     }
 
-    /// Waits until the attached client (if any) leaves at least `want` bytes of room.
-    async fn wait_for_room(&self, want: usize) -> usize {
+    /// The pump's next batch of output: waits for its turn, room of at least `want`, and output.
+    async fn pump_batch(&self, want: usize) -> Batch {
         loop {
             let notified = self.room.notified();
-            {
-                let state = self.state();
-                let capacity = state.ring.capacity();
-                let unread = match state.attached {
-                    Some(_) if state.ending.is_none() => {
-                        (state.ring.end().saturating_sub(state.reader_offset)) as usize
-                    }
-                    _ => 0,
-                };
-                let room = capacity.saturating_sub(unread);
-                if room >= want {
-                    return room;
-                }
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let read = std::future::poll_fn(|cx| self.poll_output(cx, Reader::Pump, want));
+            tokio::select! {
+                biased;
+                batch = read => return batch,
+                () = notified => {}
             }
-            notified.await;
         }
     }
 
-    fn append(&self, data: &[u8]) {
+    pub(super) fn append(&self, data: &[u8]) {
         {
             let mut state = self.state();
             let State { ring, screen, .. } = &mut *state;
@@ -278,6 +257,21 @@ impl Session {
     /// Input for the process, bounded in bytes: sending waits while the process is not reading.
     pub fn input(&self) -> &InputQueue {
         &self.input
+    }
+
+    /// Writes a client's input now, as far as it can without waiting: straight to a PTY on
+    /// this host when nothing is queued before it (the keystroke then crosses no other thread),
+    /// else into the queue while it has room. What did not fit stays in `data`.
+    pub fn write_input_now(&self, data: &mut Bytes) -> std::result::Result<(), InputClosed> {
+        if let Some(pty) = &self.direct_input {
+            if self.input.queued() == 0 && !data.is_empty() {
+                // Full, or broken: the queue's writer waits for room or reports the end.
+                if let Ok(n) = pty.try_write(data) {
+                    data.advance(n);
+                }
+            }
+        }
+        self.input.offer(data)
     }
 
     pub async fn resize(&self, cols: u16, rows: u16) -> Result<()> {

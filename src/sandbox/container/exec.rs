@@ -104,6 +104,7 @@ impl ExecProcess {
             output: Box::pin(tokio_util::io::StreamReader::new(Box::pin(bytes))),
             input: exec.input,
             control: process,
+            host_pty: None,
         }
     }
 }
