@@ -104,12 +104,20 @@ impl Server {
         );
         let registry = SessionRegistry::new(
             config.sessions.clone(),
+            config.sandboxes.clone(),
+            config.server.on_shutdown,
             backend.clone(),
             store.clone(),
             metrics.clone(),
             pool.clone(),
             profiles,
             default_namespace,
+            config.recording.enabled.then(|| crate::session::Recordings {
+                dir: config.recording_dir(),
+                max_size: config.recording.max_size.0,
+                record_input: config.audit.record_input,
+                retention: config.recording.retention.0,
+            }),
         );
         registry.recover().await?;
 
@@ -258,8 +266,9 @@ fn pool_specs(config: &Config, profiles: &Profiles, default_namespace: &str) -> 
 /// `docker` and `local` as configured; `auto`: Docker when its daemon answers and the image is
 /// present or explicitly configured, else local (loopback only, unless allowed).
 async fn choose_backend(config: &Config, instance: &str) -> Result<Arc<dyn SandboxBackend>> {
+    let persistence = config.sessions.persistence;
     let container = |platform: DockerPlatform| -> Arc<dyn SandboxBackend> {
-        Arc::new(ContainerBackend::new(Arc::new(platform)))
+        Arc::new(ContainerBackend::new(Arc::new(platform)).with_persistence(persistence))
     };
     match config.backend.kind {
         BackendKind::Docker => Ok(container(DockerPlatform::new(&config.docker, instance)?)),
@@ -336,6 +345,12 @@ async fn housekeeping(state: web::Data<AppState>) {
         state.auth.housekeeping().await;
         state.audit.prune(state.config.audit.retention.0).await;
         state.registry.prune_ended(state.config.sessions.retention.0).await;
+        if let Some(recordings) = state.registry.recordings() {
+            let removed = recordings.prune().await;
+            if removed > 0 {
+                tracing::info!(removed, "deleted recordings past recording.retention");
+            }
+        }
     }
 }
 
@@ -344,12 +359,16 @@ async fn housekeeping(state: web::Data<AppState>) {
 ///
 /// Warnings do not wait for this tick (each attachment has its own timer), but the end should
 /// follow the warned time closely: the period is a quarter of the shortest of the timeouts and
-/// `warn_before`, between 100ms and 5s.
+/// `warn_before` (and `sandboxes.idle_timeout`), between 100ms and 5s.
 async fn background_tasks(registry: Arc<SessionRegistry>) {
     let config = registry.config();
     let mut shortest = config.idle_timeout.0.min(config.max_lifetime.0);
     if !config.warn_before.0.is_zero() {
         shortest = shortest.min(config.warn_before.0);
+    }
+    let linger = registry.sandbox_idle_timeout();
+    if !linger.is_zero() {
+        shortest = shortest.min(linger);
     }
     let period = (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let reaping = async {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 mod auth;
 mod backends;
+mod lifecycle;
 mod messages;
 mod profiles;
 mod units;
@@ -22,6 +23,7 @@ pub use backends::{
     DockerConfig, FilesConfig, KubernetesConfig, LocalConfig, PoolConfig, PullPolicy, UserIds,
     DEFAULT_SANDBOX_IMAGE,
 };
+pub use lifecycle::{OnShutdown, Persistence, RecordingConfig, SandboxesConfig};
 pub use profiles::{PoolSize, ProfileConfig, DEFAULT_PROFILE};
 pub use units::{ByteSize, HumanDuration};
 
@@ -49,6 +51,8 @@ pub struct Config {
     pub backend: BackendConfig,
     pub auth: AuthConfig,
     pub sessions: SessionsConfig,
+    pub sandboxes: SandboxesConfig,
+    pub recording: RecordingConfig,
     pub local: LocalConfig,
     pub docker: DockerConfig,
     pub pool: PoolConfig,
@@ -82,6 +86,9 @@ pub struct ServerConfig {
     /// Exit (gracefully, sandboxes kept) when no client has been attached and no session active
     /// for this long; for socket activation, which starts kterm again. `0s`: never.
     pub exit_when_idle: HumanDuration,
+    /// What a graceful stop does with the users' sandboxes: keep them for the next start, or
+    /// remove them.
+    pub on_shutdown: OnShutdown,
 }
 
 impl ServerConfig {
@@ -112,6 +119,7 @@ impl Default for ServerConfig {
             allowed_hosts: Vec::new(),
             metrics_token: String::new(),
             exit_when_idle: HumanDuration::secs(0),
+            on_shutdown: OnShutdown::Keep,
         }
     }
 }
@@ -227,6 +235,8 @@ pub struct SessionsConfig {
     pub retention: HumanDuration,
     /// A session whose sandbox and shell are not ready by then fails, with the reason.
     pub create_timeout: HumanDuration,
+    /// Whether shells run inside tmux in the sandbox (and survive a restart of kterm).
+    pub persistence: Persistence,
 }
 
 impl Default for SessionsConfig {
@@ -247,6 +257,7 @@ impl Default for SessionsConfig {
             retain_ended: HumanDuration::secs(300),
             retention: HumanDuration::secs(30 * 24 * 3600),
             create_timeout: HumanDuration::secs(120),
+            persistence: Persistence::Auto,
         }
     }
 }
@@ -341,6 +352,9 @@ impl Config {
         self.validate_limits()?;
         if self.tls.cert.as_os_str().is_empty() != self.tls.key.as_os_str().is_empty() {
             return Err(ConfigError::key("tls.cert", "set both tls.cert and tls.key, or neither"));
+        }
+        if self.recording.max_size.0 < 1024 {
+            return Err(ConfigError::key("recording.max_size", "must be at least 1k"));
         }
         if self.sessions.max_per_user == 0 {
             return Err(ConfigError::key("sessions.max_per_user", "must be at least 1"));
@@ -539,6 +553,16 @@ impl Config {
         }
         let parent = self.state.path.parent().unwrap_or(Path::new(""));
         parent.join("workspaces")
+    }
+
+    /// Where session recordings go: `recording.directory`, else `recordings` beside the state
+    /// file.
+    pub fn recording_dir(&self) -> PathBuf {
+        if !self.recording.directory.as_os_str().is_empty() {
+            return self.recording.directory.clone();
+        }
+        let parent = self.state.path.parent().unwrap_or(Path::new(""));
+        parent.join("recordings")
     }
 
     /// The effective configuration as TOML, for `kterm check-config`; secrets are masked.

@@ -237,3 +237,11 @@ async fn banner_before_idle_timeout_and_keep_alive() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_in_the_top_bar_the_close_dialog_and_end_sandbox() {
+    scenario_with("sandbox", |c| {
+        c.sandboxes.idle_timeout = HumanDuration::secs(600);
+    })
+    .await;
+}

@@ -12,6 +12,7 @@ import { Banner } from './banner.js';
 import { Layout } from './layout.js';
 import { load, save } from './storage.js';
 import { SearchBar } from './search.js';
+import { SandboxInfo } from './sandbox.js';
 import { TerminalTab } from './terminal.js';
 import { applyPageTheme, initialTheme } from './theme.js';
 
@@ -51,6 +52,11 @@ const files = new FileTree({
   open: (path) => editor.open(path),
   closed: (path) => editor.closed(path),
   visible: () => layout.filesOpen,
+});
+const sandbox = new SandboxInfo({
+  session: () => tabs[active]?.session ?? null,
+  ended: () => renderState(),
+  toast: (text) => toast(text),
 });
 const editor = new EditorPane({
   session: () => liveSession(),
@@ -141,6 +147,7 @@ function activate(index) {
   renderState();
   persist();
   files.showFor(tabs[active].namespace || 'default');
+  sandbox.refresh();
 }
 
 function addTab(record) {
@@ -200,8 +207,9 @@ async function newTab(launch = {}) {
 }
 
 async function closeTab(tab) {
+  if (tab === tabs[active] && tab.state !== 'ended') await sandbox.refresh();
   if (tab.state !== 'ended'
-    && !(await confirm(`End "${tab.title}"? Its shell and everything running in it stop.`, 'End session'))) {
+    && !(await confirm(`End "${tab.title}"? Its shell and everything running in it stop.${tab === tabs[active] ? sandbox.afterClose() : ''}`, 'End session'))) {
     return;
   }
   if (tab.state !== 'ended') {

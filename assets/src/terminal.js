@@ -28,6 +28,8 @@ const CLOSE_LOGGED_OUT = 4001;
 
 const END_REASONS = {
   deleted: 'the session was closed',
+  sandbox_deleted: 'its sandbox was ended',
+  server_restart: 'the server restarted (shells without tmux do not survive that)',
   idle_timeout: 'it was idle for too long',
   max_lifetime: 'it reached its maximum lifetime',
   server_shutdown: 'the server shut down',

@@ -42,7 +42,8 @@ pub enum ServerMessage<'a> {
     /// First message of every attach; `replay_bytes` of scrollback follow before live output.
     Attached { session: &'a str, replay_bytes: u64 },
     /// The shell ended; the connection closes with 1000. `reason` says why when kterm ended
-    /// it (`deleted`, `idle_timeout`, `max_lifetime`, `server_shutdown`, `backend_error`).
+    /// it (`deleted`, `sandbox_deleted`, `idle_timeout`, `max_lifetime`, `server_shutdown`,
+    /// `server_restart`, `backend_error`).
     Exit {
         code: Option<i32>,
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -130,6 +130,8 @@ fn all(routes: &mut Routes<'_>) {
         super::api::routes(routes);
         super::files::routes(routes);
         super::login::routes(routes);
+        super::sandboxes::routes(routes);
+        super::recording::routes(routes);
         super::admin::routes(routes);
         super::openapi::routes(routes);
     });

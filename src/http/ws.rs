@@ -52,7 +52,15 @@ pub async fn attach(
         return Err(e);
     }
     let caller = authenticate_websocket(&req, &id).await?;
-    let session = state.registry.live(&caller, &id)?;
+    let session = match state.registry.live(&caller, &id) {
+        Ok(session) => session,
+        // An ended session kterm no longer holds (a restart ended it): the client is told how
+        // it ended, as if it had been attached then.
+        Err(not_live) => match state.registry.get(&caller, &id).await {
+            Ok(record) if !record.status.is_live() => return tell_ended(&req, &record).await,
+            _ => return Err(not_live),
+        },
+    };
     // Watch the login before attaching, so an end of it in between is not missed.
     let login = caller.login.as_deref().map(|login| state.auth.watch_login(login, &caller.user));
     let attachment = session.attach(state.registry.config().attach)?;
@@ -88,6 +96,26 @@ pub async fn attach(
         login,
     };
     actix_web::rt::spawn(bridge.run(frames));
+    Ok(response)
+}
+
+/// Upgrades, sends `exit` with the session's code and end reason, and closes with 1000.
+async fn tell_ended(
+    req: &HttpRequest,
+    record: &crate::store::SessionRecord,
+) -> Result<HttpResponse> {
+    let unused = web::Payload::from_request(req, &mut actix_web::dev::Payload::None)
+        .await
+        .map_err(|e| Error::Internal(format!("an empty payload: {e}")))?;
+    let (response, mut ws, _) = actix_ws::handle(req, unused)
+        .map_err(|e| Error::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
+    let exit = ServerMessage::Exit { code: record.exit_code, reason: record.end_reason.clone() };
+    actix_web::rt::spawn(async move {
+        if ws.text(exit.to_text()).await.is_ok() {
+            let _ =
+                ws.close(Some(protocol::close(CloseCode::Normal, "the session has ended"))).await;
+        }
+    });
     Ok(response)
 }
 

@@ -149,6 +149,11 @@ impl SandboxBackend for LocalBackend {
     fn warm_sandboxes(&self) -> Option<&dyn WarmSandboxes> {
         None
     }
+
+    fn persistent_shells(&self) -> Option<&dyn super::PersistentShells> {
+        // Host shells are the local user's own processes; tmux here is theirs to run.
+        None
+    }
 }
 
 struct LocalProcess {

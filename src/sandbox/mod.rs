@@ -7,6 +7,7 @@
 //! started in the same sandbox. The layout of this folder:
 //! - `mod.rs`: the trait, the capabilities and the handle types;
 //! - `shell.rs`: the one place a session's argv and environment are built, for every backend;
+//!   `tmux.rs`: running them in tmux so that they survive kterm;
 //! - `local.rs`: shells on the host, like ttyd; `pty.rs` and `host.rs`: host processes;
 //! - `container/`: what every exec-based backend shares (labels, workspace layout, the stub
 //!   protocol, exec kill and exit handling, the hardening vocabulary) and
@@ -24,6 +25,7 @@ pub mod host;
 pub mod local;
 pub mod pty;
 pub mod shell;
+pub mod tmux;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -183,6 +185,32 @@ pub trait SandboxBackend: Send + Sync {
 
     /// Sandboxes made before their user is known (the warm pool), where the backend can.
     fn warm_sandboxes(&self) -> Option<&dyn WarmSandboxes>;
+
+    /// Shells that outlive kterm (tmux in the sandbox, `sessions.persistence`), where the
+    /// backend runs them.
+    fn persistent_shells(&self) -> Option<&dyn PersistentShells>;
+}
+
+/// A backend whose sessions' shells may outlive kterm (each in its own tmux server in the
+/// sandbox): after a restart, kterm finds them and attaches to them again.
+#[async_trait]
+pub trait PersistentShells: Send + Sync {
+    /// The sessions whose shells live on in `sandbox`.
+    async fn surviving(&self, sandbox: &Sandbox) -> Result<Vec<String>>;
+
+    /// A new connection to session `session_id`'s shell in `sandbox` (its screen is redrawn);
+    /// the previous run's connection, if still there, is detached.
+    async fn reattach(
+        &self,
+        sandbox: &Sandbox,
+        session_id: &str,
+        cols: u16,
+        rows: u16,
+    ) -> Result<TtyProcess>;
+
+    /// Ends what a previous run of kterm left in `sandbox` (stubs, shells), except the
+    /// shells of the sessions in `keep`.
+    async fn end_stray_except(&self, sandbox: &Sandbox, keep: &[String]) -> Result<()>;
 }
 
 /// A backend that can start a shell ahead of time: a *stub* waits, with echo off, for one

@@ -15,7 +15,7 @@ use super::ProcessSpec;
 /// Run by `sh` with the session's argv as `$@`.
 const SESSION_SCRIPT: &str = concat!(
     "if [ -n \"$KTERM_RUN_DIR\" ]; then [ -d \"$KTERM_RUN_DIR\" ] || mkdir -p \"$KTERM_RUN_DIR\" 2>/dev/null; ",
-    "echo $$ > \"$KTERM_RUN_DIR/$KTERM_SESSION_ID\"; fi; unset KTERM_RUN_DIR; ",
+    "echo $$ > \"$KTERM_RUN_DIR/$KTERM_SESSION_ID\"; fi; unset KTERM_RUN_DIR KTERM_TMUX_EXIT TMUX TMUX_PANE; ",
     "if [ -n \"$KTERM_INIT\" ]; then eval \"$KTERM_INIT\"; fi; unset KTERM_INIT; ",
     "if [ $# -eq 0 ]; then if command -v bash >/dev/null 2>&1; then exec bash -l; fi; exec sh -l; fi; ",
     "exec \"$@\""

@@ -19,9 +19,7 @@ use chrono::Utc;
 
 use super::slots::SlotKey;
 use super::validate::{validate_context, validate_namespace};
-use super::{
-    Caller, CreateSession, Lifecycle, Session, SessionInfo, SessionProfile, SessionRegistry,
-};
+use super::{Caller, CreateSession, SessionInfo, SessionProfile, SessionRegistry};
 use crate::error::{Error, Result};
 use crate::sandbox::{ProcessSpec, Sandbox, TtyProcess};
 use crate::store::{SessionRecord, SessionStatus};
@@ -185,22 +183,8 @@ impl SessionRegistry {
         reservation.becomes_session();
         self.start_spare(plan.key.clone(), sandbox);
 
-        let (session, pump) = Session::start(
-            info,
-            process,
-            self.config.scrollback.0 as usize,
-            Lifecycle::from_config(&self.config),
-            self.metrics.clone(),
-        );
-        Self::lock(&self.sessions).insert(session.info.id.clone(), session.clone());
         self.metrics.sessions_created.inc();
-        self.metrics.sessions_active.inc();
-        let registry = self.clone();
-        let ended = session.clone();
-        tokio::spawn(async move {
-            let code = pump.await;
-            registry.finish(ended, code).await;
-        });
+        self.launch(info, process, super::resume::Recording::New);
         let user = crate::audit::escape_for_log(&plan.user);
         tracing::info!(session = %record.id, user, namespace = %record.namespace, profile = %record.profile, sandbox = %record.sandbox_id, "session started");
         Ok(record)
@@ -312,7 +296,8 @@ impl Drop for Reservation {
         if self.kept {
             return;
         }
-        if let Some(unused) = self.registry.slots.release(&self.key) {
+        let after = self.registry.after_last();
+        if let Some(unused) = self.registry.slots.leave(&self.key, after) {
             let registry = self.registry.clone();
             self.registry.runtime.spawn(async move { registry.remove_unused(unused).await });
         }

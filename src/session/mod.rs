@@ -16,9 +16,12 @@ mod attachment;
 mod create;
 mod deadlines;
 mod input;
+mod linger;
 mod output;
 mod profiles;
 mod reconcile;
+mod recording;
+mod resume;
 mod ring;
 mod sandboxes;
 mod screen;
@@ -28,7 +31,7 @@ mod unrecorded;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -36,7 +39,7 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use crate::audit::{Action, Audit, Event, Outcome};
-use crate::config::SessionsConfig;
+use crate::config::{OnShutdown, SandboxesConfig, SessionsConfig};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::pool::WarmPool;
@@ -46,10 +49,12 @@ use crate::store::{SessionRecord, SessionStatus, Store};
 pub use attachment::{AttachEvent, Attachment};
 pub use deadlines::{Deadline, Lifecycle, Warning};
 pub use input::{InputClosed, InputQueue, INPUT_BUDGET};
+pub use linger::SandboxSummary;
 pub use profiles::{ProfileSummary, Profiles, SessionProfile};
 pub use reconcile::{Reconciled, RECONCILE_PERIOD};
+pub use recording::Recordings;
 pub use ring::ScrollbackRing;
-pub use slots::SlotKey;
+pub use slots::{SandboxView, SlotKey};
 pub use terminal::{Session, SessionInfo};
 
 /// The namespace of sessions that name none on backends without namespaces of their own.
@@ -116,6 +121,10 @@ impl Caller {
 
 pub struct SessionRegistry {
     config: SessionsConfig,
+    /// How long a sandbox outlives its last session.
+    sandboxes: SandboxesConfig,
+    /// What a graceful stop does with the sandboxes.
+    on_shutdown: OnShutdown,
     backend: Arc<dyn SandboxBackend>,
     store: Store,
     metrics: Arc<Metrics>,
@@ -127,6 +136,10 @@ pub struct SessionRegistry {
     slots: slots::Slots,
     /// Sandboxes this registry made and has not destroyed (bounded by `max_sandboxes`).
     sandboxes_live: AtomicU32,
+    /// Set at a graceful stop that keeps shells running: ends are no longer recorded.
+    stopped: AtomicBool,
+    /// Session recordings, when `recording.enabled`.
+    recordings: Option<Recordings>,
     audit: Audit,
     /// The server's main runtime: sessions' tasks and I/O live there, not on the HTTP worker
     /// that happened to create them (workers stop before sessions do at shutdown).
@@ -137,18 +150,24 @@ pub struct SessionRegistry {
 }
 
 impl SessionRegistry {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: SessionsConfig,
+        sandboxes: SandboxesConfig,
+        on_shutdown: OnShutdown,
         backend: Arc<dyn SandboxBackend>,
         store: Store,
         metrics: Arc<Metrics>,
         pool: Arc<WarmPool>,
         profiles: Profiles,
         default_namespace: &str,
+        recordings: Option<Recordings>,
     ) -> Arc<SessionRegistry> {
         let audit = Audit::new(store.clone());
         Arc::new(SessionRegistry {
             config,
+            sandboxes,
+            on_shutdown,
             backend,
             store,
             metrics,
@@ -158,6 +177,8 @@ impl SessionRegistry {
             live_per_user: Mutex::default(),
             slots: slots::Slots::default(),
             sandboxes_live: AtomicU32::new(0),
+            stopped: AtomicBool::new(false),
+            recordings,
             audit,
             runtime: tokio::runtime::Handle::current(),
             pool,
@@ -177,6 +198,12 @@ impl SessionRegistry {
     async fn finish(self: Arc<Self>, session: Arc<Session>, code: Option<i32>) {
         let reason = session.end_reason().unwrap_or_else(|| "exited".into());
         let info = &session.info;
+        if self.stopped.load(Ordering::Acquire) {
+            // Kept for the next run: this run's connection to the shell went, not the shell.
+            tracing::debug!(session = %info.id, "a kept session's connection ended after the stop");
+            session.mark_recorded();
+            return;
+        }
         tracing::info!(session = %info.id, user = %crate::audit::escape_for_log(&info.user), code, reason, "session ended");
         if let Some(at) = session.take_touched() {
             let _ = self.store.touch_sessions(vec![(info.id.clone(), at)]).await;
@@ -195,9 +222,13 @@ impl SessionRegistry {
             .detail(detail);
         self.audit.record(event).await;
 
-        // At shutdown the sandbox stays (with the user's files) for the next run to adopt.
-        let keep = reason == "server_shutdown";
-        if let Some(unused) = self.slots.leave(&info.slot_key(), keep) {
+        // At shutdown the sandbox stays (with the user's files) for the next run to adopt (or
+        // for `server.on_shutdown = "delete"` to remove).
+        let after = match reason.as_str() {
+            "server_shutdown" => slots::AfterLast::Keep,
+            _ => self.after_last(),
+        };
+        if let Some(unused) = self.slots.leave(&info.slot_key(), after) {
             self.remove_unused(unused).await;
         }
 
@@ -333,7 +364,6 @@ impl SessionRegistry {
     /// Ends sessions past their idle timeout or maximum lifetime.
     pub async fn reap(&self) {
         let now = Utc::now();
-        let idle = self.config.idle_timeout.0;
         for session in self.live_sessions() {
             let reason = if now >= session.info.expires_at {
                 Some(Deadline::MaxLifetime.reason())
@@ -351,22 +381,31 @@ impl SessionRegistry {
                 self.end_later(&session, &reason);
             }
         }
-        for unused in self.slots.take_unused(idle) {
-            tracing::info!(sandbox = %unused.sandbox.id, "removing an adopted sandbox nobody used");
+        for unused in self.slots.take_unused(now) {
+            tracing::info!(sandbox = %unused.sandbox.id, "removing a sandbox nobody used for sandboxes.idle_timeout (or past its lifetime)");
             self.remove_unused(unused).await;
         }
     }
 
     /// At shutdown: records activity and, where the processes would not survive us anyway,
-    /// ends every session so the store says what happened.
+    /// ends every session so the store says what happened. With `server.on_shutdown =
+    /// "delete"` every session ends and every sandbox of this instance is removed.
     pub async fn shutdown(&self) {
         self.flush_activity().await;
-        if self.backend.processes_survive_restart() {
+        let delete = self.on_shutdown == OnShutdown::Delete;
+        if !delete && self.backend.persistent_shells().is_some() {
+            self.shutdown_keeping_shells().await;
+            return;
+        }
+        if self.backend.processes_survive_restart() && !delete {
             return;
         }
         let sessions = self.live_sessions();
         let ends = sessions.iter().map(|s| self.end(s, "server_shutdown"));
         futures_util::future::join_all(ends).await;
+        if delete {
+            self.remove_all_sandboxes().await;
+        }
     }
 
     pub fn backend(&self) -> &Arc<dyn SandboxBackend> {
@@ -379,5 +418,10 @@ impl SessionRegistry {
 
     pub fn profiles(&self) -> &Profiles {
         &self.profiles
+    }
+
+    /// Session recordings, when `recording.enabled`.
+    pub fn recordings(&self) -> Option<&Recordings> {
+        self.recordings.as_ref()
     }
 }

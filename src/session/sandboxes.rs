@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::slots::{SlotKey, Step, Unused};
+use super::slots::{Life, SlotKey, Step, Unused};
 use super::{Caller, Session, SessionProfile, SessionRegistry};
 use crate::error::{Error, Result};
 use crate::pool::{PoolKey, WatchedStub};
@@ -18,18 +18,27 @@ use crate::store::{SandboxRecord, SandboxStatus};
 
 impl SessionRegistry {
     /// Reconciles with what a previous run left: sessions whose processes did not survive are
-    /// recorded as ended; the store's sandboxes and the backend's are reconciled (see
-    /// `reconcile.rs`: known ones adopted, this instance's orphans removed). Only this
-    /// instance's sandboxes are ever listed. A backend that does not answer now is reconciled
-    /// by the periodic round once it does.
-    pub async fn recover(&self) -> Result<()> {
-        if !self.backend.processes_survive_restart() {
+    /// recorded as ended (with tmux, those whose shells survived are resumed); the store's
+    /// sandboxes and the backend's are reconciled (see `reconcile.rs`: known ones adopted,
+    /// this instance's orphans removed). Only this instance's sandboxes are ever listed. A
+    /// backend that does not answer now is reconciled by the periodic round once it does (the
+    /// previous run's sessions have ended then).
+    pub async fn recover(self: &Arc<Self>) -> Result<()> {
+        let persistent = self.backend.persistent_shells().is_some();
+        // With shells that may have survived (tmux), each adopted sandbox is asked which did;
+        // the rest end below. Otherwise every live session of the previous run has ended.
+        let live = match persistent {
+            true => self.store.live_sessions().await?,
+            false => Vec::new(),
+        };
+        if !self.backend.processes_survive_restart() && !persistent {
             let ended = self.store.end_live_sessions("server_restart").await?;
             if ended > 0 {
                 tracing::info!(sessions = ended, "ended the sessions of the previous run");
             }
         }
-        self.reconcile().await;
+        let (_, resumed) = self.reconcile_resuming(&live).await;
+        self.end_unresumed(&live, &resumed).await;
         Ok(())
     }
 
@@ -52,13 +61,13 @@ impl SessionRegistry {
                     let (key, sandbox_profile) = (key.clone(), profile.sandbox.clone());
                     let making = self.runtime.spawn(async move {
                         let made = registry.make_sandbox(&key, sandbox_profile).await;
-                        let sandbox = made.as_ref().ok().map(|(s, _)| s.clone());
+                        let sandbox = made.as_ref().ok().map(|(s, _, life)| (s.clone(), *life));
                         if let Some(unwanted) = registry.slots.made(&key, sandbox) {
                             tracing::info!(sandbox = %unwanted.id, "nobody waits for a new sandbox any more; removing it");
                             registry.destroy_sandbox(&unwanted.id).await;
                         }
                         drop(maker);
-                        made
+                        made.map(|(sandbox, stub, _)| (sandbox, stub))
                     });
                     return making
                         .await
@@ -69,29 +78,39 @@ impl SessionRegistry {
     }
 
     /// A new sandbox for `key`: a warm one claimed from the pool (with its live stub), or one
-    /// made now; recorded in the store as the user's.
+    /// made now; recorded in the store as the user's, with the end of its maximum lifetime
+    /// (counted from now, when it becomes theirs).
     async fn make_sandbox(
         &self,
         key: &SlotKey,
         profile: Arc<crate::sandbox::Profile>,
-    ) -> Result<(Sandbox, Option<TtyProcess>)> {
+    ) -> Result<(Sandbox, Option<TtyProcess>, Life)> {
         // Counted against sessions.max_sandboxes from here; destroy_sandbox gives it back.
         self.reserve_sandbox()?;
         let pool_key = PoolKey::new(&key.namespace, &key.profile);
         if let Some(claimed) = self.pool.claim(&key.user, &pool_key).await {
-            return Ok((claimed.sandbox, Some(claimed.stub)));
+            let life = self.new_life();
+            // The claim is recorded already; without its deadline a restart would count the
+            // lifetime again from then, so a failure here is only logged.
+            if let Err(e) =
+                self.store.set_sandbox_expiry(&claimed.sandbox.id, life.expires_at).await
+            {
+                tracing::warn!(sandbox = %claimed.sandbox.id, error = %e, "could not record a sandbox's deadline");
+            }
+            return Ok((claimed.sandbox, Some(claimed.stub), life));
         }
         // A previous run's sandbox of this slot that could not be adopted at start (the
         // backend was down) is the user's, with their files: it, not a new one.
-        if let Some(previous) =
+        if let Some((previous, life)) =
             self.previous_sandbox(key).await.inspect_err(|_| self.release_sandbox())?
         {
-            return Ok((previous, None));
+            return Ok((previous, None, life));
         }
         let spec =
             SandboxSpec { user: Some(key.user.clone()), namespace: key.namespace.clone(), profile };
         let sandbox =
             self.backend.create_sandbox(&spec).await.inspect_err(|_| self.release_sandbox())?;
+        let life = self.new_life();
         let record = SandboxRecord {
             id: sandbox.id.clone(),
             backend: self.backend.kind().into(),
@@ -99,14 +118,25 @@ impl SessionRegistry {
             namespace: key.namespace.clone(),
             profile: key.profile.clone(),
             status: SandboxStatus::Running,
-            created_at: Utc::now(),
-            expires_at: None,
+            created_at: life.since,
+            expires_at: Some(life.expires_at),
         };
         if let Err(e) = self.store.insert_sandbox(&record).await {
             self.destroy_sandbox(&sandbox.id).await;
             return Err(e);
         }
-        Ok((sandbox, None))
+        Ok((sandbox, None, life))
+    }
+
+    /// The life of a sandbox that becomes its user's now.
+    fn new_life(&self) -> Life {
+        let since = Utc::now();
+        Life { since, expires_at: since + self.lifetime() }
+    }
+
+    /// `sessions.max_lifetime`.
+    pub(super) fn lifetime(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.config.max_lifetime.0).unwrap_or(chrono::Duration::hours(8))
     }
 
     /// Starts, in the background, a stub for the user's next tab in `sandbox`, where the

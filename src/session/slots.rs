@@ -1,6 +1,7 @@
 //! The registry's slots: one per (user, namespace, profile), holding that user's sandbox (or
 //! the creation of it under way), how many sessions and creations use it, its spare
-//! pre-started shell and its deadline.
+//! pre-started shell, its deadline, and, once nobody uses it, when it is to be removed (a
+//! sandbox outlives its last session by `sandboxes.idle_timeout`).
 //!
 //! Invariants:
 //! - Every method takes the one lock briefly and never awaits while holding it; backend calls
@@ -8,11 +9,13 @@
 //! - One creation at a time per slot makes its sandbox ([`Step::Make`]); the others wait for it
 //!   and are woken when the maker is done, whether it succeeded or not (the maker's
 //!   [`watch::Sender`] is dropped either way).
-//! - A sandbox is removed only when no session and no creation uses it (`users == 0`).
+//! - A sandbox is removed only when no session and no creation uses it (`users == 0`); it has
+//!   a removal time (`idle_until`) exactly while nobody uses it, and a sandbox past its
+//!   maximum lifetime is never kept for later.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
@@ -41,14 +44,45 @@ struct Slot {
     state: SlotState,
     /// Sessions in the sandbox plus creations under way that will use it.
     users: u32,
-    /// Set for a sandbox nobody uses yet (adopted at start): it is removed when it stays
-    /// unused for `sessions.idle_timeout`.
-    unused_since: Option<Instant>,
+    /// Set while nobody uses the sandbox: when it is to be removed.
+    idle_until: Option<DateTime<Utc>>,
     /// A started stub for the user's next tab.
     spare: Option<WatchedStub>,
+    /// When the sandbox became the user's.
+    since: Option<DateTime<Utc>>,
     /// When the sandbox reaches `sessions.max_lifetime` (counted from when it became the
-    /// user's): no session in it lives longer, so neither does the sandbox.
+    /// user's, kept in the store across restarts): no session in it lives longer, so neither
+    /// does the sandbox.
     expires_at: Option<DateTime<Utc>>,
+}
+
+/// When a sandbox became its user's and when it reaches its maximum lifetime.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Life {
+    pub since: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What becomes of a sandbox when its last user leaves.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AfterLast {
+    /// Removed now.
+    Remove,
+    /// Kept this long for the user's next tab, then removed.
+    Linger(Duration),
+    /// Kept as it is (a graceful stop: the next run adopts it).
+    Keep,
+}
+
+/// A user's sandbox as the API shows it.
+#[derive(Debug, Clone)]
+pub struct SandboxView {
+    pub key: SlotKey,
+    pub id: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it is removed, while nobody uses it.
+    pub idle_expires_at: Option<DateTime<Utc>>,
 }
 
 /// What a creation does next for its slot.
@@ -77,9 +111,13 @@ impl Slots {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Books a creation for `key`, so its sandbox is not removed under it.
+    /// Books a creation for `key`, so its sandbox is not removed under it (a lingering one is
+    /// in use again).
     pub fn reserve(&self, key: &SlotKey) {
-        self.lock().entry(key.clone()).or_default().users += 1;
+        let mut map = self.lock();
+        let slot = map.entry(key.clone()).or_default();
+        slot.users += 1;
+        slot.idle_until = None;
     }
 
     /// What the creation for `key` does next.
@@ -97,19 +135,22 @@ impl Slots {
         }
     }
 
-    /// The maker of `key`'s sandbox is done: `made` is the sandbox, or `None` when it failed.
-    /// Returns the sandbox back when nobody wants it any more (every creation gave up).
-    pub fn made(&self, key: &SlotKey, made: Option<Sandbox>) -> Option<Sandbox> {
+    /// The maker of `key`'s sandbox is done: `made` is the sandbox (and its life), or `None`
+    /// when it failed. Returns the sandbox back when nobody wants it any more (every creation
+    /// gave up).
+    pub fn made(&self, key: &SlotKey, made: Option<(Sandbox, Life)>) -> Option<Sandbox> {
         let mut map = self.lock();
         let slot = map.entry(key.clone()).or_default();
         match made {
-            Some(sandbox) if slot.users == 0 => {
+            Some((sandbox, _)) if slot.users == 0 => {
                 slot.state = SlotState::Empty;
                 Some(sandbox)
             }
-            Some(sandbox) => {
+            Some((sandbox, life)) => {
                 slot.state = SlotState::Ready(sandbox);
-                slot.unused_since = None;
+                slot.idle_until = None;
+                slot.since = Some(life.since);
+                slot.expires_at = Some(life.expires_at);
                 None
             }
             None => {
@@ -119,28 +160,33 @@ impl Slots {
         }
     }
 
-    /// Ends a creation that did not become a session; the sandbox is returned for removal when
-    /// nobody else uses it.
-    pub fn release(&self, key: &SlotKey) -> Option<Unused> {
-        self.leave(key, false)
-    }
-
-    /// A session (or a creation) of `key` is done with its sandbox; the sandbox is returned
-    /// for removal when nobody else uses it, unless `keep` (at shutdown the sandbox stays for
-    /// the next run to adopt).
-    pub fn leave(&self, key: &SlotKey, keep: bool) -> Option<Unused> {
+    /// A session (or a creation) of `key` is done with its sandbox. When nobody else uses it,
+    /// `after` says what becomes of it: the sandbox is returned for removal now, or it lingers
+    /// (never past its maximum lifetime), or it is kept.
+    pub fn leave(&self, key: &SlotKey, after: AfterLast) -> Option<Unused> {
         let mut map = self.lock();
         let slot = map.get_mut(key)?;
         slot.users = slot.users.saturating_sub(1);
-        if slot.users > 0 || keep {
+        if slot.users > 0 {
             return None;
         }
-        Self::empty(slot)
+        let now = Utc::now();
+        match after {
+            AfterLast::Keep => None,
+            AfterLast::Linger(linger) if slot.expires_at.is_none_or(|at| at > now) => {
+                let linger = chrono::Duration::from_std(linger).unwrap_or(chrono::Duration::MAX);
+                let until = now.checked_add_signed(linger).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                slot.idle_until = Some(until);
+                None
+            }
+            _ => Self::empty(slot),
+        }
     }
 
     fn empty(slot: &mut Slot) -> Option<Unused> {
         slot.expires_at = None;
-        slot.unused_since = None;
+        slot.since = None;
+        slot.idle_until = None;
         let spare = slot.spare.take();
         match std::mem::take(&mut slot.state) {
             SlotState::Ready(sandbox) => Some(Unused { sandbox, spare }),
@@ -208,8 +254,8 @@ impl Slots {
         }
     }
 
-    /// When `key`'s sandbox reaches its maximum lifetime: set (to `now + lifetime`) when it
-    /// first becomes the user's, then kept.
+    /// When `key`'s sandbox reaches its maximum lifetime: set when it became the user's (see
+    /// [`Slots::made`], [`Slots::adopt`]), else now, to `now + lifetime`; then kept.
     pub fn expires_at(&self, key: &SlotKey, lifetime: chrono::Duration) -> DateTime<Utc> {
         let mut map = self.lock();
         let slot = map.entry(key.clone()).or_default();
@@ -239,30 +285,72 @@ impl Slots {
         self.lock().get(key).is_none_or(|slot| matches!(slot.state, SlotState::Empty))
     }
 
-    /// Puts `sandbox` (found alive, the user's in the store, held by no slot) in `key`'s slot
-    /// if that has no sandbox and none is being made; `false` (nothing changed) otherwise.
-    pub fn adopt_if_empty(&self, key: SlotKey, sandbox: Sandbox) -> bool {
+    /// Puts `sandbox` (a previous run's, found alive, the user's in the store, held by no
+    /// slot) in `key`'s slot if that has no sandbox and none is being made, used by nobody
+    /// yet: removed at `idle_until` unless a session comes (or the previous run's sessions are
+    /// resumed in it). `false` (nothing changed) when the slot is taken.
+    pub fn adopt_if_empty(
+        &self,
+        key: SlotKey,
+        sandbox: Sandbox,
+        life: Life,
+        idle_until: DateTime<Utc>,
+    ) -> bool {
         let mut map = self.lock();
         let slot = map.entry(key).or_default();
         if !matches!(slot.state, SlotState::Empty) {
             return false;
         }
         slot.state = SlotState::Ready(sandbox);
+        slot.since = Some(life.since);
+        slot.expires_at = Some(life.expires_at);
         if slot.users == 0 {
-            slot.unused_since = Some(Instant::now());
+            slot.idle_until = Some(idle_until);
         }
         true
     }
 
-    /// Sandboxes that stayed unused for `idle`, taken out of their slots.
-    pub fn take_unused(&self, idle: Duration) -> Vec<Unused> {
+    /// Sandboxes nobody uses whose removal time or maximum lifetime has come, taken out of
+    /// their slots.
+    pub fn take_unused(&self, now: DateTime<Utc>) -> Vec<Unused> {
         let mut map = self.lock();
         map.values_mut()
             .filter(|slot| {
-                slot.users == 0 && slot.unused_since.is_some_and(|t| t.elapsed() >= idle)
+                slot.users == 0
+                    && (slot.idle_until.is_some_and(|t| t <= now)
+                        || slot.expires_at.is_some_and(|t| t <= now))
             })
             .filter_map(Self::empty)
             .collect()
+    }
+
+    /// Every ready sandbox, as the API shows it.
+    pub fn list(&self) -> Vec<SandboxView> {
+        self.lock()
+            .iter()
+            .filter_map(|(key, slot)| match &slot.state {
+                SlotState::Ready(sandbox) => Some(SandboxView {
+                    key: key.clone(),
+                    id: sandbox.id.clone(),
+                    created_at: slot.since,
+                    expires_at: slot.expires_at,
+                    idle_expires_at: slot.idle_until,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Takes sandbox `id` out of its slot whoever uses it (it is being ended): the slot is
+    /// empty from now on, so a new creation makes a new sandbox, and the sessions still in it
+    /// find nothing to remove when they leave.
+    pub fn take(&self, id: &str) -> Option<(SlotKey, Unused)> {
+        let mut map = self.lock();
+        let (key, slot) = map
+            .iter_mut()
+            .find(|(_, slot)| matches!(&slot.state, SlotState::Ready(s) if s.id == id))?;
+        let unused = Self::empty(slot)?;
+        Some((key.clone(), unused))
     }
 }
 
@@ -293,12 +381,12 @@ mod tests {
         slots.reserve(&key());
         let Step::Make(maker) = slots.next_step(&key()) else { panic!("the first makes") };
         let Step::Wait(mut done) = slots.next_step(&key()) else { panic!("the second waits") };
-        assert!(slots.made(&key(), Some(sandbox("s1"))).is_none());
+        assert!(slots.made(&key(), Some((sandbox("s1"), life()))).is_none());
         drop(maker);
         assert!(done.changed().await.is_err(), "the waiter is woken");
         assert!(matches!(slots.next_step(&key()), Step::Use(s) if s.id == "s1"));
-        assert!(slots.leave(&key(), false).is_none(), "one user is left");
-        let unused = slots.leave(&key(), false).expect("the last one leaves");
+        assert!(slots.leave(&key(), AfterLast::Remove).is_none(), "one user is left");
+        let unused = slots.leave(&key(), AfterLast::Remove).expect("the last one leaves");
         assert_eq!(unused.sandbox.id, "s1");
     }
 
@@ -307,23 +395,71 @@ mod tests {
         let slots = Slots::default();
         slots.reserve(&key());
         let Step::Make(_maker) = slots.next_step(&key()) else { panic!() };
-        assert!(slots.release(&key()).is_none(), "nothing to remove while it is being made");
-        let unwanted = slots.made(&key(), Some(sandbox("late")));
+        let left = slots.leave(&key(), AfterLast::Remove);
+        assert!(left.is_none(), "nothing to remove while it is being made");
+        let unwanted = slots.made(&key(), Some((sandbox("late"), life())));
         assert_eq!(unwanted.map(|s| s.id), Some("late".to_string()));
         assert!(matches!(slots.next_step(&key()), Step::Make(_)));
+    }
+
+    fn life() -> Life {
+        Life { since: Utc::now(), expires_at: Utc::now() + chrono::Duration::hours(1) }
     }
 
     #[test]
     fn adopted_sandboxes_go_when_unused_and_the_deadline_is_kept() {
         let slots = Slots::default();
-        assert!(slots.adopt_if_empty(key(), sandbox("old")));
-        assert!(!slots.adopt_if_empty(key(), sandbox("other")), "one sandbox per slot");
+        let life = life();
+        let until = Utc::now() + chrono::Duration::minutes(1);
+        assert!(slots.adopt_if_empty(key(), sandbox("old"), life, until));
+        assert!(!slots.adopt_if_empty(key(), sandbox("other"), life, until), "one per slot");
         assert_eq!(slots.held().0.into_iter().collect::<Vec<_>>(), ["old"]);
-        let first = slots.expires_at(&key(), chrono::Duration::hours(1));
-        assert_eq!(slots.expires_at(&key(), chrono::Duration::hours(5)), first);
-        assert!(slots.take_unused(Duration::from_secs(3600)).is_empty());
-        let gone = slots.take_unused(Duration::ZERO);
+        assert_eq!(slots.expires_at(&key(), chrono::Duration::hours(5)), life.expires_at);
+        assert!(slots.take_unused(Utc::now()).is_empty());
+        let gone = slots.take_unused(Utc::now() + chrono::Duration::minutes(2));
         assert_eq!(gone.len(), 1);
         assert!(slots.ready(&key()).is_none());
+    }
+
+    #[test]
+    fn a_sandbox_lingers_after_its_last_session_until_reused_or_due() {
+        let slots = Slots::default();
+        slots.reserve(&key());
+        let Step::Make(_maker) = slots.next_step(&key()) else { panic!() };
+        slots.made(&key(), Some((sandbox("s1"), life())));
+        let linger = AfterLast::Linger(Duration::from_secs(60));
+        assert!(slots.leave(&key(), linger).is_none(), "it lingers");
+        let shown = slots.list();
+        assert_eq!(shown.len(), 1);
+        assert!(shown[0].idle_expires_at.is_some());
+        // A new tab uses it again: no removal time while in use.
+        slots.reserve(&key());
+        assert!(matches!(slots.next_step(&key()), Step::Use(s) if s.id == "s1"));
+        assert!(slots.list()[0].idle_expires_at.is_none());
+        assert!(slots.take_unused(Utc::now() + chrono::Duration::hours(9)).is_empty(), "in use");
+        assert!(slots.leave(&key(), linger).is_none());
+        assert!(slots.take_unused(Utc::now()).is_empty(), "not yet");
+        let gone = slots.take_unused(Utc::now() + chrono::Duration::seconds(61));
+        assert_eq!(gone.len(), 1);
+    }
+
+    #[test]
+    fn a_sandbox_past_its_lifetime_does_not_linger_and_take_empties_the_slot() {
+        let slots = Slots::default();
+        slots.reserve(&key());
+        let Step::Make(_maker) = slots.next_step(&key()) else { panic!() };
+        let past =
+            Life { since: Utc::now(), expires_at: Utc::now() - chrono::Duration::seconds(1) };
+        slots.made(&key(), Some((sandbox("old"), past)));
+        let linger = AfterLast::Linger(Duration::from_secs(60));
+        assert!(slots.leave(&key(), linger).is_some(), "removed at once");
+
+        slots.reserve(&key());
+        let Step::Make(_maker) = slots.next_step(&key()) else { panic!() };
+        slots.made(&key(), Some((sandbox("s2"), life())));
+        let (owner, unused) = slots.take("s2").expect("taken while in use");
+        assert_eq!((owner, unused.sandbox.id), (key(), "s2".to_string()));
+        assert!(slots.leave(&key(), AfterLast::Remove).is_none(), "nothing left to remove");
+        assert!(matches!(slots.next_step(&key()), Step::Make(_)), "a new one is made");
     }
 }

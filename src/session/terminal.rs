@@ -84,6 +84,8 @@ pub struct Session {
     recorded: watch::Sender<bool>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) lifecycle: Lifecycle,
+    /// Where its output goes besides the ring (`[recording]`).
+    recorder: Option<super::recording::Recorder>,
     /// `info.expires_at` on the monotonic clock.
     pub(super) expires: Instant,
 }
@@ -120,6 +122,7 @@ impl Session {
         scrollback: usize,
         lifecycle: Lifecycle,
         metrics: Arc<Metrics>,
+        recorder: Option<super::recording::Recorder>,
     ) -> (Arc<Session>, impl std::future::Future<Output = Option<i32>> + Send) {
         let (input_tx, input_rx) = InputQueue::new();
         let now = Instant::now();
@@ -154,8 +157,9 @@ impl Session {
             lifecycle,
             expires,
             info,
+            recorder: recorder.clone(),
         });
-        tokio::spawn(write_input(process.input, input_rx));
+        tokio::spawn(write_input(process.input, input_rx, recorder));
         let pump = session.clone().pump();
         (session, pump)
     }
@@ -247,6 +251,9 @@ impl Session {
             ring.push(data, |at, dropped| screen.consume(at, dropped));
             state.last_output = Instant::now();
         }
+        if let Some(recorder) = &self.recorder {
+            recorder.output(data);
+        }
         self.changed.send_replace(());
     }
 
@@ -267,6 +274,9 @@ impl Session {
             if self.input.queued() == 0 && !data.is_empty() {
                 // Full, or broken: the queue's writer waits for room or reports the end.
                 if let Ok(n) = pty.try_write(data) {
+                    if let Some(recorder) = &self.recorder {
+                        recorder.input(&data[..n]);
+                    }
                     data.advance(n);
                 }
             }
@@ -281,6 +291,9 @@ impl Session {
             )));
         }
         self.control.resize(cols, rows).await?;
+        if let Some(recorder) = &self.recorder {
+            recorder.resize(cols, rows);
+        }
         let mut state = self.state();
         let at = state.ring.end();
         state.screen.resize(at, cols, rows);
@@ -408,9 +421,13 @@ impl Session {
 async fn write_input(
     mut input: Pin<Box<dyn AsyncWrite + Send>>,
     mut queue: mpsc::UnboundedReceiver<InputChunk>,
+    recorder: Option<super::recording::Recorder>,
 ) {
     // Each chunk's share of the input budget returns when it is dropped, after its write.
     while let Some(chunk) = queue.recv().await {
+        if let Some(recorder) = &recorder {
+            recorder.input(&chunk.data);
+        }
         if input.write_all(&chunk.data).await.is_err() {
             break;
         }

@@ -249,6 +249,18 @@ impl Store {
         .await
     }
 
+    /// Every session still marked live (pending or running).
+    pub async fn live_sessions(&self) -> Result<Vec<SessionRecord>> {
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT * FROM sessions WHERE status IN ('pending', 'running') ORDER BY created_at",
+            )?;
+            let rows = stmt.query_map([], session_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
     /// Ends every session still marked live, with `reason`; returns how many. Used at start-up
     /// for backends whose processes do not outlive the server.
     pub async fn end_live_sessions(&self, reason: &str) -> Result<usize> {
@@ -309,6 +321,20 @@ impl Store {
             c.execute(
                 "UPDATE sandboxes SET status = 'ending' WHERE id = ?1 AND status != 'terminated'",
                 [id],
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Records when sandbox `id` reaches its maximum lifetime (counted from when it became its
+    /// user's), so that a restart keeps the deadline.
+    pub async fn set_sandbox_expiry(&self, id: &str, expires_at: DateTime<Utc>) -> Result<()> {
+        let id = id.to_string();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE sandboxes SET expires_at = ?2 WHERE id = ?1",
+                params![id, millis(expires_at)],
             )
         })
         .await

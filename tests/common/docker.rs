@@ -148,3 +148,78 @@ pub fn has_runtime(name: &str) -> bool {
     let out = Command::new("docker").args(["info", "--format", "{{json .Runtimes}}"]).output();
     matches!(out, Ok(out) if String::from_utf8_lossy(&out.stdout).contains(&format!("\"{name}\"")))
 }
+
+/// The files under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+pub const TMUX_IMAGE: &str = "kterm-test-tmux:latest";
+
+/// Builds (once per test binary) a sandbox image with tmux: FROM scratch, the host's tmux,
+/// bash and static busybox, the libraries `ldd` names for them, the xterm-256color terminfo
+/// entry and a passwd line for uid 1000. Panics when the host lacks tmux or bash.
+pub fn tmux_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        let copy = |from: &std::path::Path| {
+            let to = root.join(from.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            // Follow links: the image gets the files themselves.
+            std::fs::copy(from, &to).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+        };
+        for binary in ["/usr/bin/tmux", "/usr/bin/bash"] {
+            let path = std::path::Path::new(binary);
+            assert!(path.exists(), "the tmux tests need {binary} on the host (apt-get install tmux bash)");
+            copy(path);
+            let ldd = Command::new("ldd").arg(path).output().expect("ldd");
+            for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+                // "libx.so => /lib/.../libx.so (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+                let lib = line.split("=>").last().unwrap_or("").split_whitespace().next().unwrap_or("");
+                if lib.starts_with('/') {
+                    copy(std::path::Path::new(lib));
+                }
+            }
+        }
+        let terminfo = ["/lib/terminfo/x/xterm-256color", "/usr/share/terminfo/x/xterm-256color"]
+            .into_iter()
+            .map(std::path::Path::new)
+            .find(|p| p.exists())
+            .expect("an xterm-256color terminfo entry (ncurses-base)");
+        copy(terminfo);
+        // tmux needs a UTF-8 locale: glibc's C.UTF-8.
+        let locale = std::path::Path::new("/usr/lib/locale/C.utf8");
+        assert!(locale.is_dir(), "the tmux tests need /usr/lib/locale/C.utf8 (libc-bin)");
+        for entry in walk(locale) {
+            copy(&entry);
+        }
+        std::fs::copy("/bin/busybox", dir.path().join("busybox")).expect("a static busybox");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nuser:x:1000:1000::/home/user:/usr/bin/bash\n").unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\nuser:x:1000:\n").unwrap();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM scratch\nCOPY rootfs/ /\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+        )
+        .unwrap();
+        let out = Command::new("docker")
+            .args(["build", "-q", "-t", TMUX_IMAGE])
+            .arg(dir.path())
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .expect("docker build");
+        assert!(out.status.success(), "building the tmux test image failed: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    TMUX_IMAGE
+}

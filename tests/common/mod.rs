@@ -50,6 +50,9 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.sessions.env.insert("PS1".into(), "$ ".into());
     // Tests that make many sessions quickly are not about the rate limit (tests/limits.rs is).
     config.sessions.create_per_minute = 1000;
+    // Sandboxes go with their last session unless a test is about lingering (tests/linger.rs):
+    // the others count sandboxes and containers.
+    config.sandboxes.idle_timeout = HumanDuration(Duration::ZERO);
     config
 }
 
@@ -80,7 +83,14 @@ impl TestServer {
         let mut config = test_config(dir.path());
         adjust(&mut config);
         config.validate().expect("test config is valid");
-        let backend = kterm::sandbox::container::ContainerBackend::new(fake.clone());
+        // The fake runs host processes: "auto" would pick the host's tmux, so only an explicit
+        // `sessions.persistence = "tmux"` turns it on here.
+        let persistence = match config.sessions.persistence {
+            kterm::config::Persistence::Tmux => kterm::config::Persistence::Tmux,
+            _ => kterm::config::Persistence::None,
+        };
+        let backend = kterm::sandbox::container::ContainerBackend::new(fake.clone())
+            .with_persistence(persistence);
         let server = kterm::Server::start_with_backend(config, std::sync::Arc::new(backend))
             .await
             .expect("server starts");

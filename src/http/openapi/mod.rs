@@ -34,11 +34,13 @@ use crate::session::Caller;
         paths::login_form, paths::login, paths::logout,
         paths::files_list, paths::files_delete, paths::files_read, paths::files_write,
         paths::files_stat, paths::files_mkdir, paths::files_rename, paths::files_archive,
+        paths::list_sandboxes, paths::delete_sandbox, paths::recording,
         paths::openapi_json,
     ),
     security(("bearer" = []), ("cookie" = []), ("proxy" = [])),
     tags(
         (name = "sessions", description = "Terminal sessions (tabs) and their WebSocket"),
+        (name = "sandboxes", description = "A user's sandboxes, which outlive their sessions for a while"),
         (name = "files", description = "The workspace of a session's sandbox"),
         (name = "auth", description = "Logins (the `kterm_session` cookie)"),
         (name = "users", description = "The caller"),

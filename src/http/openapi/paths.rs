@@ -251,3 +251,25 @@ pub fn files_archive() {}
         (status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json"),
         (status = 401, description = "No or bad credentials", body = ErrorBody)))]
 pub fn openapi_json() {}
+
+#[utoipa::path(get, path = "/api/v1/sandboxes", tag = "sandboxes",
+    responses(
+        (status = 200, description = "The caller's sandboxes (everyone's for admins)", body = SandboxList),
+        (status = 401, description = "No or bad credentials", body = ErrorBody)))]
+pub fn list_sandboxes() {}
+
+#[utoipa::path(delete, path = "/api/v1/sandboxes/{id}", tag = "sandboxes",
+    params(("id" = String, Path, description = "Sandbox id")),
+    responses(
+        (status = 204, description = "Its sessions ended (`sandbox_deleted`) and it is removed"),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 404, description = "Unknown, or another user's", body = ErrorBody)))]
+pub fn delete_sandbox() {}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/recording", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session's asciicast v2 recording", content_type = "application/x-asciicast", body = String),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 404, description = "Unknown, another user's, or not recorded", body = ErrorBody)))]
+pub fn recording() {}

@@ -236,3 +236,31 @@ pub struct AuditPage {
     /// Pass as `before` for the next page; null on the last.
     pub next: Option<i64>,
 }
+
+/// A user's sandbox (`GET /api/v1/sandboxes`).
+#[derive(ToSchema)]
+pub struct Sandbox {
+    pub id: String,
+    pub user: String,
+    pub namespace: String,
+    pub profile: String,
+    /// Sessions running in it.
+    pub sessions: u64,
+    /// When it became the user's.
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+    /// When it reaches `sessions.max_lifetime`.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// While no session uses it: when it is removed (`sandboxes.idle_timeout`).
+    #[schema(format = DateTime)]
+    pub idle_expires_at: Option<String>,
+    pub idle_timeout_secs: u64,
+    /// `persistent` (a volume or host directory outlives it) or `temporary`.
+    pub workspace: String,
+}
+
+#[derive(ToSchema)]
+pub struct SandboxList {
+    pub sandboxes: Vec<Sandbox>,
+}

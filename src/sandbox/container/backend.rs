@@ -10,11 +10,12 @@ use async_trait::async_trait;
 
 use super::exec::{self, ExecProcess};
 use super::{stub, ContainerPlatform, Layout, PipedRequest, TtyRequest};
+use crate::config::Persistence;
 use crate::error::Result;
 use crate::sandbox::shell::{session_command, ShellCommand};
 use crate::sandbox::{
-    ByteStream, ProcessSpec, RunningCommand, Sandbox, SandboxBackend, SandboxSpec, StubShells,
-    TtyProcess, WarmSandboxes,
+    tmux, ByteStream, PersistentShells, ProcessSpec, RunningCommand, Sandbox, SandboxBackend,
+    SandboxSpec, StubShells, TtyProcess, WarmSandboxes,
 };
 
 /// How long a pre-started shell may take to turn its echo off and say so.
@@ -24,17 +25,29 @@ const ACTIVATION_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct ContainerBackend {
     platform: Arc<dyn ContainerPlatform>,
+    /// Whether shells run in tmux (see `sandbox/tmux.rs`); `none` unless set.
+    persistence: Persistence,
 }
 
 impl ContainerBackend {
     pub fn new(platform: Arc<dyn ContainerPlatform>) -> ContainerBackend {
-        ContainerBackend { platform }
+        ContainerBackend { platform, persistence: Persistence::None }
+    }
+
+    /// Runs each session's shell in tmux as `persistence` says (`sessions.persistence`).
+    pub fn with_persistence(mut self, persistence: Persistence) -> ContainerBackend {
+        self.persistence = persistence;
+        self
+    }
+
+    pub(super) fn platform(&self) -> &Arc<dyn ContainerPlatform> {
+        &self.platform
     }
 
     /// The argv and environment of `spec`'s session in `sandbox`.
     fn session(&self, layout: &Layout, spec: &ProcessSpec) -> ShellCommand {
         let base = [("HOME".to_string(), layout.home.clone())];
-        session_command(spec, &base, Some(&layout.run_dir))
+        tmux::wrap(session_command(spec, &base, Some(&layout.run_dir)), self.persistence)
     }
 }
 
@@ -96,6 +109,13 @@ impl SandboxBackend for ContainerBackend {
             Some(self)
         } else {
             None
+        }
+    }
+
+    fn persistent_shells(&self) -> Option<&dyn PersistentShells> {
+        match self.persistence {
+            Persistence::None => None,
+            Persistence::Auto | Persistence::Tmux => Some(self),
         }
     }
 }

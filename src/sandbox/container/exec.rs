@@ -174,14 +174,14 @@ pub async fn end_all(platform: &dyn ContainerPlatform, sandbox: &Sandbox) -> Res
     run_control(platform, sandbox, &control_argv(END_ALL_SCRIPT, &[&layout.run_dir])).await
 }
 
-fn control_argv(script: &str, args: &[&str]) -> Vec<String> {
+pub(super) fn control_argv(script: &str, args: &[&str]) -> Vec<String> {
     let mut argv = vec!["sh".to_string(), "-c".to_string(), script.to_string(), "kterm".into()];
     argv.extend(args.iter().map(|a| a.to_string()));
     argv
 }
 
 /// Runs a short control command to its end, within [`CONTROL_TIMEOUT`].
-async fn run_control(
+pub(super) async fn run_control(
     platform: &dyn ContainerPlatform,
     sandbox: &Sandbox,
     argv: &[String],

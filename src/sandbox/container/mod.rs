@@ -6,6 +6,7 @@
 //! - [`ContainerBackend`]: the [`SandboxBackend`](super::SandboxBackend) built on a platform,
 //!   with pre-started shells and warm sandboxes;
 //! - `labels.rs`: the SPEC's labels, roles and sandbox names;
+//! - `persist.rs`: shells that survive kterm (tmux in the sandbox, see `sandbox/tmux.rs`);
 //! - `stub.rs`: the stub protocol (pre-started shells and their activation line);
 //! - `exec.rs`: a TTY exec as a session's process, and ending it by the PID it recorded (no
 //!   engine can signal an exec);
@@ -16,6 +17,7 @@ mod backend;
 pub mod exec;
 pub mod hardening;
 pub mod labels;
+mod persist;
 pub mod stub;
 
 use std::pin::Pin;

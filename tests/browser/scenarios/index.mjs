@@ -6,6 +6,7 @@ import { embed } from './embed.mjs';
 import { fullScreen, queries } from './fidelity.mjs';
 import { login } from './login.mjs';
 import { reconnect } from './reconnect.mjs';
+import { sandboxScenario } from './sandbox.mjs';
 import { tabsScenario } from './tabs.mjs';
 import { takeover } from './takeover.mjs';
 import { workbench } from './workbench.mjs';
@@ -31,4 +32,5 @@ export const SCENARIOS = {
   full_screen: fullScreen,
   embed,
   workbench,
+  sandbox: sandboxScenario,
 };
