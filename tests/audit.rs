@@ -6,7 +6,7 @@ mod common;
 
 use common::{audit_rows, audited, error_code, eventually, TestServer};
 use kterm::audit::{Action, Event, Outcome};
-use kterm::config::{AuthMode, TokenEntry};
+
 use serde_json::{json, Value};
 
 const ALICE: &str = "alice-token-0123456789";
@@ -14,12 +14,7 @@ const ROOT: &str = "root-token-0123456789abc";
 
 async fn start(adjust: impl FnOnce(&mut kterm::Config)) -> TestServer {
     TestServer::start_with(|c| {
-        c.auth.mode = AuthMode::Token;
-        c.auth.tokens = vec![
-            TokenEntry { user: "alice".into(), token: Some(ALICE.into()), token_sha256: None },
-            TokenEntry { user: "root".into(), token: Some(ROOT.into()), token_sha256: None },
-        ];
-        c.auth.admins = vec!["root".into()];
+        common::token_auth(c, &[("alice", ALICE), ("root", ROOT)], &["root"]);
         c.auth.namespaces = vec!["default".into()];
         adjust(c);
     })

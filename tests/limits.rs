@@ -4,7 +4,7 @@
 mod common;
 
 use common::{error_code, eventually, TestServer};
-use kterm::config::{AuthMode, ByteSize, TokenEntry};
+use kterm::config::ByteSize;
 use serde_json::json;
 
 const ALICE: &str = "alice-token-0123456789";
@@ -12,11 +12,7 @@ const BOB: &str = "bob-token-0123456789abc";
 
 async fn start(adjust: impl FnOnce(&mut kterm::Config)) -> TestServer {
     TestServer::start_with(|c| {
-        c.auth.mode = AuthMode::Token;
-        c.auth.tokens = vec![
-            TokenEntry { user: "alice".into(), token: Some(ALICE.into()), token_sha256: None },
-            TokenEntry { user: "bob".into(), token: Some(BOB.into()), token_sha256: None },
-        ];
+        common::token_auth(c, &[("alice", ALICE), ("bob", BOB)], &[]);
         adjust(c);
     })
     .await

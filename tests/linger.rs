@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, Client, TestServer};
-use kterm::config::{AuthMode, HumanDuration, TokenEntry};
+use kterm::config::HumanDuration;
 use kterm::sandbox::fake::FakePlatform;
 use serde_json::{json, Value};
 
@@ -19,16 +19,7 @@ const BOB: &str = "bob-token-0123456789abc";
 const ROOT: &str = "root-token-0123456789abc";
 
 fn configure(c: &mut kterm::Config, linger: Duration) {
-    c.auth.mode = AuthMode::Token;
-    c.auth.tokens = [("alice", ALICE), ("bob", BOB), ("root", ROOT)]
-        .iter()
-        .map(|(user, token)| TokenEntry {
-            user: (*user).into(),
-            token: Some((*token).into()),
-            token_sha256: None,
-        })
-        .collect();
-    c.auth.admins = vec!["root".into()];
+    common::token_auth(c, &[("alice", ALICE), ("bob", BOB), ("root", ROOT)], &["root"]);
     c.sessions.command = Vec::new();
     c.pool.min = 0;
     c.pool.max = 0;

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, Client, TestServer};
-use kterm::config::{AuthMode, ByteSize, HumanDuration, TokenEntry};
+use kterm::config::{ByteSize, HumanDuration};
 use serde_json::{json, Value};
 
 const ALICE: &str = "alice-token-0123456789";
@@ -16,16 +16,7 @@ const ROOT: &str = "root-token-0123456789abc";
 
 async fn start(adjust: impl FnOnce(&mut kterm::Config)) -> TestServer {
     TestServer::start_with(|c| {
-        c.auth.mode = AuthMode::Token;
-        c.auth.tokens = [("alice", ALICE), ("bob", BOB), ("root", ROOT)]
-            .iter()
-            .map(|(user, token)| TokenEntry {
-                user: (*user).into(),
-                token: Some((*token).into()),
-                token_sha256: None,
-            })
-            .collect();
-        c.auth.admins = vec!["root".into()];
+        common::token_auth(c, &[("alice", ALICE), ("bob", BOB), ("root", ROOT)], &["root"]);
         c.recording.enabled = true;
         adjust(c);
     })

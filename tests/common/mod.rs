@@ -56,6 +56,20 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config
 }
 
+/// Token auth with a plain token per `(user, token)`, and `admins`.
+pub fn token_auth(config: &mut Config, users: &[(&str, &str)], admins: &[&str]) {
+    config.auth.mode = kterm::config::AuthMode::Token;
+    config.auth.tokens = users
+        .iter()
+        .map(|(user, token)| kterm::config::TokenEntry {
+            user: (*user).into(),
+            token: Some((*token).into()),
+            token_sha256: None,
+        })
+        .collect();
+    config.auth.admins = admins.iter().map(|a| (*a).into()).collect();
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(|_| {}).await
