@@ -124,3 +124,55 @@ async fn a_shell_that_stops_reading_stops_the_client_not_memory() {
     let health = reqwest::get(format!("{}/healthz", server.base)).await.unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// A client that stops reading does not pin its connection: once nothing has gone out to it
+/// for three ping intervals it is dropped (it answers no ping either; it may attach again and
+/// get the screen replayed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped() {
+    let server = RealServer::start(
+        "[server]\nping_interval = \"1s\"\n[backend]\nkind = \"local\"\n\
+         [sessions]\ncommand = [\"yes\", \"stalled\"]\n",
+    );
+    let admin =
+        common::Client { base: server.base.clone(), http: reqwest::Client::new(), header: None };
+    let session = server.create_session(json!({})).await;
+    let id = session["id"].as_str().unwrap().to_string();
+    // A raw connection that never reads a byte: output fills the socket buffers, then the
+    // bridge's send waits.
+    let path = format!("/api/v1/sessions/{id}/ws");
+    let _stalled = common::raw_ws::RawWs::connect(&server.addr(), &path, &[]).await.unwrap();
+    let row = common::audited(&admin, "detach", |r| r["session"] == id.as_str()).await;
+    assert_eq!(row["detail"], "client stopped reading", "{row}");
+    // The session itself goes on, and a client that reads gets it.
+    let url = format!("{}{path}", server.base.replace("http://", "ws://"));
+    let mut term = common::Terminal::connect(&url, None).await.unwrap();
+    term.read_until("stalled").await;
+}
+
+/// A shutdown ends a connection whose send waits for a client that reads nothing, at once:
+/// it does not wait for `server.shutdown_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_holds_up_no_shutdown() {
+    let mut server = RealServer::start(
+        "[server]\nshutdown_timeout = \"20s\"\n[backend]\nkind = \"local\"\n\
+         [sessions]\ncommand = [\"yes\", \"stalled\"]\n",
+    );
+    let session = server.create_session(json!({})).await;
+    let id = session["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/sessions/{id}/ws");
+    let _stalled = common::raw_ws::RawWs::connect(&server.addr(), &path, &[]).await.unwrap();
+    let yes =
+        common::eventually("the shell process", || async { child_named(server.pid(), "yes") })
+            .await;
+    // The shell stops writing once the bridge's send waits (flow control).
+    settled(yes, Duration::from_secs(1)).await;
+    let stopping = Instant::now();
+    server.sigterm();
+    assert_eq!(server.wait_exit(), Some(0));
+    let took = stopping.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the stop waited {took:?} for a client that reads nothing (shutdown_timeout is 20 s)"
+    );
+}

@@ -20,6 +20,7 @@ mod recording;
 pub mod routes;
 mod sandboxes;
 pub mod security;
+mod socket;
 pub mod tls;
 mod ws;
 pub mod ws_input;
@@ -68,6 +69,7 @@ pub fn server(
     })
     // Keystrokes and their echo are tiny writes: never hold them back (Nagle).
     .tcp_nodelay(true)
+    .on_connect(socket::on_connect)
     .disable_signals()
     .shutdown_timeout(shutdown_timeout);
     let server = match tls {

@@ -10,6 +10,9 @@
 //!   again after it reported a violation or the end, so no loop here can spin on one.
 //! - Input waits for room in the session's bounded input queue; while it waits, no more is
 //!   read from the client (backpressure), but output still flows.
+//! - No send waits without bound: one that cannot go out for three ping intervals (the client
+//!   reads nothing, so it answers no ping either) drops the connection, and a shutdown ends a
+//!   waiting send at once, so a client that stops reading never pins its bridge.
 //! - A connection opened by a login session (a cookie, or a ticket issued to one) ends with
 //!   `detached`/`logged_out` and close 4001 when that login ends, wherever it was ended.
 
@@ -25,6 +28,7 @@ use super::protocol::{
     self, ClientMessage, ServerMessage, CLOSE_LOGGED_OUT, CLOSE_TAKEN_OVER, MAX_INPUT_FRAME,
 };
 use super::security::check_origin;
+use super::socket::ConnectionSocket;
 use super::ws_input::{dispatch, ClientStream, Handling, Incoming, Received};
 use crate::app::AppState;
 use crate::audit::{Action, Audit, Event, InputRecorder, Outcome};
@@ -36,6 +40,8 @@ use crate::session::{AttachEvent, Attachment};
 const DRAIN_MESSAGES: usize = 64;
 /// How long the end of a vanished client's input is waited for.
 const DRAIN_TIME: Duration = Duration::from_millis(200);
+/// How long the closing frame may wait for room to go out.
+const CLOSE_TIME: Duration = Duration::from_secs(1);
 
 type Frames = ClientStream<web::Payload>;
 
@@ -72,6 +78,7 @@ pub async fn attach(
     let (response, ws, _) = actix_ws::handle(&req, unused)
         .map_err(|e| Error::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
     let frames = ClientStream::new(body, MAX_INPUT_FRAME);
+    let socket = ConnectionSocket::of(&req);
     let client = client_address(&req, &state);
     let event = Event::new(Action::Attach, Outcome::Ok)
         .user(&caller.user)
@@ -94,6 +101,7 @@ pub async fn attach(
         client,
         recorder,
         login,
+        socket,
     };
     actix_web::rt::spawn(bridge.run(frames));
     Ok(response)
@@ -133,6 +141,8 @@ struct Bridge {
     recorder: Option<InputRecorder>,
     /// The login session this connection was opened with, if any.
     login: Option<LoginWatch>,
+    /// The connection's socket, to cut it when its client takes nothing.
+    socket: Option<ConnectionSocket>,
 }
 
 /// How a connection ends.
@@ -140,6 +150,46 @@ enum Ending {
     Close(CloseCode, String),
     /// The client is gone or closed first; nothing more to send.
     Gone,
+    /// The client took nothing for three ping intervals; nothing more can be sent.
+    Stalled,
+}
+
+/// One frame for the client.
+enum Outgoing<'a> {
+    Binary(Bytes),
+    Text(String),
+    Ping,
+    Pong(&'a [u8]),
+}
+
+/// Sends `frame` at once when there is room (the usual case, without a timer), else waits for
+/// room, but not past `stall` nor past the start of a shutdown.
+async fn deliver(
+    ws: &mut actix_ws::Session,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    stall: Duration,
+    frame: Outgoing<'_>,
+) -> std::result::Result<(), Ending> {
+    let send = async {
+        match frame {
+            Outgoing::Binary(data) => ws.binary(data).await,
+            Outgoing::Text(text) => ws.text(text).await,
+            Outgoing::Ping => ws.ping(b"kterm").await,
+            Outgoing::Pong(data) => ws.pong(data).await,
+        }
+    };
+    let mut send = std::pin::pin!(send);
+    let sent = match futures_util::poll!(send.as_mut()) {
+        std::task::Poll::Ready(sent) => sent,
+        std::task::Poll::Pending => tokio::select! {
+            sent = send => sent,
+            () = tokio::time::sleep(stall) => return Err(Ending::Stalled),
+            _ = shutdown.changed() => {
+                return Err(Ending::close(CloseCode::Away, "server shutting down"));
+            }
+        },
+    };
+    sent.map_err(|_| Ending::Gone)
 }
 
 impl Ending {
@@ -182,10 +232,21 @@ impl Bridge {
         }
         let why = match ending {
             Ending::Close(code, why) => {
-                let _ = self.ws.close(Some(protocol::close(code, &why))).await;
+                let close = self.ws.close(Some(protocol::close(code, &why)));
+                if tokio::time::timeout(CLOSE_TIME, close).await.is_err() {
+                    // `self.ws` is gone with the close: the socket field alone.
+                    if let Some(socket) = &self.socket {
+                        socket.cut();
+                    }
+                }
                 why
             }
             Ending::Gone => "client went away".to_string(),
+            Ending::Stalled => {
+                self.cut();
+                tracing::info!(session = %self.attachment.session().info.id, "dropped a client that stopped reading");
+                "client stopped reading".to_string()
+            }
         };
         // Dropping the frames lets actix end the connection once the close frame is out.
         drop(frames);
@@ -197,8 +258,20 @@ impl Bridge {
         self.audit.record(event).await;
     }
 
-    async fn send(&mut self, message: ServerMessage<'_>) -> bool {
-        self.ws.text(message.to_text()).await.is_ok()
+    /// Ends the connection under a client that takes nothing (what is queued for it never
+    /// goes out).
+    fn cut(&self) {
+        if let Some(socket) = &self.socket {
+            socket.cut();
+        }
+    }
+
+    async fn send(&mut self, message: ServerMessage<'_>) -> std::result::Result<(), Ending> {
+        self.deliver(Outgoing::Text(message.to_text())).await
+    }
+
+    async fn deliver(&mut self, frame: Outgoing<'_>) -> std::result::Result<(), Ending> {
+        deliver(&mut self.ws, &mut self.shutdown, self.ping_interval * 3, frame).await
     }
 
     async fn serve(&mut self, frames: &mut Frames) -> Ending {
@@ -206,8 +279,8 @@ impl Bridge {
         let id = session.info.id.clone();
         let attached =
             ServerMessage::Attached { session: &id, replay_bytes: self.attachment.replay_bytes() };
-        if !self.send(attached).await {
-            return Ending::Gone;
+        if let Err(ending) = self.send(attached).await {
+            return ending;
         }
         let mut ping = tokio::time::interval(self.ping_interval);
         ping.tick().await;
@@ -225,27 +298,33 @@ impl Bridge {
             tokio::select! {
                 event = self.attachment.next() => match event {
                     AttachEvent::Output(data) => {
-                        if self.ws.binary(data).await.is_err() {
-                            return Ending::Gone;
+                        if let Err(ending) = self.deliver(Outgoing::Binary(data)).await {
+                            return ending;
                         }
                     }
                     AttachEvent::Exit(code) => {
                         let reason = session.end_reason();
-                        self.send(ServerMessage::Exit { code, reason }).await;
+                        if let Err(ending) = self.send(ServerMessage::Exit { code, reason }).await {
+                            return ending;
+                        }
                         return Ending::close(CloseCode::Normal, "session ended");
                     }
                     AttachEvent::TakenOver => {
-                        self.send(ServerMessage::Detached { reason: "taken_over" }).await;
+                        if let Err(ending) = self.send(ServerMessage::Detached { reason: "taken_over" }).await {
+                            return ending;
+                        }
                         return Ending::close(CloseCode::Other(CLOSE_TAKEN_OVER), "taken over");
                     }
                     AttachEvent::Warning(warning) => {
-                        if !self.send(ServerMessage::warning(&warning)).await {
-                            return Ending::Gone;
+                        if let Err(ending) = self.send(ServerMessage::warning(&warning)).await {
+                            return ending;
                         }
                     }
                 },
                 () = logged_out => {
-                    self.send(ServerMessage::Detached { reason: "logged_out" }).await;
+                    if let Err(ending) = self.send(ServerMessage::Detached { reason: "logged_out" }).await {
+                        return ending;
+                    }
                     return Ending::close(CloseCode::Other(CLOSE_LOGGED_OUT), "logged out");
                 }
                 // Input waits for room in the queue; meanwhile we read no more from the client
@@ -277,8 +356,8 @@ impl Bridge {
                         tracing::info!(session = %id, "client stopped answering pings");
                         return Ending::close(CloseCode::Policy, "ping timeout");
                     }
-                    if self.ws.ping(b"kterm").await.is_err() {
-                        return Ending::Gone;
+                    if let Err(ending) = self.deliver(Outgoing::Ping).await {
+                        return ending;
                     }
                 },
                 _ = self.shutdown.changed() => {
@@ -319,14 +398,14 @@ impl Bridge {
                     Err(message) => Some(ServerMessage::Error { code: "bad_message", message }),
                 };
                 if let Some(reply) = reply {
-                    if !self.send(reply).await {
-                        return Some(Ending::Gone);
+                    if let Err(ending) = self.send(reply).await {
+                        return Some(ending);
                     }
                 }
             }
             Handling::Pong(data) => {
-                if self.ws.pong(&data).await.is_err() {
-                    return Some(Ending::Gone);
+                if let Err(ending) = self.deliver(Outgoing::Pong(&data)).await {
+                    return Some(ending);
                 }
             }
             Handling::Nothing => {}
