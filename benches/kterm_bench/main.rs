@@ -27,6 +27,10 @@
 //!                the end of the part, also when it fails.
 //!   `startup`    the real `kterm` binary from exec until /healthz answers (empty pool), its
 //!                idle RSS and the binary's size, vs exec of `kterm --version`
+//!   `load`       many attached sessions echoing numbered tokens at once for a while, every
+//!                byte checked (local backend, the real binary): RSS at peak and after,
+//!                fds and threads back; and many users opening two tabs each at once on
+//!                Docker: ready-time percentiles, errors, no sandbox shared
 //!
 //! Environment overrides (defaults in parentheses, quick values after the slash):
 //!   KTERM_BENCH_BYTES            bytes per throughput run      (200000000 / 50000000)
@@ -39,6 +43,9 @@
 //!   KTERM_BENCH_MEMORY_SCROLLBACK (e.g. "1k") the ring wraps and each session has an emulator
 //!   KTERM_BENCH_DOCKER_SAMPLES   samples per docker figure     (20 / 5)
 //!   KTERM_BENCH_STARTUP_SAMPLES  starts per startup figure     (20 / 5)
+//!   KTERM_BENCH_LOAD_SESSIONS    sessions of the local load    (500 / 100)
+//!   KTERM_BENCH_LOAD_SECS        seconds they echo for         (60 / 10)
+//!   KTERM_BENCH_LOAD_USERS       users of the Docker load      (50 / 10)
 //!   KTERM_BENCH_ONLY             comma list of parts (same as the positional filters)
 //!   KTERM_BENCH_LOG              tracing filter for the in-process server (warn)
 //!   KTERM_BENCH_KTERM            the kterm binary to measure (the bench build of it)
@@ -72,12 +79,13 @@ mod docker;
 mod docker_cli;
 mod docker_samples;
 mod echo;
+mod load;
 mod memory;
 mod raw;
 mod startup;
 mod throughput;
 
-const PARTS: [&str; 6] = ["throughput", "echo", "connect", "memory", "docker", "startup"];
+const PARTS: [&str; 7] = ["throughput", "echo", "connect", "memory", "docker", "startup", "load"];
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -92,6 +100,9 @@ struct Opts {
     concurrency: usize,
     docker_samples: usize,
     startup_samples: usize,
+    load_sessions: usize,
+    load_secs: u64,
+    load_users: usize,
     parts: Vec<String>,
 }
 
@@ -141,6 +152,9 @@ impl Opts {
             concurrency: env_or("KTERM_BENCH_CONCURRENCY", 20usize).max(1),
             docker_samples: env_or("KTERM_BENCH_DOCKER_SAMPLES", pick(20, 5)).max(1),
             startup_samples: env_or("KTERM_BENCH_STARTUP_SAMPLES", pick(20, 5)).max(1),
+            load_sessions: env_or("KTERM_BENCH_LOAD_SESSIONS", pick(500, 100)).max(1),
+            load_secs: env_or("KTERM_BENCH_LOAD_SECS", if quick { 10 } else { 60 }).max(1),
+            load_users: env_or("KTERM_BENCH_LOAD_USERS", pick(50, 10)).max(1),
             parts,
         }
     }
@@ -284,13 +298,14 @@ fn main() {
     let problems = runtime.block_on(async {
         let tmp = tempfile::Builder::new().prefix("kterm-bench-").tempdir().expect("tempdir");
         let mut problems = Problems::default();
-        let parts: [(&str, Part); 6] = [
+        let parts: [(&str, Part); 7] = [
             ("throughput", |o, t, p| Box::pin(throughput::bench(o, t, p))),
             ("echo", |o, t, p| Box::pin(echo::bench(o, t, p))),
             ("connect", |o, t, p| Box::pin(connect::bench(o, t, p))),
             ("memory", |o, t, p| Box::pin(memory::bench(o, t, p))),
             ("docker", |o, t, p| Box::pin(docker::bench(o, t, p))),
             ("startup", |o, t, p| Box::pin(startup::bench(o, t, p))),
+            ("load", |o, t, p| Box::pin(load::bench(o, t, p))),
         ];
         for (name, run) in parts {
             if !opts.wants(name) {

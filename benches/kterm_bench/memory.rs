@@ -15,7 +15,7 @@ use crate::{Opts, Problems, Res};
 /// Sessions attached for the graceful stop at the end.
 const STOP_SESSIONS: usize = 50;
 
-fn fd_count(pid: i32) -> usize {
+pub fn fd_count(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
 
