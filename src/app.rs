@@ -152,7 +152,7 @@ impl Server {
             .map_err(|e| Error::io("starting the HTTP server", e))?;
         let handle = server.handle();
         let served = tokio::spawn(server);
-        let background = tokio::spawn(background_tasks(registry));
+        let background = tokio::spawn(background_tasks(registry, state.metrics.clone()));
         let filler = tokio::spawn(pool.run());
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         let logins = tokio::spawn(watch_logins(state.clone()));
@@ -360,7 +360,7 @@ async fn housekeeping(state: web::Data<AppState>) {
 /// Warnings do not wait for this tick (each attachment has its own timer), but the end should
 /// follow the warned time closely: the period is a quarter of the shortest of the timeouts and
 /// `warn_before` (and `sandboxes.idle_timeout`), between 100ms and 5s.
-async fn background_tasks(registry: Arc<SessionRegistry>) {
+async fn background_tasks(registry: Arc<SessionRegistry>, metrics: Arc<Metrics>) {
     let config = registry.config();
     let mut shortest = config.idle_timeout.0.min(config.max_lifetime.0);
     if !config.warn_before.0.is_zero() {
@@ -390,5 +390,29 @@ async fn background_tasks(registry: Arc<SessionRegistry>) {
             registry.reconcile().await;
         }
     };
-    tokio::join!(reaping, reconciling);
+    tokio::join!(reaping, reconciling, give_back_memory(metrics));
+}
+
+/// How often freed memory is handed back to the system after sessions or clients went.
+const GIVE_BACK_PERIOD: Duration = Duration::from_secs(5);
+
+/// Hands the heap that ended sessions and connections freed back to the system: glibc's
+/// malloc keeps it for reuse otherwise, so a server that once held 1000 sessions would stay at
+/// that size. Checked every [`GIVE_BACK_PERIOD`], and done (off the runtime) only when fewer
+/// sessions or clients are there than at the last check: nothing is trimmed while load rises.
+async fn give_back_memory(metrics: Arc<Metrics>) {
+    let count = || metrics.sessions_active.get() + metrics.clients_attached.get();
+    let mut tick = tokio::time::interval(GIVE_BACK_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = count();
+    loop {
+        tick.tick().await;
+        let now = count();
+        if now < last {
+            #[cfg(target_env = "gnu")]
+            // SAFETY: malloc_trim only releases free heap pages; it has no other effect.
+            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+        }
+        last = now;
+    }
 }
