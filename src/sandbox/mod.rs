@@ -22,6 +22,7 @@ pub mod container;
 pub mod docker;
 pub mod fake;
 pub mod host;
+pub mod kubernetes;
 pub mod local;
 pub mod pty;
 pub mod shell;
@@ -74,6 +75,50 @@ pub struct SandboxSpec {
     pub user: Option<String>,
     pub namespace: String,
     pub profile: Arc<Profile>,
+    /// Told where a slow start is (a pod being scheduled, its image pulled), if anyone waits.
+    pub progress: Option<StartProgress>,
+}
+
+/// Where reports of a sandbox's start go (see [`StartPhase`]).
+#[derive(Clone)]
+pub struct StartProgress(Arc<dyn Fn(StartPhase, Option<String>) + Send + Sync>);
+
+impl StartProgress {
+    pub fn new(report: impl Fn(StartPhase, Option<String>) + Send + Sync + 'static) -> Self {
+        StartProgress(Arc::new(report))
+    }
+
+    pub fn report(&self, phase: StartPhase, detail: Option<String>) {
+        (self.0)(phase, detail)
+    }
+}
+
+impl std::fmt::Debug for StartProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartProgress")
+    }
+}
+
+/// Where a sandbox that is being made is, for people waiting on it (the SPEC's `status`
+/// messages: `scheduling`, `pulling image`, `starting`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum StartPhase {
+    #[serde(rename = "scheduling")]
+    Scheduling,
+    #[serde(rename = "pulling image")]
+    PullingImage,
+    #[serde(rename = "starting")]
+    Starting,
+}
+
+impl StartPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartPhase::Scheduling => "scheduling",
+            StartPhase::PullingImage => "pulling image",
+            StartPhase::Starting => "starting",
+        }
+    }
 }
 
 /// A sandbox that exists.
