@@ -8,6 +8,8 @@
 
 mod common;
 
+#[path = "kubernetes/faults.rs"]
+mod faults;
 #[path = "kubernetes/lifecycle.rs"]
 mod lifecycle;
 

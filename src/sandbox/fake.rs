@@ -280,6 +280,10 @@ impl ContainerPlatform for FakePlatform {
         let env = host_env(&[("HOME".to_string(), home)]);
         host::run_command(&env, &dir.join("workspace"), request.argv, request.stdin)
     }
+
+    fn access_review(&self) -> Option<&dyn crate::sandbox::AccessReview> {
+        None
+    }
 }
 
 struct FakeExec {

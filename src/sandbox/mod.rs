@@ -234,6 +234,18 @@ pub trait SandboxBackend: Send + Sync {
     /// Shells that outlive kterm (tmux in the sandbox, `sessions.persistence`), where the
     /// backend runs them.
     fn persistent_shells(&self) -> Option<&dyn PersistentShells>;
+
+    /// The engine's own decision whether a user may act in a namespace (Kubernetes RBAC,
+    /// `kubernetes.authorize_with_sar`), where the backend asks it.
+    fn access_review(&self) -> Option<&dyn AccessReview>;
+}
+
+/// A backend whose engine decides who may do what where.
+#[async_trait]
+pub trait AccessReview: Send + Sync {
+    /// `Err(Forbidden)` with the engine's reason when `user` (in `groups`) may not have
+    /// sandboxes and shells in `namespace`.
+    async fn authorize(&self, user: &str, groups: &[String], namespace: &str) -> Result<()>;
 }
 
 /// A backend whose sessions' shells may outlive kterm (each in its own tmux server in the

@@ -142,3 +142,25 @@ async fn a_restart_adopts_the_users_pod_and_removes_its_own_orphans() {
     term.read_until("kept-across-restart\r\n").await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_policy_guards_the_namespace_when_configured() {
+    let Some(fake) = cluster() else { return };
+    let server = start(&fake, |c| {
+        c.kubernetes.network_policy = true;
+        c.kubernetes.egress =
+            vec![kterm::config::EgressRule { cidr: "10.96.0.1/32".into(), ports: vec![443] }];
+    })
+    .await;
+    server.create(json!({})).await;
+    server.create(json!({})).await;
+    let made: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == "create" && r.resource == "networkpolicies")
+        .collect();
+    assert_eq!(made.len(), 1, "one policy per namespace and run: {made:?}");
+    assert_eq!(made[0].namespace, "kterm");
+    assert!((200..300).contains(&made[0].code), "{made:?}");
+    server.stop().await;
+}

@@ -89,6 +89,10 @@ pub trait ContainerPlatform: Send + Sync + 'static {
 
     /// Starts a command with pipes, as [`super::SandboxBackend::run`] says.
     async fn exec(&self, sandbox: &Sandbox, request: PipedRequest<'_>) -> Result<RunningCommand>;
+
+    /// The engine's own access decisions, where it makes them (see
+    /// [`super::SandboxBackend::access_review`]).
+    fn access_review(&self) -> Option<&dyn super::AccessReview>;
 }
 
 /// A TTY exec to start: the program and its terminal's size.

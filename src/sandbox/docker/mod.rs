@@ -327,6 +327,10 @@ impl ContainerPlatform for DockerPlatform {
         let docker = self.client.get().await?;
         self.target(docker, sandbox).piped(request).await
     }
+
+    fn access_review(&self) -> Option<&dyn crate::sandbox::AccessReview> {
+        None
+    }
 }
 
 /// Pulls `image`, with its progress in the log.

@@ -10,10 +10,13 @@
 //! warm pod is claimed.
 //!
 //! Layout: `client.rs` (cluster access, deadlines, errors), `pod.rs` (the pod spec and its
-//! Pod Security Standard test), `wait.rs` (a new pod to Running, or why not), `exec.rs`.
+//! Pod Security Standard test), `wait.rs` (a new pod to Running, or why not), `exec.rs`,
+//! `access.rs` (SubjectAccessReviews), `network.rs` (the namespaces' NetworkPolicy).
 
+mod access;
 mod client;
 mod exec;
+mod network;
 pub mod pod;
 pub mod wait;
 
@@ -50,6 +53,10 @@ pub struct KubernetesPlatform {
     max_lifetime: Duration,
     /// `sessions.create_timeout`: how long a pod may take to run.
     create_timeout: Duration,
+    /// SubjectAccessReviews, with `kubernetes.authorize_with_sar`.
+    access: Option<access::SarAuthorizer>,
+    /// The namespaces' NetworkPolicy, with `kubernetes.network_policy`.
+    policies: Option<network::NetworkPolicies>,
 }
 
 /// What the platform needs from the rest of the configuration.
@@ -76,12 +83,16 @@ impl KubernetesPlatform {
             }
         }
         Ok(KubernetesPlatform {
-            client,
             config: config.clone(),
-            instance: options.instance,
+            instance: options.instance.clone(),
             namespaces,
             max_lifetime: options.max_lifetime,
             create_timeout: options.create_timeout,
+            access: config.authorize_with_sar.then(|| access::SarAuthorizer::new(client.clone())),
+            policies: config
+                .network_policy
+                .then(|| network::NetworkPolicies::new(client.clone(), config, &options.instance)),
+            client,
         })
     }
 
@@ -196,6 +207,9 @@ impl ContainerPlatform for KubernetesPlatform {
                 "namespace {} is not one kterm may use (kubernetes.namespace, kubernetes.namespaces)",
                 spec.namespace
             )));
+        }
+        if let Some(policies) = &self.policies {
+            policies.ensure(&spec.namespace).await?;
         }
         let workspace_claim = match (&spec.user, self.config.workspace_claim_prefix.as_str()) {
             (Some(user), prefix) if !prefix.is_empty() => {
@@ -347,6 +361,10 @@ impl ContainerPlatform for KubernetesPlatform {
     async fn exec(&self, sandbox: &Sandbox, request: PipedRequest<'_>) -> Result<RunningCommand> {
         let (namespace, name) = split_id(&sandbox.id).ok_or_else(|| gone(&sandbox.id))?;
         ExecTarget { pods: self.pods(namespace), sandbox, pod: name }.piped(request).await
+    }
+
+    fn access_review(&self) -> Option<&dyn crate::sandbox::AccessReview> {
+        self.access.as_ref().map(|a| a as &dyn crate::sandbox::AccessReview)
     }
 }
 
