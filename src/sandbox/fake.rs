@@ -237,6 +237,10 @@ impl ContainerPlatform for FakePlatform {
         self.enter(Op::Health).await
     }
 
+    async fn version(&self) -> Result<String> {
+        self.health().await.map(|()| "fake".to_string())
+    }
+
     fn can_prewarm(&self) -> bool {
         self.prewarm.load(Ordering::Acquire)
     }

@@ -158,6 +158,10 @@ impl SandboxBackend for LocalBackend {
     fn access_review(&self) -> Option<&dyn super::AccessReview> {
         None
     }
+
+    async fn engine_version(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 struct LocalProcess {

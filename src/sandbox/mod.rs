@@ -211,6 +211,10 @@ pub trait SandboxBackend: Send + Sync {
     /// `Err` with the reason while the backend cannot serve (for `/readyz`).
     async fn health(&self) -> Result<()>;
 
+    /// The engine's version (a Docker daemon's, a Kubernetes API server's), where there is
+    /// an engine (`GET /api/v1/backend`).
+    async fn engine_version(&self) -> Result<Option<String>>;
+
     /// Ends the processes a previous run of kterm left in an adopted sandbox.
     async fn end_stray_processes(&self, sandbox: &Sandbox) -> Result<()>;
 

@@ -40,6 +40,7 @@ async fn a_subject_access_review_decides_who_may_use_a_namespace() {
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("bob") && message.contains("namespace kterm"), "{message}");
     assert!(live_pods(&fake, &server).is_empty(), "no pod for a denied user");
+    assert_eq!(bob.get("/api/v1/backend").await.0, 403, "GET /api/v1/backend is for admins");
 
     let (status, body) = alice.post("/api/v1/sessions", json!({})).await;
     assert_eq!(status, 201, "{body}");
@@ -98,6 +99,13 @@ async fn readyz_follows_the_api_server_and_sessions_work_again_after_it_returns(
     let server = start(&fake, |_| {}).await;
     let ready = || async { server.http.get(server.url("/readyz")).send().await.unwrap() };
     assert_eq!(ready().await.status(), 200);
+    server.create(json!({})).await;
+    let (status, backend) = server.get("/api/v1/backend").await;
+    assert_eq!(status, 200, "{backend}");
+    assert_eq!(backend["kind"], "kubernetes");
+    assert_eq!(backend["reachable"], true);
+    assert_eq!(backend["server_version"], "v1.24.0+0");
+    assert_eq!(backend["namespaces"], json!([{"name": "kterm", "sandboxes": 1, "running": 1}]));
 
     fake.pause();
     let reason = eventually("/readyz to say the API server is gone", || async {
@@ -111,6 +119,9 @@ async fn readyz_follows_the_api_server_and_sessions_work_again_after_it_returns(
     assert!(reason.to_lowercase().contains("kubernetes"), "{reason}");
     let (status, body) = server.post("/api/v1/sessions", json!({})).await;
     assert_eq!(status, 503, "{body}");
+    let (_, backend) = server.get("/api/v1/backend").await;
+    assert_eq!(backend["reachable"], false, "{backend}");
+    assert!(backend["reason"].as_str().is_some_and(|r| !r.is_empty()), "{backend}");
 
     fake.resume();
     eventually("/readyz to be 200 again", || async {

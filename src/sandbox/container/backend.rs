@@ -87,6 +87,10 @@ impl SandboxBackend for ContainerBackend {
         self.platform.health().await
     }
 
+    async fn engine_version(&self) -> Result<Option<String>> {
+        self.platform.version().await.map(Some)
+    }
+
     async fn end_stray_processes(&self, sandbox: &Sandbox) -> Result<()> {
         exec::end_all(self.platform.as_ref(), sandbox).await
     }

@@ -76,6 +76,9 @@ pub trait ContainerPlatform: Send + Sync + 'static {
     /// `Err` with the reason while the engine cannot serve.
     async fn health(&self) -> Result<()>;
 
+    /// The engine's version, as it reports it.
+    async fn version(&self) -> Result<String>;
+
     /// Whether a sandbox can be made before its user is known (not, for example, when each
     /// user's workspace is a volume that must be mounted when the sandbox is made).
     fn can_prewarm(&self) -> bool;

@@ -302,6 +302,14 @@ impl ContainerPlatform for DockerPlatform {
             .map_err(|e| e.into_error("the Docker daemon does not answer"))
     }
 
+    async fn version(&self) -> Result<String> {
+        let docker = self.client.get().await?;
+        let version = within("asking the daemon its version", CALL_TIMEOUT, docker.version())
+            .await
+            .map_err(|e| e.into_error("the Docker daemon does not answer"))?;
+        Ok(version.version.unwrap_or_default())
+    }
+
     fn can_prewarm(&self) -> bool {
         // A per-user workspace volume must be mounted when the container is made.
         self.config.workspace_volume_prefix.is_empty()

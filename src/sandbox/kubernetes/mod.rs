@@ -322,6 +322,16 @@ impl ContainerPlatform for KubernetesPlatform {
             .map_err(|e| e.into_error())
     }
 
+    async fn version(&self) -> Result<String> {
+        let info = within(
+            "asking the API server its version",
+            HEALTH_TIMEOUT,
+            self.client.apiserver_version(),
+        )
+        .await?;
+        Ok(info.git_version)
+    }
+
     fn can_prewarm(&self) -> bool {
         // A per-user claim must be mounted when the pod is made.
         self.config.workspace_claim_prefix.is_empty()
