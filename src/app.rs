@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::pool::{PoolKey, PoolSpec, WarmPool};
 use crate::sandbox::container::ContainerBackend;
 use crate::sandbox::docker::DockerPlatform;
+use crate::sandbox::kubernetes::{KubernetesPlatform, PlatformOptions};
 use crate::sandbox::local::LocalBackend;
 use crate::sandbox::SandboxBackend;
 use crate::session::{Profiles, SessionRegistry, DEFAULT_NAMESPACE};
@@ -93,7 +94,10 @@ impl Server {
         };
         let metrics = Arc::new(Metrics::new());
         let profiles = Profiles::from_config(&config);
-        let default_namespace = DEFAULT_NAMESPACE;
+        let default_namespace = match config.backend.kind {
+            BackendKind::Kubernetes => config.kubernetes.namespace.as_str(),
+            _ => DEFAULT_NAMESPACE,
+        };
         let pool = WarmPool::new(
             config.pool.clone(),
             config.sessions.create_timeout.0,
@@ -301,9 +305,16 @@ async fn choose_backend(config: &Config, instance: &str) -> Result<Arc<dyn Sandb
                 }
             }
         }
-        BackendKind::Kubernetes => Err(Error::Config(ConfigError(
-            "config key `backend.kind`: \"kubernetes\" is not available".into(),
-        ))),
+        BackendKind::Kubernetes => {
+            let options = PlatformOptions {
+                instance: instance.to_string(),
+                extra_namespaces: config.pool.namespaces.keys().cloned().collect(),
+                max_lifetime: config.sessions.max_lifetime.0,
+                create_timeout: config.sessions.create_timeout.0,
+            };
+            let platform = KubernetesPlatform::new(&config.kubernetes, options).await?;
+            Ok(Arc::new(ContainerBackend::new(Arc::new(platform)).with_persistence(persistence)))
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 mod auth;
 mod backends;
+mod kubernetes;
 mod lifecycle;
 mod messages;
 mod profiles;
@@ -20,8 +21,10 @@ mod units;
 
 pub use auth::{is_dns_label, AddrRange, AuditConfig, AuthConfig, AuthMode, TlsConfig, TokenEntry};
 pub use backends::{
-    DockerConfig, FilesConfig, KubernetesConfig, LocalConfig, PoolConfig, PullPolicy, UserIds,
-    DEFAULT_SANDBOX_IMAGE,
+    DockerConfig, FilesConfig, LocalConfig, PoolConfig, PullPolicy, UserIds, DEFAULT_SANDBOX_IMAGE,
+};
+pub use kubernetes::{
+    EgressRule, ExtraVolume, ImagePullPolicy, KubernetesConfig, TolerationConfig,
 };
 pub use lifecycle::{OnShutdown, Persistence, RecordingConfig, SandboxesConfig};
 pub use profiles::{PoolSize, ProfileConfig, DEFAULT_PROFILE};
@@ -434,12 +437,7 @@ impl Config {
                     ),
                 ));
             }
-            BackendKind::Kubernetes => {
-                return Err(ConfigError::key(
-                    "backend.kind",
-                    "\"kubernetes\" is not available in this version yet",
-                ));
-            }
+            BackendKind::Kubernetes => self.kubernetes.validate()?,
             _ => {}
         }
         Ok(())

@@ -55,6 +55,14 @@ pub enum Error {
     /// The sandbox no longer exists or no longer runs (503; the registry replaces it).
     #[error("sandbox gone: {0}")]
     SandboxGone(String),
+    /// A call to the Kubernetes API server failed or was refused (503, with the server's
+    /// message).
+    #[error("{context}: {}", kube_message(source))]
+    Kube {
+        context: String,
+        #[source]
+        source: kube::Error,
+    },
     /// The state store failed.
     #[error("state store: {0}")]
     Store(#[from] rusqlite::Error),
@@ -106,13 +114,25 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::LimitReached(_) | Error::RateLimited { .. } => "limit_reached",
             Error::HeadersTooLarge(_) => "too_large",
-            Error::BackendUnavailable(_) | Error::SandboxGone(_) => "backend_unavailable",
+            Error::BackendUnavailable(_) | Error::SandboxGone(_) | Error::Kube { .. } => {
+                "backend_unavailable"
+            }
             Error::Busy { .. } => "busy",
             Error::Store(_) if self.store_unavailable().is_some() => "store_unavailable",
             Error::Store(_) | Error::Io { .. } | Error::Internal(_) | Error::Config(_) => {
                 "internal"
             }
         }
+    }
+}
+
+/// What the API server said (its `Status` message), or what went wrong on the way to it.
+fn kube_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if !status.message.is_empty() => {
+            format!("{} ({})", status.message, status.reason)
+        }
+        other => format!("the Kubernetes API server is not reachable ({other})"),
     }
 }
 
@@ -128,9 +148,10 @@ impl ResponseError for Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::LimitReached(_) | Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Error::BackendUnavailable(_) | Error::SandboxGone(_) | Error::Busy { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::BackendUnavailable(_)
+            | Error::SandboxGone(_)
+            | Error::Kube { .. }
+            | Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(_) if self.store_unavailable().is_some() => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

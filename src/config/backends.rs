@@ -1,5 +1,5 @@
 //! The sandbox backends' sections of the configuration: `[local]`, `[docker]`, `[pool]`,
-//! `[kubernetes]` and `[files]`.
+//! and `[files]` (`[kubernetes]` is in `kubernetes.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -149,32 +149,6 @@ impl Default for PoolConfig {
             window: HumanDuration::secs(120),
             health_interval: HumanDuration::secs(10),
             namespaces: BTreeMap::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KubernetesConfig {
-    pub kubeconfig: String,
-    pub context: String,
-    pub namespace: String,
-    pub namespaces: Vec<String>,
-    pub image: String,
-    pub image_pull_policy: String,
-    pub authorize_with_sar: bool,
-}
-
-impl Default for KubernetesConfig {
-    fn default() -> Self {
-        KubernetesConfig {
-            kubeconfig: String::new(),
-            context: String::new(),
-            namespace: "kterm".into(),
-            namespaces: Vec::new(),
-            image: String::new(),
-            image_pull_policy: "IfNotPresent".into(),
-            authorize_with_sar: false,
         }
     }
 }

@@ -24,7 +24,8 @@ pub fn routes(routes: &mut Routes<'_>) {
         .get("/sessions/{id}/ws", super::ws::attach)
         .get("/me", me)
         .get("/profiles", profiles)
-        .get("/pool", pool);
+        .get("/pool", pool)
+        .get("/backend", backend);
 }
 
 /// The SPEC's session object.
@@ -203,6 +204,44 @@ async fn pool(
 ) -> Result<HttpResponse> {
     super::require_admin(&req, &state, &caller).await?;
     Ok(HttpResponse::Ok().json(state.registry.pool().status()))
+}
+
+/// `GET /api/v1/backend` (admins): the backend's kind, whether its engine answers (and its
+/// version), and this instance's sandboxes per namespace.
+async fn backend(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse> {
+    super::require_admin(&req, &state, &caller).await?;
+    let backend = state.registry.backend();
+    let (version, reason) = match backend.engine_version().await {
+        Ok(version) => (version, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let mut namespaces: std::collections::BTreeMap<String, (u32, u32)> = Default::default();
+    let listed = match reason {
+        None => backend.list_sandboxes().await.map_err(|e| e.to_string()),
+        Some(ref reason) => Err(reason.clone()),
+    };
+    if let Ok(sandboxes) = &listed {
+        for sandbox in sandboxes {
+            let counts = namespaces.entry(sandbox.namespace.clone()).or_default();
+            counts.0 += 1;
+            counts.1 += u32::from(sandbox.running);
+        }
+    }
+    let namespaces: Vec<_> = namespaces
+        .into_iter()
+        .map(|(name, (sandboxes, running))| json!({"name": name, "sandboxes": sandboxes, "running": running}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "kind": backend.kind(),
+        "reachable": listed.is_ok(),
+        "reason": listed.err(),
+        "server_version": version,
+        "namespaces": namespaces,
+    })))
 }
 
 pub async fn healthz() -> HttpResponse {

@@ -128,6 +128,7 @@ impl WarmPool {
             user: None,
             namespace: spec.key.namespace.clone(),
             profile: spec.profile.clone(),
+            progress: None,
         };
         let sandbox = warm.create_warm(&sandbox_spec).await?;
         let record = SandboxRecord {

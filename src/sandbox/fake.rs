@@ -237,6 +237,10 @@ impl ContainerPlatform for FakePlatform {
         self.enter(Op::Health).await
     }
 
+    async fn version(&self) -> Result<String> {
+        self.health().await.map(|()| "fake".to_string())
+    }
+
     fn can_prewarm(&self) -> bool {
         self.prewarm.load(Ordering::Acquire)
     }
@@ -279,6 +283,10 @@ impl ContainerPlatform for FakePlatform {
         let home = dir.join("home").to_string_lossy().into_owned();
         let env = host_env(&[("HOME".to_string(), home)]);
         host::run_command(&env, &dir.join("workspace"), request.argv, request.stdin)
+    }
+
+    fn access_review(&self) -> Option<&dyn crate::sandbox::AccessReview> {
+        None
     }
 }
 

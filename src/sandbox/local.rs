@@ -154,6 +154,14 @@ impl SandboxBackend for LocalBackend {
         // Host shells are the local user's own processes; tmux here is theirs to run.
         None
     }
+
+    fn access_review(&self) -> Option<&dyn super::AccessReview> {
+        None
+    }
+
+    async fn engine_version(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 struct LocalProcess {

@@ -22,6 +22,7 @@ pub mod container;
 pub mod docker;
 pub mod fake;
 pub mod host;
+pub mod kubernetes;
 pub mod local;
 pub mod pty;
 pub mod shell;
@@ -74,6 +75,50 @@ pub struct SandboxSpec {
     pub user: Option<String>,
     pub namespace: String,
     pub profile: Arc<Profile>,
+    /// Told where a slow start is (a pod being scheduled, its image pulled), if anyone waits.
+    pub progress: Option<StartProgress>,
+}
+
+/// Where reports of a sandbox's start go (see [`StartPhase`]).
+#[derive(Clone)]
+pub struct StartProgress(Arc<dyn Fn(StartPhase, Option<String>) + Send + Sync>);
+
+impl StartProgress {
+    pub fn new(report: impl Fn(StartPhase, Option<String>) + Send + Sync + 'static) -> Self {
+        StartProgress(Arc::new(report))
+    }
+
+    pub fn report(&self, phase: StartPhase, detail: Option<String>) {
+        (self.0)(phase, detail)
+    }
+}
+
+impl std::fmt::Debug for StartProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartProgress")
+    }
+}
+
+/// Where a sandbox that is being made is, for people waiting on it (the SPEC's `status`
+/// messages: `scheduling`, `pulling image`, `starting`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum StartPhase {
+    #[serde(rename = "scheduling")]
+    Scheduling,
+    #[serde(rename = "pulling image")]
+    PullingImage,
+    #[serde(rename = "starting")]
+    Starting,
+}
+
+impl StartPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartPhase::Scheduling => "scheduling",
+            StartPhase::PullingImage => "pulling image",
+            StartPhase::Starting => "starting",
+        }
+    }
 }
 
 /// A sandbox that exists.
@@ -166,6 +211,10 @@ pub trait SandboxBackend: Send + Sync {
     /// `Err` with the reason while the backend cannot serve (for `/readyz`).
     async fn health(&self) -> Result<()>;
 
+    /// The engine's version (a Docker daemon's, a Kubernetes API server's), where there is
+    /// an engine (`GET /api/v1/backend`).
+    async fn engine_version(&self) -> Result<Option<String>>;
+
     /// Ends the processes a previous run of kterm left in an adopted sandbox.
     async fn end_stray_processes(&self, sandbox: &Sandbox) -> Result<()>;
 
@@ -189,6 +238,18 @@ pub trait SandboxBackend: Send + Sync {
     /// Shells that outlive kterm (tmux in the sandbox, `sessions.persistence`), where the
     /// backend runs them.
     fn persistent_shells(&self) -> Option<&dyn PersistentShells>;
+
+    /// The engine's own decision whether a user may act in a namespace (Kubernetes RBAC,
+    /// `kubernetes.authorize_with_sar`), where the backend asks it.
+    fn access_review(&self) -> Option<&dyn AccessReview>;
+}
+
+/// A backend whose engine decides who may do what where.
+#[async_trait]
+pub trait AccessReview: Send + Sync {
+    /// `Err(Forbidden)` with the engine's reason when `user` (in `groups`) may not have
+    /// sandboxes and shells in `namespace`.
+    async fn authorize(&self, user: &str, groups: &[String], namespace: &str) -> Result<()>;
 }
 
 /// A backend whose sessions' shells may outlive kterm (each in its own tmux server in the

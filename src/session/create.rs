@@ -53,6 +53,9 @@ impl SessionRegistry {
                 caller.user
             )));
         }
+        if let Some(review) = self.backend.access_review() {
+            review.authorize(&caller.user, &caller.groups, &namespace).await?;
+        }
         let profile = self.profiles.choose(caller, request.profile.as_deref())?.clone();
         validate_context(&request.context)?;
         let cols = request.cols.unwrap_or(80);

@@ -106,8 +106,12 @@ impl SessionRegistry {
         {
             return Ok((previous, None, life));
         }
-        let spec =
-            SandboxSpec { user: Some(key.user.clone()), namespace: key.namespace.clone(), profile };
+        let spec = SandboxSpec {
+            user: Some(key.user.clone()),
+            namespace: key.namespace.clone(),
+            profile,
+            progress: None,
+        };
         let sandbox =
             self.backend.create_sandbox(&spec).await.inspect_err(|_| self.release_sandbox())?;
         let life = self.new_life();

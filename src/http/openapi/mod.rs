@@ -30,7 +30,7 @@ use crate::session::Caller;
         paths::healthz, paths::readyz, paths::metrics,
         paths::create_session, paths::list_sessions, paths::get_session, paths::delete_session,
         paths::resize_session, paths::attach, paths::ticket,
-        paths::me, paths::profiles, paths::pool, paths::audit,
+        paths::me, paths::profiles, paths::pool, paths::backend, paths::audit,
         paths::login_form, paths::login, paths::logout,
         paths::files_list, paths::files_delete, paths::files_read, paths::files_write,
         paths::files_stat, paths::files_mkdir, paths::files_rename, paths::files_archive,

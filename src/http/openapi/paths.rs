@@ -119,6 +119,13 @@ pub fn profiles() {}
         (status = 403, description = "Not an admin", body = ErrorBody)))]
 pub fn pool() {}
 
+#[utoipa::path(get, path = "/api/v1/backend", tag = "admin",
+    responses(
+        (status = 200, description = "The backend: kind, reachability, engine version, sandboxes per namespace", body = BackendStatus),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody)))]
+pub fn backend() {}
+
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100"),

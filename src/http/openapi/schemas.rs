@@ -115,6 +115,28 @@ pub struct PoolStatus {
     pub pools: Vec<PoolKey>,
 }
 
+/// The sandbox backend as `GET /api/v1/backend` reports it.
+#[derive(ToSchema)]
+pub struct BackendStatus {
+    /// `local`, `docker` or `kubernetes`.
+    pub kind: String,
+    /// Whether its engine (Docker daemon, API server) answers.
+    pub reachable: bool,
+    /// Why not, when it does not.
+    pub reason: Option<String>,
+    /// The engine's version (`v1.24.0` for an API server); null for `local` or unreachable.
+    pub server_version: Option<String>,
+    /// This instance's sandboxes (pods, containers) per namespace.
+    pub namespaces: Vec<BackendNamespace>,
+}
+
+#[derive(ToSchema)]
+pub struct BackendNamespace {
+    pub name: String,
+    pub sandboxes: u32,
+    pub running: u32,
+}
+
 #[derive(ToSchema)]
 pub struct PoolKey {
     pub namespace: String,

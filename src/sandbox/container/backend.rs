@@ -14,8 +14,8 @@ use crate::config::Persistence;
 use crate::error::Result;
 use crate::sandbox::shell::{session_command, ShellCommand};
 use crate::sandbox::{
-    tmux, ByteStream, PersistentShells, ProcessSpec, RunningCommand, Sandbox, SandboxBackend,
-    SandboxSpec, StubShells, TtyProcess, WarmSandboxes,
+    tmux, AccessReview, ByteStream, PersistentShells, ProcessSpec, RunningCommand, Sandbox,
+    SandboxBackend, SandboxSpec, StubShells, TtyProcess, WarmSandboxes,
 };
 
 /// How long a pre-started shell may take to turn its echo off and say so.
@@ -87,6 +87,10 @@ impl SandboxBackend for ContainerBackend {
         self.platform.health().await
     }
 
+    async fn engine_version(&self) -> Result<Option<String>> {
+        self.platform.version().await.map(Some)
+    }
+
     async fn end_stray_processes(&self, sandbox: &Sandbox) -> Result<()> {
         exec::end_all(self.platform.as_ref(), sandbox).await
     }
@@ -117,6 +121,10 @@ impl SandboxBackend for ContainerBackend {
             Persistence::None => None,
             Persistence::Auto | Persistence::Tmux => Some(self),
         }
+    }
+
+    fn access_review(&self) -> Option<&dyn AccessReview> {
+        self.platform.access_review()
     }
 }
 

@@ -76,6 +76,9 @@ pub trait ContainerPlatform: Send + Sync + 'static {
     /// `Err` with the reason while the engine cannot serve.
     async fn health(&self) -> Result<()>;
 
+    /// The engine's version, as it reports it.
+    async fn version(&self) -> Result<String>;
+
     /// Whether a sandbox can be made before its user is known (not, for example, when each
     /// user's workspace is a volume that must be mounted when the sandbox is made).
     fn can_prewarm(&self) -> bool;
@@ -89,6 +92,10 @@ pub trait ContainerPlatform: Send + Sync + 'static {
 
     /// Starts a command with pipes, as [`super::SandboxBackend::run`] says.
     async fn exec(&self, sandbox: &Sandbox, request: PipedRequest<'_>) -> Result<RunningCommand>;
+
+    /// The engine's own access decisions, where it makes them (see
+    /// [`super::SandboxBackend::access_review`]).
+    fn access_review(&self) -> Option<&dyn super::AccessReview>;
 }
 
 /// A TTY exec to start: the program and its terminal's size.

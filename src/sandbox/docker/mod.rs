@@ -302,6 +302,14 @@ impl ContainerPlatform for DockerPlatform {
             .map_err(|e| e.into_error("the Docker daemon does not answer"))
     }
 
+    async fn version(&self) -> Result<String> {
+        let docker = self.client.get().await?;
+        let version = within("asking the daemon its version", CALL_TIMEOUT, docker.version())
+            .await
+            .map_err(|e| e.into_error("the Docker daemon does not answer"))?;
+        Ok(version.version.unwrap_or_default())
+    }
+
     fn can_prewarm(&self) -> bool {
         // A per-user workspace volume must be mounted when the container is made.
         self.config.workspace_volume_prefix.is_empty()
@@ -326,6 +334,10 @@ impl ContainerPlatform for DockerPlatform {
     async fn exec(&self, sandbox: &Sandbox, request: PipedRequest<'_>) -> Result<RunningCommand> {
         let docker = self.client.get().await?;
         self.target(docker, sandbox).piped(request).await
+    }
+
+    fn access_review(&self) -> Option<&dyn crate::sandbox::AccessReview> {
+        None
     }
 }
 
