@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod files;
 pub mod healthcheck;
 pub mod http;
