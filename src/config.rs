@@ -20,8 +20,8 @@ mod units;
 
 pub use auth::{is_dns_label, AddrRange, AuditConfig, AuthConfig, AuthMode, TlsConfig, TokenEntry};
 pub use backends::{
-    DockerConfig, ExecConfig, FilesConfig, KubernetesConfig, LocalConfig, PoolConfig, PullPolicy, UserIds,
-    DEFAULT_SANDBOX_IMAGE,
+    DockerConfig, ExecConfig, FilesConfig, KubernetesConfig, LocalConfig, PoolConfig, PullPolicy,
+    UserIds, DEFAULT_SANDBOX_IMAGE,
 };
 pub use lifecycle::{OnShutdown, Persistence, RecordingConfig, SandboxesConfig};
 pub use profiles::{PoolSize, ProfileConfig, DEFAULT_PROFILE};
@@ -411,7 +411,8 @@ impl Config {
         if self.files.timeout.0 < Duration::from_secs(1) {
             return Err(ConfigError::key("files.timeout", "must be at least 1s"));
         }
-        if self.exec.max_output.0 == 0 || self.exec.max_concurrent == 0 || self.exec.per_minute == 0 {
+        if self.exec.max_output.0 == 0 || self.exec.max_concurrent == 0 || self.exec.per_minute == 0
+        {
             return Err(ConfigError::key(
                 "exec.max_output",
                 "exec.max_output, exec.max_concurrent and exec.per_minute must be above 0",

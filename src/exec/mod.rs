@@ -66,6 +66,34 @@ pub struct ExecRequest {
     pub cwd: Option<String>,
 }
 
+impl ExecRequest {
+    /// Reads a request body; a field of the wrong type is 400 naming it.
+    pub fn from_json(body: &[u8]) -> Result<ExecRequest> {
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))?;
+        serde_json::from_value(value.clone()).map_err(|e| {
+            let field = value.as_object().and_then(|fields| {
+                fields.iter().find_map(|(name, v)| {
+                    let v = v.clone();
+                    let bad = match name.as_str() {
+                        "argv" => serde_json::from_value::<Vec<String>>(v).is_err(),
+                        "stdin" | "stdin_base64" | "timeout" | "cwd" => {
+                            serde_json::from_value::<Option<String>>(v).is_err()
+                        }
+                        "env" => serde_json::from_value::<BTreeMap<String, String>>(v).is_err(),
+                        _ => false,
+                    };
+                    bad.then(|| name.clone())
+                })
+            });
+            match field {
+                Some(field) => Error::BadRequest(format!("{field}: {e}")),
+                None => Error::BadRequest(format!("invalid exec request: {e}")),
+            }
+        })
+    }
+}
+
 /// A checked [`ExecRequest`].
 #[derive(Debug, Clone)]
 pub struct ExecSpec {
@@ -96,9 +124,10 @@ impl ExecSpec {
                 return Err(Error::BadRequest("give stdin or stdin_base64, not both".into()))
             }
             (Some(text), None) => Some(Bytes::from(text)),
-            (None, Some(encoded)) => Some(Bytes::from(wire::decode_base64(&encoded).ok_or_else(
-                || Error::BadRequest("stdin_base64 is not valid base64".into()),
-            )?)),
+            (None, Some(encoded)) => Some(Bytes::from(
+                wire::decode_base64(&encoded)
+                    .ok_or_else(|| Error::BadRequest("stdin_base64 is not valid base64".into()))?,
+            )),
             (None, None) => None,
         };
         let timeout = parse_timeout("timeout", request.timeout.as_deref(), config)?
@@ -242,8 +271,12 @@ async fn kill_in_sandbox(backend: Arc<dyn SandboxBackend>, sandbox: Sandbox, pid
     };
     match tokio::time::timeout(KILL_TIMEOUT, work).await {
         Ok(Ok(exit)) if exit.code == Some(0) => {}
-        Ok(Ok(exit)) => tracing::warn!(sandbox = %sandbox.id, pid, code = ?exit.code, "killing an exec failed"),
-        Ok(Err(e)) => tracing::warn!(sandbox = %sandbox.id, pid, error = %e, "killing an exec failed"),
+        Ok(Ok(exit)) => {
+            tracing::warn!(sandbox = %sandbox.id, pid, code = ?exit.code, "killing an exec failed")
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(sandbox = %sandbox.id, pid, error = %e, "killing an exec failed")
+        }
         Err(_) => tracing::warn!(sandbox = %sandbox.id, pid, "killing an exec timed out"),
     }
 }
@@ -337,8 +370,12 @@ impl Exec {
         let mut result = ExecResult::default();
         while let Some(event) = events.recv().await {
             match event {
-                ExecEvent::Stdout(data) => keep(&mut result.stdout, &data, max, &mut result.truncated),
-                ExecEvent::Stderr(data) => keep(&mut result.stderr, &data, max, &mut result.truncated),
+                ExecEvent::Stdout(data) => {
+                    keep(&mut result.stdout, &data, max, &mut result.truncated)
+                }
+                ExecEvent::Stderr(data) => {
+                    keep(&mut result.stderr, &data, max, &mut result.truncated)
+                }
                 ExecEvent::Exit(end) => {
                     result.exit_code = end.exit_code;
                     result.timed_out = end.timed_out;
@@ -439,7 +476,8 @@ mod tests {
     use super::*;
 
     fn request(json: serde_json::Value) -> Result<ExecSpec> {
-        let request: ExecRequest = serde_json::from_value(json).map_err(|e| Error::BadRequest(e.to_string()))?;
+        let request: ExecRequest =
+            serde_json::from_value(json).map_err(|e| Error::BadRequest(e.to_string()))?;
         ExecSpec::parse(request, &ExecConfig::default())
     }
 

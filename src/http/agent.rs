@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api::read_json;
+use super::api::{read_body, read_json};
 use super::routes::Routes;
 use crate::app::AppState;
 use crate::audit::{Action, Event, Outcome};
@@ -75,8 +75,8 @@ async fn exec(
     body: web::Payload,
 ) -> Result<HttpResponse> {
     count_call(&state, &caller)?;
-    let request: ExecRequest =
-        read_json(body, state.config.server.max_request_body.0 as usize).await?;
+    let body = read_body(body, state.config.server.max_request_body.0 as usize).await?;
+    let request = ExecRequest::from_json(&body)?;
     let spec = ExecSpec::parse(request, &state.config.exec)?;
     let exec =
         Exec::start(&state.registry, &state.exec_limits, &state.audit, &caller, &id, spec).await?;
@@ -201,7 +201,9 @@ async fn wait(
         .size_limit(PATTERN_SIZE_LIMIT)
         .multi_line(true)
         .build()
-        .map_err(|e| Error::BadRequest(format!("pattern is not a valid regular expression: {e}")))?;
+        .map_err(|e| {
+            Error::BadRequest(format!("pattern is not a valid regular expression: {e}"))
+        })?;
     let timeout = parse_timeout("timeout", body.timeout.as_deref(), &state.config.exec)?
         .unwrap_or(DEFAULT_WAIT.min(state.config.exec.max_timeout.0));
     let session = running_session(&state, &caller, &id)?;

@@ -348,7 +348,9 @@ fn sgr(pen: &avt::Pen) -> String {
     }
     for (color, base) in [(pen.foreground(), 30u16), (pen.background(), 40)] {
         match color {
-            Some(avt::Color::Indexed(i)) if i < 8 => out.push_str(&format!(";{}", base + u16::from(i))),
+            Some(avt::Color::Indexed(i)) if i < 8 => {
+                out.push_str(&format!(";{}", base + u16::from(i)))
+            }
             Some(avt::Color::Indexed(i)) if i < 16 => {
                 out.push_str(&format!(";{}", base + 60 + u16::from(i - 8)))
             }

@@ -217,10 +217,7 @@ impl SessionRegistry {
     /// The running sandbox the store gives `key` that no slot holds (a previous run's, not
     /// adopted yet because the backend was down when it was tried), for a creation in `key`'s
     /// slot to use instead of making a new one: the user keeps their files.
-    pub(super) async fn previous_sandbox(
-        &self,
-        key: &SlotKey,
-    ) -> Result<Option<(Sandbox, Life)>> {
+    pub(super) async fn previous_sandbox(&self, key: &SlotKey) -> Result<Option<(Sandbox, Life)>> {
         let records = self.store.live_sandboxes(self.backend.kind()).await?;
         let (held, _) = self.slots.held();
         let Some(record) = records.into_iter().find(|r| {
