@@ -7,6 +7,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod exec;
