@@ -42,6 +42,10 @@ pub struct AppState {
     pub hosts: AllowedHosts,
     /// What uploads and listings in progress hold in memory, over all requests (`files.memory`).
     pub files_memory: crate::files::MemoryBudget,
+    /// Agent API calls per user (`exec.per_minute`).
+    pub agent_rate: RateLimiter,
+    /// Execs and waits in progress per sandbox (`exec.max_concurrent`).
+    pub exec_limits: crate::exec::ExecLimits,
     /// Becomes `true` when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -150,6 +154,8 @@ impl Server {
             ),
             hosts: AllowedHosts::for_config(&config),
             files_memory: crate::files::MemoryBudget::new(config.files.memory.0),
+            agent_rate: RateLimiter::new(config.exec.per_minute, Duration::from_secs(60)),
+            exec_limits: crate::exec::ExecLimits::new(&config.exec),
             shutdown,
         });
         let server = crate::http::server(state.clone(), listener, tls.clone())

@@ -40,6 +40,8 @@ pub enum Action {
     Input,
     /// `kterm user add|passwd|disable|enable`.
     UserAdmin,
+    /// A command run through `POST …/exec` (the detail is its argv).
+    Exec,
 }
 
 impl Action {
@@ -56,6 +58,7 @@ impl Action {
             Action::Denied => "denied",
             Action::Input => "input",
             Action::UserAdmin => "user_admin",
+            Action::Exec => "exec",
         }
     }
 }

@@ -21,7 +21,8 @@ mod units;
 
 pub use auth::{is_dns_label, AddrRange, AuditConfig, AuthConfig, AuthMode, TlsConfig, TokenEntry};
 pub use backends::{
-    DockerConfig, FilesConfig, LocalConfig, PoolConfig, PullPolicy, UserIds, DEFAULT_SANDBOX_IMAGE,
+    DockerConfig, ExecConfig, FilesConfig, LocalConfig, PoolConfig, PullPolicy, UserIds,
+    DEFAULT_SANDBOX_IMAGE,
 };
 pub use kubernetes::{
     EgressRule, ExtraVolume, ImagePullPolicy, KubernetesConfig, TolerationConfig,
@@ -61,6 +62,7 @@ pub struct Config {
     pub pool: PoolConfig,
     pub kubernetes: KubernetesConfig,
     pub files: FilesConfig,
+    pub exec: ExecConfig,
     pub tls: TlsConfig,
     pub audit: AuditConfig,
     /// `[[profiles]]`; empty: one `default` profile from the backend's keys.
@@ -412,6 +414,19 @@ impl Config {
         }
         if self.files.timeout.0 < Duration::from_secs(1) {
             return Err(ConfigError::key("files.timeout", "must be at least 1s"));
+        }
+        if self.exec.max_output.0 == 0 || self.exec.max_concurrent == 0 || self.exec.per_minute == 0
+        {
+            return Err(ConfigError::key(
+                "exec.max_output",
+                "exec.max_output, exec.max_concurrent and exec.per_minute must be above 0",
+            ));
+        }
+        if self.exec.timeout.0 > self.exec.max_timeout.0 || self.exec.timeout.0.is_zero() {
+            return Err(ConfigError::key(
+                "exec.timeout",
+                "must be above 0s and at most exec.max_timeout",
+            ));
         }
         if self.pool.min > self.pool.max {
             return Err(ConfigError::key("pool.min", "must not be larger than pool.max"));

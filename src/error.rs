@@ -50,6 +50,9 @@ pub enum Error {
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
     /// The sandbox backend cannot serve now (503).
+    /// A wait that ended without what it waited for (`POST …/wait`): 408.
+    #[error("{0}")]
+    Timeout(String),
     #[error("backend unavailable: {0}")]
     BackendUnavailable(String),
     /// The sandbox no longer exists or no longer runs (503; the registry replaces it).
@@ -118,6 +121,7 @@ impl Error {
                 "backend_unavailable"
             }
             Error::Busy { .. } => "busy",
+            Error::Timeout(_) => "timeout",
             Error::Store(_) if self.store_unavailable().is_some() => "store_unavailable",
             Error::Store(_) | Error::Io { .. } | Error::Internal(_) | Error::Config(_) => {
                 "internal"
@@ -148,6 +152,7 @@ impl ResponseError for Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::LimitReached(_) | Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::BackendUnavailable(_)
             | Error::SandboxGone(_)
             | Error::Kube { .. }

@@ -7,8 +7,10 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod files;
 pub mod healthcheck;
 pub mod http;

@@ -4,6 +4,8 @@
 //! - [`Backoff`]: after a number of free failures, each further failure makes the key wait
 //!   twice as long as the one before (from 1s up to a maximum). Used for failed password
 //!   logins per (user name, client).
+//! - [`ConcurrencyLimit`]: at most `max` things in progress at once per key, each held by a
+//!   [`Slot`] that gives its place back when dropped. Used for execs and waits per sandbox.
 //!
 //! Memory is bounded: ended windows and forgiven failures are pruned whenever a table grows
 //! past [`PRUNE_AT`] keys, and a table still over [`HARD_CAP`] keys after that (a flood from
@@ -146,8 +148,66 @@ impl Backoff {
     }
 }
 
+/// At most `max` holders per key at once. A key's entry exists only while it has holders.
+pub struct ConcurrencyLimit {
+    max: u32,
+    held: std::sync::Arc<Mutex<HashMap<String, u32>>>,
+}
+
+/// One place under a [`ConcurrencyLimit`], given back on drop.
+pub struct Slot {
+    key: String,
+    held: std::sync::Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl ConcurrencyLimit {
+    pub fn new(max: u32) -> ConcurrencyLimit {
+        ConcurrencyLimit { max, held: Default::default() }
+    }
+
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// A place for `key`, or `None` when `max` are held already.
+    pub fn try_take(&self, key: &str) -> Option<Slot> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let count = held.entry(key.to_string()).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Slot { key: key.to_string(), held: self.held.clone() })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn concurrency_slots_come_back() {
+        let limit = super::ConcurrencyLimit::new(2);
+        let a = limit.try_take("s");
+        let b = limit.try_take("s");
+        assert!(a.is_some() && b.is_some());
+        assert!(limit.try_take("s").is_none(), "a third is refused");
+        assert!(limit.try_take("other").is_some(), "keys are apart");
+        drop(a);
+        assert!(limit.try_take("s").is_some(), "a dropped slot is free again");
+        drop(b);
+    }
+
     use super::*;
 
     #[test]

@@ -47,6 +47,42 @@ enum Command {
     /// Manage the local users of auth mode "local" (in the state file).
     #[command(subcommand)]
     User(UserCommand),
+    /// Connect this terminal to a session (raw mode; Ctrl-] detaches, the shell keeps running).
+    Attach {
+        /// A session id, or a URL naming one (`http://host/api/v1/sessions/ID[/ws]`).
+        #[arg(value_name = "SESSION_OR_URL")]
+        session: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The key that detaches, as `ctrl-X`.
+        #[arg(long, value_name = "KEY", default_value = "ctrl-]")]
+        detach_key: String,
+    },
+    /// Run a command in a session's sandbox and exit with its exit code (124: timed out; 125:
+    /// kterm could not run it).
+    Exec {
+        #[arg(value_name = "SESSION_OR_URL")]
+        session: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Time limit such as `30s` (the server's `exec.timeout` when not given).
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        argv: Vec<String>,
+    },
+}
+
+/// How `kterm attach` and `kterm exec` reach a server.
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// The server, e.g. `http://127.0.0.1:8080` (default: from the URL given, else that).
+    #[arg(long, value_name = "URL", env = "KTERM_SERVER")]
+    server: Option<String>,
+    /// A file holding the bearer token (else `KTERM_TOKEN`).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -80,6 +116,63 @@ enum UserCommand {
     List,
 }
 
+/// `kterm attach` and `kterm exec`: clients of a server, which read no config.
+fn run_client(cli: &Cli) -> Option<ExitCode> {
+    use kterm::client::{attach, exec, Target};
+    let (session, client) = match &cli.command {
+        Some(Command::Attach { session, client, .. } | Command::Exec { session, client, .. }) => {
+            (session, client)
+        }
+        _ => return None,
+    };
+    let token = std::env::var("KTERM_TOKEN").ok();
+    let target = match Target::resolve(
+        session,
+        client.server.as_deref(),
+        client.token_file.as_deref(),
+        token,
+    ) {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("kterm: {e}");
+            return Some(ExitCode::from(2));
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("kterm: {e}");
+            return Some(ExitCode::from(1));
+        }
+    };
+    let result = match &cli.command {
+        Some(Command::Attach { detach_key, .. }) => {
+            let Some(key) = attach::parse_detach_key(detach_key) else {
+                eprintln!("kterm: --detach-key {detach_key:?} is not ctrl-<letter> (or ctrl-])");
+                return Some(ExitCode::from(2));
+            };
+            runtime.block_on(attach::run(&target, key))
+        }
+        Some(Command::Exec { argv, timeout, .. }) => {
+            match runtime.block_on(exec::run(&target, argv.clone(), timeout.clone())) {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    eprintln!("kterm: {e}");
+                    Ok(exec::FAILED)
+                }
+            }
+        }
+        _ => return None,
+    };
+    Some(match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("kterm: {e}");
+            ExitCode::from(1)
+        }
+    })
+}
+
 fn main() -> ExitCode {
     // Before any thread starts: systemd's variables are read and removed here.
     let inherited = match kterm::systemd::adopt_environment() {
@@ -97,6 +190,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Some(code) = run_client(&cli) {
+        return code;
+    }
     let overrides = Overrides {
         // A socket from systemd is where kterm serves: its address is the effective listen
         // address, so every check of it (auth on a non-loopback address ...) applies.
@@ -119,6 +215,8 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        // Clients: run by `run_client` above, before any config is read.
+        Some(Command::Attach { .. } | Command::Exec { .. }) => ExitCode::from(1),
         Some(Command::User(command)) => user_command(&config, command),
         Some(Command::Backup { file }) => match kterm::store::backup(&config.state.path, &file) {
             Ok(pages) => {

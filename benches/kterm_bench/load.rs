@@ -209,8 +209,11 @@ async fn local(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> {
     Ok(())
 }
 
+/// A ready tab: its session, its sandbox, its WebSocket, and how long it took (ms).
+type Tab = (String, String, Ws, f64);
+
 /// One tab of a user: POST -> WebSocket -> first output byte.
-async fn tab(k: &Kterm, user: &str) -> Res<(String, String, Ws, f64)> {
+async fn tab(k: &Kterm, user: &str) -> Res<Tab> {
     let started = Instant::now();
     let response = k
         .http
@@ -236,7 +239,7 @@ async fn tab(k: &Kterm, user: &str) -> Res<(String, String, Ws, f64)> {
 }
 
 /// A user's two tabs, one after the other; their ready times and sandboxes.
-async fn user_tabs(k: &Kterm, user: String) -> (String, Vec<Res<(String, String, Ws, f64)>>) {
+async fn user_tabs(k: &Kterm, user: String) -> (String, Vec<Res<Tab>>) {
     let first = tab(k, &user).await;
     let second = tab(k, &user).await;
     (user, vec![first, second])
@@ -274,7 +277,7 @@ async fn docker(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> {
         })
         .await?;
         let started = Instant::now();
-        let all: Vec<(String, Vec<Res<(String, String, Ws, f64)>>)> =
+        let all: Vec<(String, Vec<Res<Tab>>)> =
             futures_util::future::join_all((0..users).map(|u| user_tabs(&k, format!("user{u}"))))
                 .await;
         let took = started.elapsed().as_secs_f64();

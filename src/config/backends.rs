@@ -179,6 +179,35 @@ impl Default for FilesConfig {
     }
 }
 
+/// The API for agents and scripts: `POST …/exec`, `…/input`, `GET …/screen`, `POST …/wait`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecConfig {
+    /// Output kept per stream (stdout, stderr) in an exec's JSON answer; the rest is dropped
+    /// and the answer says `truncated`.
+    pub max_output: ByteSize,
+    /// Time limit of an exec that names none.
+    pub timeout: HumanDuration,
+    /// The largest time limit an exec or a wait may ask for.
+    pub max_timeout: HumanDuration,
+    /// Execs and waits in progress at once per sandbox; beyond, 429.
+    pub max_concurrent: u32,
+    /// Calls of the agent API (exec, input, screen, wait) per user per minute; beyond, 429.
+    pub per_minute: u32,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        ExecConfig {
+            max_output: ByteSize(1 << 20),
+            timeout: HumanDuration::secs(30),
+            max_timeout: HumanDuration::secs(3600),
+            max_concurrent: 8,
+            per_minute: 1200,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::UserIds;

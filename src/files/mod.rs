@@ -14,7 +14,7 @@
 
 mod output;
 mod path;
-mod scripts;
+pub(crate) mod scripts;
 
 use std::sync::Arc;
 

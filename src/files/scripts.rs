@@ -30,7 +30,7 @@ pub const NO_WORKSPACE: i32 = 21;
 /// Shared by every script: `$1` is the workspace (then shifted away); defines `fail`,
 /// `inside`, `resolve REL [new]` (sets `R`), `entry REL` (sets `E`, its parent checked) and
 /// `sig FILE` (prints the ETag).
-const PRELUDE: &str = r#"set -u
+pub(crate) const PRELUDE: &str = r#"set -u
 fail() { if [ $# -gt 1 ]; then printf '%s\n' "$2" >&2; fi; exit "$1"; }
 W=$(cd -P -- "$1" 2>/dev/null && pwd -P) || fail 21
 shift

@@ -7,6 +7,7 @@
 //! base path; only then a handler.
 
 mod admin;
+mod agent;
 pub mod api;
 mod assets;
 mod auth;

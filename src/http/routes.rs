@@ -129,6 +129,7 @@ fn all(routes: &mut Routes<'_>) {
     routes.scope("/api/v1", |routes| {
         super::api::routes(routes);
         super::files::routes(routes);
+        super::agent::routes(routes);
         super::login::routes(routes);
         super::sandboxes::routes(routes);
         super::recording::routes(routes);

@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use tokio::io::AsyncReadExt;
 
-use super::{feed_stdin, keep_stderr, ByteStream, CommandExit, RunningCommand};
+use super::{feed_stdin, ByteStream, CommandExit, RunningCommand, StderrSink};
 use crate::error::{Error, Result};
 
 /// Starts `argv` in `dir` with exactly `env` as its environment.
@@ -36,20 +36,23 @@ pub fn run_command(
     let stdout = child.stdout.take().ok_or_else(|| Error::Internal("no stdout pipe".into()))?;
     let mut stderr_pipe =
         child.stderr.take().ok_or_else(|| Error::Internal("no stderr pipe".into()))?;
-    let stderr = tokio::spawn(async move {
-        let mut kept = Vec::new();
+    let sink = StderrSink::default();
+    let stderr = sink.clone();
+    let drained = tokio::spawn(async move {
         let mut chunk = [0u8; 8192];
         while let Ok(n @ 1..) = stderr_pipe.read(&mut chunk).await {
-            keep_stderr(&mut kept, &chunk[..n]);
+            stderr.push(bytes::Bytes::copy_from_slice(&chunk[..n])).await;
         }
-        kept
+        stderr.close();
     });
+    let kept = sink.clone();
     Ok(RunningCommand {
         stdout: Box::pin(stdout),
+        stderr: sink,
         exit: Box::pin(async move {
             let code = child.wait().await.ok().and_then(|status| status.code());
-            let stderr = stderr.await.unwrap_or_default();
-            CommandExit { code, stderr }
+            let _ = drained.await;
+            CommandExit { code, stderr: kept.take_kept() }
         }),
     })
 }

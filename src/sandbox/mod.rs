@@ -324,7 +324,67 @@ pub const MAX_STDERR: usize = 64 * 1024;
 /// command's connection (the local backend kills it).
 pub struct RunningCommand {
     pub stdout: Pin<Box<dyn AsyncRead + Send>>,
+    /// Its stderr, kept (the start of it) for [`CommandExit::stderr`] unless tapped.
+    pub stderr: StderrSink,
     pub exit: Pin<Box<dyn Future<Output = CommandExit> + Send>>,
+}
+
+/// Where a command's stderr goes as it comes: into a buffer capped at [`MAX_STDERR`] (what
+/// [`CommandExit::stderr`] reports), or, once [`StderrSink::tap`]ped, to a reader that gets all
+/// of it (what was kept before the tap first), with backpressure on the command.
+///
+/// Invariant: every chunk is either kept or sent to the tap, in order; the choice is made
+/// under the lock that the tap is installed under.
+#[derive(Clone, Default)]
+pub struct StderrSink(Arc<std::sync::Mutex<SinkState>>);
+
+#[derive(Default)]
+struct SinkState {
+    kept: Vec<u8>,
+    tap: Option<tokio::sync::mpsc::Sender<Bytes>>,
+}
+
+impl StderrSink {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SinkState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a chunk of stderr (waits while a tap's reader is behind).
+    pub(crate) async fn push(&self, chunk: Bytes) {
+        let tap = {
+            let mut state = self.lock();
+            match &state.tap {
+                Some(tap) => tap.clone(),
+                None => {
+                    keep_stderr(&mut state.kept, &chunk);
+                    return;
+                }
+            }
+        };
+        // A reader that went away loses the rest; the command is not held up by it.
+        let _ = tap.send(chunk).await;
+    }
+
+    /// The end of stderr: a tap's reader sees its end.
+    pub(crate) fn close(&self) {
+        self.lock().tap = None;
+    }
+
+    /// What was kept (for [`CommandExit::stderr`]).
+    pub(crate) fn take_kept(&self) -> Vec<u8> {
+        std::mem::take(&mut self.lock().kept)
+    }
+
+    /// All of stderr from now on, starting with what was kept so far.
+    pub fn tap(&self) -> Pin<Box<dyn Stream<Item = Bytes> + Send>> {
+        use futures_util::StreamExt;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let mut state = self.lock();
+        let kept = Bytes::from(std::mem::take(&mut state.kept));
+        state.tap = Some(tx);
+        let first = futures_util::stream::iter((!kept.is_empty()).then_some(kept));
+        Box::pin(first.chain(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))))
+    }
 }
 
 /// Feeds a command's input stream to its stdin, then closes it (a half-close, where the
@@ -341,7 +401,7 @@ pub(crate) async fn feed_stdin(mut body: ByteStream, mut input: impl AsyncWrite 
 }
 
 /// Appends what fits of `chunk` to a stderr buffer capped at [`MAX_STDERR`].
-pub(crate) fn keep_stderr(buffer: &mut Vec<u8>, chunk: &[u8]) {
+fn keep_stderr(buffer: &mut Vec<u8>, chunk: &[u8]) {
     let room = MAX_STDERR.saturating_sub(buffer.len());
     buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
 }

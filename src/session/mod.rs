@@ -12,10 +12,12 @@
 //! creation that waits on it (bounded by `sessions.create_timeout`), never the reaper, other
 //! users, or the end of other sessions.
 
+mod agent;
 mod attachment;
 mod create;
 mod deadlines;
 mod input;
+pub mod keys;
 mod linger;
 mod output;
 mod profiles;
@@ -46,6 +48,7 @@ use crate::pool::WarmPool;
 use crate::sandbox::SandboxBackend;
 use crate::store::{SessionRecord, SessionStatus, Store};
 
+pub use agent::{ScreenFormat, ScreenView, WaitMatch, WaitSource, MAX_SCROLLBACK};
 pub use attachment::{AttachEvent, Attachment};
 pub use deadlines::{Deadline, Lifecycle, Warning};
 pub use input::{InputClosed, InputQueue, INPUT_BUDGET};

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod docker;
 pub mod files;
 pub mod kube_fake;

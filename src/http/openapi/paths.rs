@@ -280,3 +280,61 @@ pub fn delete_sandbox() {}
         (status = 401, description = "No or bad credentials", body = ErrorBody),
         (status = 404, description = "Unknown, another user's, or not recorded", body = ErrorBody)))]
 pub fn recording() {}
+
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/exec", tag = "agents",
+    params(("id" = String, Path, description = "Session id"),
+        ("Accept" = Option<String>, Header, description = "`application/x-ndjson`: stream the output as it comes")),
+    request_body = ExecRequest,
+    description = "Runs a non-interactive command in the session's sandbox, as the sandbox's user, in the workspace (or `cwd`). Audited (an `exec` row with the argv).",
+    responses(
+        (status = 200, description = "The command ended (or was killed at its timeout: `exit_code` null, `timed_out` true)",
+            content((ExecResult = "application/json"), (ExecStreamLine = "application/x-ndjson"))),
+        (status = 400, description = "Bad body: the field is named (argv, timeout, env, cwd, stdin_base64)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 404, description = "Unknown session, or another user's", body = ErrorBody),
+        (status = 409, description = "The session has ended", body = ErrorBody),
+        (status = 413, description = "Body larger than server.max_request_body", body = ErrorBody),
+        (status = 429, description = "exec.per_minute or exec.max_concurrent reached", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 503, description = "The sandbox is gone or does not answer", body = ErrorBody)))]
+pub fn exec() {}
+
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/input", tag = "agents",
+    params(("id" = String, Path, description = "Session id")),
+    request_body = InputRequest,
+    description = "Types into the session's shell as a user would, whether or not a browser is attached. Audited only with `audit.record_input`.",
+    responses(
+        (status = 204, description = "Typed"),
+        (status = 400, description = "Bad body, or an unknown key name (named)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 404, description = "Unknown session, or another user's", body = ErrorBody),
+        (status = 409, description = "The session has ended", body = ErrorBody),
+        (status = 429, description = "exec.per_minute reached", body = ErrorBody)))]
+pub fn input() {}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/screen", tag = "agents",
+    params(("id" = String, Path, description = "Session id"),
+        ("format" = Option<String>, Query, description = "`text` (default) or `ansi` (lines with SGR sequences)"),
+        ("scrollback" = Option<u32>, Query, description = "Add up to this many lines above the screen (at most 10000)")),
+    responses(
+        (status = 200, description = "The screen", body = Screen),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 404, description = "Unknown session, or another user's", body = ErrorBody),
+        (status = 409, description = "The session has ended", body = ErrorBody),
+        (status = 429, description = "exec.per_minute reached", body = ErrorBody)))]
+pub fn screen() {}
+
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/wait", tag = "agents",
+    params(("id" = String, Path, description = "Session id")),
+    request_body = WaitRequest,
+    description = "Returns when the pattern matches the screen or the output since the call, so that a client never sleeps to wait for a program.",
+    responses(
+        (status = 200, description = "It matched", body = WaitMatch),
+        (status = 400, description = "Bad body (pattern too long or invalid, bad timeout)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 404, description = "Unknown session, or another user's", body = ErrorBody),
+        (status = 408, description = "No match within the timeout", body = ErrorBody),
+        (status = 409, description = "The session has ended (or ended while waiting)", body = ErrorBody),
+        (status = 429, description = "exec.per_minute or exec.max_concurrent reached", body = ErrorBody)))]
+pub fn wait() {}

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Every error: `{"error": {"code", "message"}}` with a fitting status.
@@ -285,4 +285,128 @@ pub struct Sandbox {
 #[derive(ToSchema)]
 pub struct SandboxList {
     pub sandboxes: Vec<Sandbox>,
+}
+
+/// The body of `POST …/exec`. The argv is executed as given (no shell unless it names one).
+#[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// The command and its arguments; `argv[0]` is looked up in the sandbox's `PATH`.
+    #[schema(min_items = 1)]
+    pub argv: Vec<String>,
+    /// Text fed to stdin, then closed (without it and `stdin_base64`, stdin is empty).
+    pub stdin: Option<String>,
+    /// Bytes fed to stdin, base64 (standard alphabet, padded); not with `stdin`.
+    pub stdin_base64: Option<String>,
+    /// Time limit such as `"30s"` (default `exec.timeout`, at most `exec.max_timeout`); the
+    /// command and its descendants are killed then.
+    pub timeout: Option<String>,
+    /// Variables set on top of the sandbox's environment; names `[A-Za-z_][A-Za-z0-9_]*`.
+    pub env: Option<std::collections::BTreeMap<String, String>>,
+    /// Directory to run in, relative to the workspace, checked as files paths are.
+    pub cwd: Option<String>,
+}
+
+/// The answer of a buffered exec. Output that is valid UTF-8 is a string; output that is not
+/// is its lossy text in `stdout`/`stderr` and its exact bytes in `stdout_base64`/`stderr_base64`.
+#[derive(ToSchema, Serialize)]
+pub struct ExecResult {
+    /// `null` when killed (timeout, signal).
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Present only when stdout is not valid UTF-8: its exact bytes, base64.
+    #[schema(nullable = false)]
+    pub stdout_base64: Option<String>,
+    /// Present only when stderr is not valid UTF-8: its exact bytes, base64.
+    #[schema(nullable = false)]
+    pub stderr_base64: Option<String>,
+    /// A stream was longer than `exec.max_output` and was cut there.
+    pub truncated: bool,
+    /// Killed at its timeout.
+    pub timed_out: bool,
+    pub duration_ms: u64,
+}
+
+/// One line of an exec's NDJSON stream (`Accept: application/x-ndjson`): `stdout`/`stderr`
+/// chunks (`data`, or `data_base64` when not UTF-8) as they come, then one `exit`.
+#[derive(ToSchema, Serialize)]
+pub struct ExecStreamLine {
+    /// `stdout`, `stderr` or `exit`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[schema(nullable = false)]
+    pub data: Option<String>,
+    #[schema(nullable = false)]
+    pub data_base64: Option<String>,
+    /// On `exit`.
+    pub exit_code: Option<i32>,
+    #[schema(nullable = false)]
+    pub timed_out: Option<bool>,
+    #[schema(nullable = false)]
+    pub duration_ms: Option<u64>,
+}
+
+/// The body of `POST …/input`: `text` is typed first, then `keys`.
+#[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputRequest {
+    pub text: Option<String>,
+    /// tmux key names: `Enter`, `Tab`, `Escape`, `BSpace`, `Space`, `Up`, `Down`, `Left`,
+    /// `Right`, `Home`, `End`, `PageUp`, `PageDown`, `Insert`, `Delete`, `F1`-`F12`,
+    /// `C-a`…`C-z`, `M-<key>`, or one character. An unknown name is 400.
+    pub keys: Option<Vec<String>>,
+}
+
+#[derive(ToSchema, Serialize)]
+pub struct ScreenCursor {
+    pub row: u32,
+    pub col: u32,
+    pub visible: bool,
+}
+
+/// What the session's terminal shows now.
+#[derive(ToSchema, Serialize)]
+pub struct Screen {
+    pub cols: u16,
+    pub rows: u16,
+    pub cursor: ScreenCursor,
+    /// A full-screen program (vim, less, top) has the alternate screen on.
+    pub alternate_screen: bool,
+    /// The visible rows, top to bottom, trailing blanks trimmed (with `?format=ansi`, with SGR
+    /// sequences).
+    pub lines: Vec<String>,
+    /// With `?scrollback=N`: up to N lines above the screen, oldest first.
+    #[schema(nullable = false)]
+    pub scrollback: Option<Vec<String>>,
+}
+
+/// The body of `POST …/wait`.
+#[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitRequest {
+    /// A regular expression (Rust `regex` syntax, multi-line: `^`/`$` match at line ends), at
+    /// most 4096 bytes.
+    pub pattern: String,
+    /// Default `"10s"`, at most `exec.max_timeout`.
+    pub timeout: Option<String>,
+    /// `screen` (the visible lines joined with `\n`), `output` (output since the wait began,
+    /// escape sequences removed) or `any` (the default).
+    pub source: Option<String>,
+}
+
+#[derive(ToSchema, Serialize)]
+pub struct WaitMatch {
+    pub matched: bool,
+    /// `screen` or `output`.
+    pub source: String,
+    /// The text that matched.
+    #[serde(rename = "match")]
+    pub text: String,
+    /// Capture groups (`null` for one that took no part).
+    pub groups: Vec<Option<String>>,
+    /// On the screen: the row the match starts on.
+    #[schema(nullable = false)]
+    pub row: Option<u32>,
+    pub elapsed_ms: u64,
 }

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{ContainerPlatform, ExecControl, Layout, PipedRequest, TtyExec};
 use crate::error::{Error, Result};
 use crate::sandbox::{
-    keep_stderr, CommandExit, ProcessControl, RunningCommand, Sandbox, TtyProcess,
+    CommandExit, ProcessControl, RunningCommand, Sandbox, StderrSink, TtyProcess,
 };
 
 /// Hangs up the process group recorded as `$2` in run directory `$1`, then kills what is left.
@@ -229,8 +229,9 @@ where
 {
     let (stdout_tx, mut stdout_rx) = mpsc::channel::<io::Result<Bytes>>(STDOUT_QUEUE);
     let (exit_tx, exit_rx) = oneshot::channel();
+    let sink = StderrSink::default();
+    let stderr = sink.clone();
     tokio::spawn(async move {
-        let mut stderr = Vec::new();
         while let Some(item) = output.next().await {
             match item {
                 Ok(Piped::Stdout(data)) => {
@@ -239,7 +240,7 @@ where
                         break;
                     }
                 }
-                Ok(Piped::Stderr(data)) => keep_stderr(&mut stderr, &data),
+                Ok(Piped::Stderr(data)) => stderr.push(data).await,
                 Err(e) => {
                     let _ = stdout_tx.send(Err(e)).await;
                     break;
@@ -248,13 +249,15 @@ where
         }
         drop(output);
         drop(stdout_tx);
+        stderr.close();
         let code = exit_code().await;
-        let _ = exit_tx.send(CommandExit { code, stderr });
+        let _ = exit_tx.send(CommandExit { code, stderr: stderr.take_kept() });
     });
     let chunks = futures_util::stream::poll_fn(move |cx| stdout_rx.poll_recv(cx))
         .filter(|c| std::future::ready(!matches!(c, Ok(b) if b.is_empty())));
     RunningCommand {
         stdout: Box::pin(tokio_util::io::StreamReader::new(chunks)),
+        stderr: sink,
         exit: Box::pin(async move {
             exit_rx.await.unwrap_or(CommandExit { code: None, stderr: Vec::new() })
         }),

@@ -84,6 +84,11 @@ impl TerminalState {
         self.emulator.is_some()
     }
 
+    /// The terminal's size now (after every resize recorded).
+    pub fn current_size(&self) -> (u16, u16) {
+        self.resizes.back().map(|&(_, cols, rows)| (cols, rows)).unwrap_or(self.size)
+    }
+
     /// Records a resize of the terminal that happened when the ring's end was `at`.
     pub fn resize(&mut self, at: u64, cols: u16, rows: u16) {
         let size = (cols.max(1), rows.max(1));
