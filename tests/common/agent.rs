@@ -258,6 +258,10 @@ pub async fn drives_an_interactive_shell(agent: &Agent) {
     let (status, found) = agent.wait("^answer=(\\d+)$", "10s").await;
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["groups"][0], "42");
+    // The answer may be on the screen before the next prompt is: wait for that too (the first
+    // prompt's line now holds the command, so only the new one is a bare prompt).
+    let (status, found) = agent.wait("^agent>$", "10s").await;
+    assert_eq!(status, 200, "{found}");
     let (status, screen) = agent.screen("").await;
     assert_eq!(status, 200, "{screen}");
     let lines: Vec<&str> =
@@ -270,9 +274,11 @@ pub async fn drives_an_interactive_shell(agent: &Agent) {
     assert_eq!(screen["alternate_screen"], false);
     // Keys: C-c abandons a line, the shell is still there.
     agent.input(json!({"text": "sleep 100", "keys": ["Enter"]})).await;
-    agent.input(json!({"keys": ["C-c"]})).await;
-    // The interrupt flushes what was typed meanwhile (the terminal's ISIG): type until seen.
+    // The interrupt flushes what was typed meanwhile (the terminal's ISIG): interrupt and type
+    // until seen. Each round interrupts again: a C-c that reached the shell before it had
+    // started `sleep` (a slower sandbox) interrupted nothing.
     eventually("the shell answers after C-c", || async {
+        agent.input(json!({"keys": ["C-c"]})).await;
         agent.input(json!({"text": "echo after-$((1+1))", "keys": ["Enter"]})).await;
         (agent.wait("^after-2$", "1s").await.0 == 200).then_some(())
     })
