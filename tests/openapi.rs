@@ -152,6 +152,25 @@ async fn served_document_and_real_answers_match() {
     assert_shape(&doc, "FileEntry", &files["entries"][0]);
     let (_, stat) = server.get(&format!("/api/v1/sessions/{id}/files/stat?path=d")).await;
     assert_shape(&doc, "FileStat", &stat);
+    let (status, ran) = server
+        .post(&format!("/api/v1/sessions/{id}/exec"), json!({"argv": ["printf", "\\377"]}))
+        .await;
+    assert_eq!(status, 200, "{ran}");
+    assert_shape(&doc, "ExecResult", &ran);
+    let (_, screen) = server.get(&format!("/api/v1/sessions/{id}/screen?scrollback=2")).await;
+    assert_shape(&doc, "Screen", &screen);
+    assert_shape(&doc, "ScreenCursor", &screen["cursor"]);
+    let (status, _) = server
+        .post(
+            &format!("/api/v1/sessions/{id}/input"),
+            json!({"text": "echo shape-ok", "keys": ["Enter"]}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, found) =
+        server.post(&format!("/api/v1/sessions/{id}/wait"), json!({"pattern": "^shape-ok$"})).await;
+    assert_eq!(status, 200, "{found}");
+    assert_shape(&doc, "WaitMatch", &found);
     let (status, error) = server.get("/api/v1/sessions/nope").await;
     assert_eq!(status, 404);
     assert_shape(&doc, "ErrorBody", &error);

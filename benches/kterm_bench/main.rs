@@ -79,13 +79,15 @@ mod docker;
 mod docker_cli;
 mod docker_samples;
 mod echo;
+mod exec;
 mod load;
 mod memory;
 mod raw;
 mod startup;
 mod throughput;
 
-const PARTS: [&str; 7] = ["throughput", "echo", "connect", "memory", "docker", "startup", "load"];
+const PARTS: [&str; 8] =
+    ["throughput", "echo", "connect", "memory", "docker", "startup", "load", "exec"];
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -227,7 +229,11 @@ fn table_head() {
 }
 
 fn table_head_vs(baseline: &str, ratio: &str) {
-    println!("  {:<24} {:>14} {:>14}   {ratio}", "", "kterm (ws)", baseline);
+    table_head_vs_named("kterm (ws)", baseline, ratio);
+}
+
+fn table_head_vs_named(kterm: &str, baseline: &str, ratio: &str) {
+    println!("  {:<24} {kterm:>14} {baseline:>14}   {ratio}", "");
 }
 
 /// The first bytes of some output, quoted.
@@ -298,7 +304,7 @@ fn main() {
     let problems = runtime.block_on(async {
         let tmp = tempfile::Builder::new().prefix("kterm-bench-").tempdir().expect("tempdir");
         let mut problems = Problems::default();
-        let parts: [(&str, Part); 7] = [
+        let parts: [(&str, Part); 8] = [
             ("throughput", |o, t, p| Box::pin(throughput::bench(o, t, p))),
             ("echo", |o, t, p| Box::pin(echo::bench(o, t, p))),
             ("connect", |o, t, p| Box::pin(connect::bench(o, t, p))),
@@ -306,6 +312,7 @@ fn main() {
             ("docker", |o, t, p| Box::pin(docker::bench(o, t, p))),
             ("startup", |o, t, p| Box::pin(startup::bench(o, t, p))),
             ("load", |o, t, p| Box::pin(load::bench(o, t, p))),
+            ("exec", |o, t, p| Box::pin(exec::bench(o, t, p))),
         ];
         for (name, run) in parts {
             if !opts.wants(name) {
