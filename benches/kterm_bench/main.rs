@@ -25,6 +25,10 @@
 //!                pulled); skipped with the reason printed when either is missing. Every
 //!                container it makes carries the label `kterm-bench=<run id>` and is removed at
 //!                the end of the part, also when it fails.
+//!   `kubernetes` the Kubernetes backend: POST -> first output byte for a warm claim, a cold
+//!                pod and a second tab, p50/p99; against the tests' fake API server (needs
+//!                root), or a real cluster with KTERM_K8S_TEST_KUBECONFIG (and
+//!                KTERM_K8S_TEST_NAMESPACE, KTERM_K8S_TEST_IMAGE); samples as the docker part
 //!   `startup`    the real `kterm` binary from exec until /healthz answers (empty pool), its
 //!                idle RSS and the binary's size, vs exec of `kterm --version`
 //!   `load`       many attached sessions echoing numbered tokens at once for a while, every
@@ -80,14 +84,19 @@ mod docker_cli;
 mod docker_samples;
 mod echo;
 mod exec;
+// The fake Kubernetes API server of the tests (for the kubernetes part).
+#[allow(dead_code, unused_imports)]
+#[path = "../../tests/common/kube_fake/mod.rs"]
+mod kube_fake;
+mod kubernetes;
 mod load;
 mod memory;
 mod raw;
 mod startup;
 mod throughput;
 
-const PARTS: [&str; 8] =
-    ["throughput", "echo", "connect", "memory", "docker", "startup", "load", "exec"];
+const PARTS: [&str; 9] =
+    ["throughput", "echo", "connect", "memory", "docker", "kubernetes", "startup", "load", "exec"];
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -304,12 +313,13 @@ fn main() {
     let problems = runtime.block_on(async {
         let tmp = tempfile::Builder::new().prefix("kterm-bench-").tempdir().expect("tempdir");
         let mut problems = Problems::default();
-        let parts: [(&str, Part); 8] = [
+        let parts: [(&str, Part); 9] = [
             ("throughput", |o, t, p| Box::pin(throughput::bench(o, t, p))),
             ("echo", |o, t, p| Box::pin(echo::bench(o, t, p))),
             ("connect", |o, t, p| Box::pin(connect::bench(o, t, p))),
             ("memory", |o, t, p| Box::pin(memory::bench(o, t, p))),
             ("docker", |o, t, p| Box::pin(docker::bench(o, t, p))),
+            ("kubernetes", |o, t, p| Box::pin(kubernetes::bench(o, t, p))),
             ("startup", |o, t, p| Box::pin(startup::bench(o, t, p))),
             ("load", |o, t, p| Box::pin(load::bench(o, t, p))),
             ("exec", |o, t, p| Box::pin(exec::bench(o, t, p))),

@@ -134,3 +134,40 @@ async fn readyz_follows_the_api_server_and_sessions_work_again_after_it_returns(
     term.read_until("back-2").await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_pod_ends_its_session_and_an_evicted_warm_pod_is_replaced() {
+    let Some(fake) = cluster() else { return };
+    let server = start(&fake, |c| {
+        c.pool.min = 1;
+        c.pool.max = 1;
+        c.pool.health_interval = kterm::config::HumanDuration(Duration::from_millis(200));
+    })
+    .await;
+    let warm_pod = || {
+        live_pods(&fake, &server).into_iter().find(|p| {
+            p.phase == "Running"
+                && p.labels.get("kterm.io/role").map(String::as_str) == Some("warm")
+        })
+    };
+    let warm = eventually("a warm pod", || async { warm_pod() }).await;
+    assert!(fake.evict_pod(&warm.namespace, &warm.name, "The node was low on resource: memory."));
+    eventually("the pool to replace the evicted warm pod", || async {
+        warm_pod().filter(|p| p.name != warm.name).map(drop)
+    })
+    .await;
+
+    let session = server.create(json!({})).await;
+    let id = session["id"].as_str().unwrap().to_string();
+    let (namespace, pod) = pod_of(session["sandbox_id"].as_str().unwrap());
+    let mut term = server.attach(&id).await;
+    term.send("echo up-$((2+3))\n").await;
+    term.read_until("up-5").await;
+    assert!(fake.evict_pod(&namespace, &pod, "The node was low on resource: memory."));
+    eventually("the session of the evicted pod to end", || async {
+        let (_, body) = server.get(&format!("/api/v1/sessions/{id}")).await;
+        (body["status"] != "running").then_some(())
+    })
+    .await;
+    server.stop().await;
+}
