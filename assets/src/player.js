@@ -23,7 +23,7 @@ export function createPlayer(host, cast, { theme = 'dark' } = {}) {
   return create({ data: cast }, host, {
     autoPlay: true,
     preload: true,
-    fit: 'width',
+    fit: 'both',
     idleTimeLimit: 2,
     theme: theme === 'light' ? 'solarized-light' : 'asciinema',
     terminalFontFamily: 'ui-monospace, "Cascadia Mono", Menlo, Consolas, "DejaVu Sans Mono", monospace',

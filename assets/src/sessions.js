@@ -281,7 +281,8 @@ export class SessionsPanel {
       state: dialog.dataset.state ?? null,
       session: dialog.dataset.session ?? null,
       player: this.player !== null,
-      text: $('player-host').querySelector('.ap-term-text')?.textContent ?? '',
+      // innerText: the player's lines as lines; its spaces are no-break ones.
+      text: ($('player-host').querySelector('.ap-term-text')?.innerText ?? '').replace(/\u00a0/g, ' '),
     };
   }
 }

@@ -62,7 +62,7 @@ async function waitForPlayback(t, id, label) {
     ({ id, line }) => {
       const p = window.kterm.player();
       return p.open && p.session === id && p.state === 'playing' && p.player
-        && p.text.split('\n').some((l) => l.trimEnd() === line) && p;
+        && p.text.includes(line) && p;
     }, { id, line: TOKEN_LINE }, 30_000);
   log(`player (${label}): ${JSON.stringify({ ...state, text: state.text.trim().split('\n').slice(-3) })}`);
   await waitVisible(page, '#player-host .ap-player', 'the asciinema player element');

@@ -769,4 +769,4 @@ span.ap-marker-container:hover span.ap-marker {
   --term-color-14: #8ec07c;
   --term-color-15: #fbf1c7;
 }
-`;function Pi(){if(document.getElementById("asciinema-player-style"))return;let A=document.createElement("style");A.id="asciinema-player-style",A.textContent=Xt,document.head.append(A)}function rB(A,g,{theme:e="dark"}={}){return Pi(),jt({data:g},A,{autoPlay:!0,preload:!0,fit:"width",idleTimeLimit:2,theme:e==="light"?"solarized-light":"asciinema",terminalFontFamily:'ui-monospace, "Cascadia Mono", Menlo, Consolas, "DejaVu Sans Mono", monospace'})}export{rB as createPlayer};
+`;function Pi(){if(document.getElementById("asciinema-player-style"))return;let A=document.createElement("style");A.id="asciinema-player-style",A.textContent=Xt,document.head.append(A)}function rB(A,g,{theme:e="dark"}={}){return Pi(),jt({data:g},A,{autoPlay:!0,preload:!0,fit:"both",idleTimeLimit:2,theme:e==="light"?"solarized-light":"asciinema",terminalFontFamily:'ui-monospace, "Cascadia Mono", Menlo, Consolas, "DejaVu Sans Mono", monospace'})}export{rB as createPlayer};
