@@ -452,6 +452,7 @@ mod tests {
         assert_eq!(got.status, SessionStatus::Terminated);
         assert_eq!(got.exit_code, Some(3));
         assert_eq!(got.end_reason.as_deref(), Some("exited"));
+        assert!(got.ended_at.is_some_and(|at| at >= now - chrono::Duration::seconds(1)), "{got:?}");
         assert_eq!(store.list_sessions(Some("bob"), 10).await.unwrap().len(), 0);
         assert_eq!(store.list_sessions(None, 10).await.unwrap().len(), 1);
     }
