@@ -310,7 +310,7 @@ async fn every_response_carries_the_security_headers() {
         let response = nobody.request(reqwest::Method::GET, path).send().await.unwrap();
         let headers = response.headers();
         let csp = headers.get("content-security-policy").expect("CSP").to_str().unwrap();
-        assert!(csp.contains("script-src 'self';"), "{path}: {csp}");
+        assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval';"), "{path}: {csp}");
         assert!(!csp.split(';').any(|d| d.contains("script-src") && d.contains("unsafe-inline")));
         assert!(csp.contains("frame-ancestors 'self' https://dash.example.com"), "{csp}");
         assert_eq!(headers.get("x-content-type-options").unwrap(), "nosniff", "{path}");

@@ -245,3 +245,18 @@ async fn the_sandbox_in_the_top_bar_the_close_dialog_and_end_sandbox() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_panel_recording_playback_and_the_audit_view() {
+    let Some(_browser) = browser().await else { return };
+    const ADMIN_TOKEN: &str = "browser-admin-token-1";
+    const USER_TOKEN: &str = "browser-user-token-1";
+    let server = TestServer::start_with(|c| {
+        common::token_auth(c, &[("alice", ADMIN_TOKEN), ("bob", USER_TOKEN)], &["alice"]);
+        c.recording.enabled = true;
+    })
+    .await;
+    let env = [("KTERM_TEST_ADMIN_TOKEN", ADMIN_TOKEN), ("KTERM_TEST_USER_TOKEN", USER_TOKEN)];
+    run_scenario("recordings", &server, &env).await;
+    server.stop().await;
+}

@@ -123,3 +123,31 @@ async fn recordings_past_their_retention_are_deleted() {
     assert_eq!(recording(&alice, &id).await.0, 404);
     server.stop().await;
 }
+
+/// The session object says whether there is a recording to play (`recorded`) and when it
+/// ended (`ended_at`): what the web UI's Sessions panel shows "Play" and "Ended" from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_say_whether_they_are_recorded_and_when_they_ended() {
+    let server = start(|_| {}).await;
+    let alice = server.bearer(ALICE);
+    let session = alice.create(json!({})).await;
+    let id = session["id"].as_str().unwrap().to_string();
+    assert_eq!(session["recorded"], true, "{session}");
+    assert!(session["ended_at"].is_null(), "{session}");
+    assert_eq!(alice.delete(&format!("/api/v1/sessions/{id}")).await, 204);
+    let (_, list) = alice.get("/api/v1/sessions?all=true").await;
+    let ended = list["sessions"].as_array().unwrap().iter().find(|s| s["id"] == id.as_str());
+    let ended = ended.unwrap_or_else(|| panic!("listed: {list}"));
+    assert_eq!(ended["recorded"], true, "{ended}");
+    let at = ended["ended_at"].as_str().unwrap_or_else(|| panic!("ended_at: {ended}"));
+    assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{ended}");
+
+    let unrecorded = TestServer::start_with(|c| {
+        common::token_auth(c, &[("alice", ALICE)], &[]);
+    })
+    .await;
+    let session = unrecorded.bearer(ALICE).create(json!({})).await;
+    assert_eq!(session["recorded"], false, "recording off: {session}");
+    unrecorded.stop().await;
+    server.stop().await;
+}

@@ -13,6 +13,7 @@ import { Layout } from './layout.js';
 import { load, save } from './storage.js';
 import { SearchBar } from './search.js';
 import { SandboxInfo } from './sandbox.js';
+import { SessionsPanel } from './sessions.js';
 import { TerminalTab } from './terminal.js';
 import { applyPageTheme, initialTheme } from './theme.js';
 
@@ -57,6 +58,14 @@ const sandbox = new SandboxInfo({
   session: () => tabs[active]?.session ?? null,
   ended: () => renderState(),
   toast: (text) => toast(text),
+});
+const sessions = new SessionsPanel({
+  me: () => me,
+  openIds: () => tabs.map((t) => t.session),
+  attach: (session) => attachTab(session),
+  theme: () => prefs.theme,
+  toast: (text) => toast(text),
+  login: () => toLogin(),
 });
 const editor = new EditorPane({
   session: () => liveSession(),
@@ -204,6 +213,14 @@ async function newTab(launch = {}) {
     namespace: session.namespace,
   });
   activate(tabs.length - 1);
+}
+
+/** A tab on a running session of the user's (from the Sessions panel), or the one showing it. */
+function attachTab(session) {
+  const open = tabs.findIndex((t) => t.session === session.id);
+  if (open >= 0) return activate(open);
+  addTab({ session: session.id, title: freeTitle(), context: session.context, namespace: session.namespace });
+  return activate(tabs.length - 1);
 }
 
 async function closeTab(tab) {
@@ -491,6 +508,8 @@ window.kterm = {
   /** Which buffer shows ('normal' or 'alternate') and the modes of tab `i`'s terminal. */
   screen: (i = active) => tabs[i] && ({ buffer: tabs[i].term.buffer.active.type, modes: { ...tabs[i].term.modes } }),
   editorText: () => editor.text(),
+  /** The recording player: {open, state, session, player, text}. */
+  player: () => sessions.state(),
 };
 
 layout.apply();

@@ -48,7 +48,14 @@ pub fn session_json(
         "context": record.context,
         "exit_code": record.exit_code,
         "end_reason": record.end_reason,
+        "ended_at": record.ended_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        "recorded": recorded(state, &record.id),
     })
+}
+
+/// Whether session `id` has a recording to play (`GET /api/v1/sessions/{id}/recording`).
+fn recorded(state: &AppState, id: &str) -> bool {
+    state.registry.recordings().and_then(|r| r.path(id)).is_some_and(|path| path.is_file())
 }
 
 /// `ws://host[/base]` as the client reached us, or as `server.public_url` says.

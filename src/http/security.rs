@@ -29,8 +29,10 @@ pub fn default_headers(config: &Config) -> DefaultHeaders {
     } else {
         config.server.frame_ancestors.join(" ")
     };
+    // 'wasm-unsafe-eval' lets the page compile WebAssembly (the recording player's terminal
+    // emulator), nothing more: no eval, no inline script.
     let csp = format!(
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
          img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; \
          form-action 'self'; frame-ancestors {ancestors}"
     );

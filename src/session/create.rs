@@ -161,6 +161,7 @@ impl SessionRegistry {
             expires_at: info.expires_at,
             exit_code: None,
             end_reason: None,
+            ended_at: None,
         };
         let (sandbox, process) = match started {
             Ok(started) => started,

@@ -103,6 +103,8 @@ pub(super) struct State {
     pub(super) next_generation: u64,
     /// `Some(code)` once the process has ended and all of its output is in the ring.
     pub(super) exit: Option<Option<i32>>,
+    /// When `exit` was set.
+    pub(super) ended_at: Option<DateTime<Utc>>,
     /// Why the session is being ended by kterm (deleted, idle, expired, shutdown).
     pub(super) ending: Option<String>,
     /// The process has ended: the pump drains what it left.
@@ -137,6 +139,7 @@ impl Session {
                 reader_offset: 0,
                 next_generation: 1,
                 exit: None,
+                ended_at: None,
                 ending: None,
                 draining: false,
                 last_output: now,
@@ -222,6 +225,7 @@ impl Session {
             state.ending.get_or_insert_with(|| "backend_error".into());
         }
         state.exit = Some(code);
+        state.ended_at = Some(Utc::now());
         drop(state);
         self.changed.send_replace(());
         code
@@ -393,11 +397,13 @@ impl Session {
 
     /// The session as the API shows it.
     pub fn record(&self) -> SessionRecord {
-        let (status, exit_code, end_reason) = {
+        let (status, exit_code, end_reason, ended_at) = {
             let state = self.state();
             match state.exit {
-                Some(code) => (SessionStatus::Terminated, code, state.ending.clone()),
-                None => (SessionStatus::Running, None, None),
+                Some(code) => {
+                    (SessionStatus::Terminated, code, state.ending.clone(), state.ended_at)
+                }
+                None => (SessionStatus::Running, None, None, None),
             }
         };
         SessionRecord {
@@ -413,6 +419,7 @@ impl Session {
             expires_at: self.info.expires_at,
             exit_code,
             end_reason: end_reason.or_else(|| exit_code.map(|_| "exited".into())),
+            ended_at,
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct SessionRecord {
     pub expires_at: DateTime<Utc>,
     pub exit_code: Option<i32>,
     pub end_reason: Option<String>,
+    /// When it ended, as the store recorded it (`None` while it runs).
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +127,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         expires_at: from_millis(row.get("expires_at")?),
         exit_code: row.get("exit_code")?,
         end_reason: row.get("end_reason")?,
+        ended_at: row.get::<_, Option<i64>>("ended_at")?.map(from_millis),
     })
 }
 
@@ -438,6 +441,7 @@ mod tests {
             expires_at: now,
             exit_code: None,
             end_reason: None,
+            ended_at: None,
         };
         store.insert_session(&record).await.unwrap();
         store.end_session("s1", SessionStatus::Terminated, Some(3), "exited").await.unwrap();
@@ -448,6 +452,7 @@ mod tests {
         assert_eq!(got.status, SessionStatus::Terminated);
         assert_eq!(got.exit_code, Some(3));
         assert_eq!(got.end_reason.as_deref(), Some("exited"));
+        assert!(got.ended_at.is_some_and(|at| at >= now - chrono::Duration::seconds(1)), "{got:?}");
         assert_eq!(store.list_sessions(Some("bob"), 10).await.unwrap().len(), 0);
         assert_eq!(store.list_sessions(None, 10).await.unwrap().len(), 1);
     }
@@ -472,6 +477,7 @@ mod tests {
             expires_at: at,
             exit_code: None,
             end_reason: None,
+            ended_at: None,
         };
         store.insert_session(&record("live".into(), start)).await.unwrap();
         for i in 0..600 {

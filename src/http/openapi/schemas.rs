@@ -64,6 +64,11 @@ pub struct Session {
     pub exit_code: Option<i32>,
     /// Why kterm ended it (`deleted`, `idle_timeout`, `max_lifetime`, `server_shutdown`, ...).
     pub end_reason: Option<String>,
+    /// When it ended (null while it runs).
+    #[schema(format = DateTime)]
+    pub ended_at: Option<String>,
+    /// Whether `GET /api/v1/sessions/{id}/recording` has a recording of it (`[recording]`).
+    pub recorded: bool,
 }
 
 #[derive(ToSchema)]

@@ -6,6 +6,7 @@ import { embed } from './embed.mjs';
 import { fullScreen, queries } from './fidelity.mjs';
 import { login } from './login.mjs';
 import { reconnect } from './reconnect.mjs';
+import { recordings } from './recordings.mjs';
 import { sandboxScenario } from './sandbox.mjs';
 import { tabsScenario } from './tabs.mjs';
 import { takeover } from './takeover.mjs';
@@ -33,4 +34,5 @@ export const SCENARIOS = {
   embed,
   workbench,
   sandbox: sandboxScenario,
+  recordings,
 };
