@@ -101,8 +101,10 @@ fn every_kterm_command_in_the_readme_parses() {
                 checked += 1;
                 continue;
             }
+            // Before a `--`: what follows it is the remote command's, not kterm's.
             let mut args = words.clone();
-            args.push("--help".into());
+            let at = args.iter().position(|w| w == "--").unwrap_or(args.len());
+            args.insert(at, "--help".into());
             let (code, out) = kterm(&args);
             assert_eq!(
                 code,
