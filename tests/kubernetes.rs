@@ -12,6 +12,8 @@ mod common;
 mod faults;
 #[path = "kubernetes/lifecycle.rs"]
 mod lifecycle;
+#[path = "kubernetes/pending.rs"]
+mod pending;
 
 use std::time::Duration;
 

@@ -35,13 +35,14 @@ async fn the_lifecycle_on_a_real_cluster() {
         c.pool.max = 0;
     })
     .await;
-    let first = server.create(json!({"cols": 90, "rows": 20, "context": {"run_id": "real"}})).await;
+    let first =
+        server.create_running(json!({"cols": 90, "rows": 20, "context": {"run_id": "real"}})).await;
     assert_eq!(first["namespace"], namespace.as_str());
     let mut tab1 = server.attach(first["id"].as_str().unwrap()).await;
     tab1.send("stty size; echo \"ctx=$KTERM_CTX_RUN_ID\"; echo shared > note.txt; pwd\n").await;
     let out = tab1.read_until("/home/user/workspace").await;
     assert!(out.contains("20 90") && out.contains("ctx=real"), "{out}");
-    let second = server.create(json!({})).await;
+    let second = server.create_running(json!({})).await;
     assert_eq!(second["sandbox_id"], first["sandbox_id"], "tabs share one pod");
     let mut tab2 = server.attach(second["id"].as_str().unwrap()).await;
     tab2.resize(100, 33).await;

@@ -114,7 +114,14 @@ function renderTabs() {
       event.stopPropagation();
       closeTab(tab);
     });
-    el.append(dot, title, close);
+    el.append(dot, title);
+    if (tab.state === 'starting' && tab.phase) {
+      const phase = document.createElement('span');
+      phase.className = 'tab-phase';
+      phase.textContent = tab.phase;
+      el.append(phase);
+    }
+    el.append(close);
     el.addEventListener('click', () => activate(tabs.indexOf(tab)));
     el.addEventListener('auxclick', (event) => event.button === 1 && closeTab(tab));
     return el;
@@ -500,7 +507,7 @@ window.addEventListener('drop', (event) => {
 // A handle for people debugging in the console, and for the browser tests.
 window.kterm = {
   tabs: () => tabs.map((t) => ({
-    session: t.session, title: t.title, state: t.state, renderer: t.renderer, replaying: t.replaying,
+    session: t.session, title: t.title, state: t.state, phase: t.phase, renderer: t.renderer, replaying: t.replaying,
   })),
   active: () => active,
   text: (i = active) => tabs[i]?.text() ?? '',

@@ -273,6 +273,7 @@ export class TerminalTab {
     switch (message.type) {
       case 'attached':
         seen.attached = true;
+        this.phase = null;
         this.backoff = BACKOFF_MIN_MS;
         // The replay that follows redraws the screen; until it is written, the terminal's
         // answers to what it replays must not reach the shell.
@@ -284,6 +285,15 @@ export class TerminalTab {
         this.sendControl({ type: 'resize', cols: this.term.cols, rows: this.term.rows });
         this.setState('connected', 'connected');
         break;
+      case 'status': {
+        // A cold sandbox is starting (a pod being scheduled, its image pulled): say where.
+        const phase = String(message.phase ?? 'starting');
+        const detail = message.detail ? ` (${message.detail})` : '';
+        this.phase = phase;
+        this.term.write(`\r\x1b[2K\x1b[2m[starting the sandbox: ${phase}${detail}…]\x1b[0m`);
+        this.setState('starting', `starting the sandbox: ${phase}${detail}`);
+        break;
+      }
       case 'exit':
         seen.exited = true;
         this.ended(endText(message.code, message.reason));
@@ -426,6 +436,10 @@ export class TerminalTab {
 
 function endText(code, reason) {
   if (reason && END_REASONS[reason]) return `session ended: ${END_REASONS[reason]}`;
+  // `sandbox_lost: why` (its pod or container went), or why a pending session did not start.
+  const lost = /^sandbox_lost: (.*)$/s.exec(reason ?? '');
+  if (lost) return `session ended: its sandbox is gone (${lost[1]})`;
+  if (reason && !/^[a-z_]+$/.test(reason)) return `session ended: ${reason}`;
   if (code === null || code === undefined) return 'session ended';
   return `session ended with exit code ${code}`;
 }

@@ -264,7 +264,8 @@ pub async fn first_output(ws: &mut Ws) -> Res<bytes::Bytes> {
         match ws_next(ws).await? {
             Event::Output(d) if !d.is_empty() => return Ok(d),
             Event::Output(_) => continue,
-            Event::Control(v) if v["type"] == "attached" => continue,
+            // `status`: a cold sandbox is starting (the session is pending).
+            Event::Control(v) if v["type"] == "attached" || v["type"] == "status" => continue,
             Event::Control(v) => fail!("unexpected control message {v}"),
             Event::Closed(c) => fail!("closed before the prompt ({c:?})"),
         }

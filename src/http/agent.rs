@@ -50,9 +50,14 @@ fn count_call(state: &AppState, caller: &Caller) -> Result<()> {
     })
 }
 
-/// The live session `id`, if `caller` may see it (404 otherwise) and it has not ended (409).
-fn running_session(state: &AppState, caller: &Caller, id: &str) -> Result<std::sync::Arc<Session>> {
-    let session = state.registry.live(caller, id)?;
+/// The live session `id`, if `caller` may see it (404 otherwise) and it has not ended (409);
+/// one still starting is waited for.
+async fn running_session(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<std::sync::Arc<Session>> {
+    let session = state.registry.live_when_ready(caller, id).await?;
     if session.has_exited() {
         return Err(Error::Conflict(format!("session {} has ended", session.info.id)));
     }
@@ -124,7 +129,7 @@ async fn input(
     if data.is_empty() {
         return Err(Error::BadRequest("give text or keys (both are empty)".into()));
     }
-    let session = running_session(&state, &caller, &id)?;
+    let session = running_session(&state, &caller, &id).await?;
     if state.config.audit.record_input {
         let text = String::from_utf8_lossy(&data[..data.len().min(AUDIT_INPUT)]).into_owned();
         state.audit.record_later(
@@ -170,7 +175,7 @@ async fn screen(
             }
         },
     };
-    let session = running_session(&state, &caller, &id)?;
+    let session = running_session(&state, &caller, &id).await?;
     let view = session.screen(format, scrollback);
     Ok(HttpResponse::Ok().json(view))
 }
@@ -206,7 +211,7 @@ async fn wait(
         })?;
     let timeout = parse_timeout("timeout", body.timeout.as_deref(), &state.config.exec)?
         .unwrap_or(DEFAULT_WAIT.min(state.config.exec.max_timeout.0));
-    let session = running_session(&state, &caller, &id)?;
+    let session = running_session(&state, &caller, &id).await?;
     let _slot = state.exec_limits.take(&session.info.sandbox_id)?;
     let found = session.wait_for(&pattern, body.source.unwrap_or(WaitSource::Any), timeout).await?;
     let mut answer = serde_json::to_value(&found)

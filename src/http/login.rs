@@ -98,12 +98,15 @@ async fn ticket(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let session = state.registry.live(&caller, &id)?;
-    let (ticket, ttl) = state.auth.issue_ticket(&caller, &session.info.id)?;
+    // A session still starting has a ticket too: its WebSocket follows the start.
+    let session = match state.registry.live(&caller, &id) {
+        Ok(session) => session.info.id.clone(),
+        Err(not_live) => state.registry.pending(&caller, &id).ok_or(not_live)?.id.clone(),
+    };
+    let (ticket, ttl) = state.auth.issue_ticket(&caller, &session)?;
     let url = format!(
-        "{}/api/v1/sessions/{}/ws?ticket={ticket}",
+        "{}/api/v1/sessions/{session}/ws?ticket={ticket}",
         super::api::websocket_base(&req, &state),
-        session.info.id
     );
     Ok(HttpResponse::Created().json(json!({
         "ticket": ticket,

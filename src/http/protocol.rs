@@ -54,6 +54,14 @@ pub enum ServerMessage<'a> {
     Detached { reason: &'a str },
     /// A message the server could not act on; the connection stays open.
     Error { code: &'a str, message: String },
+    /// The session is `pending`: its sandbox is starting (`scheduling`, `pulling image`,
+    /// `starting`), with the backend's detail when it has one; `attached` follows when the
+    /// shell is there, or `exit` with the reason when it could not start.
+    Status {
+        phase: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
     /// kterm will end the session at `at` (RFC 3339, UTC, milliseconds), `in_secs` from now,
     /// for `reason` (`idle_timeout`: unless the client sends input or a keep-alive first;
     /// `max_lifetime`). Sent once per deadline, `sessions.warn_before` ahead.

@@ -34,7 +34,7 @@ use crate::app::AppState;
 use crate::audit::{Action, Audit, Event, InputRecorder, Outcome};
 use crate::auth::LoginWatch;
 use crate::error::{Error, Result};
-use crate::session::{AttachEvent, Attachment};
+use crate::session::{AttachEvent, Attachment, PendingSession, PendingState, Session};
 
 /// Messages delivered after the client went away, at most (its last keystrokes).
 const DRAIN_MESSAGES: usize = 64;
@@ -58,53 +58,149 @@ pub async fn attach(
         return Err(e);
     }
     let caller = authenticate_websocket(&req, &id).await?;
-    let session = match state.registry.live(&caller, &id) {
-        Ok(session) => session,
-        // An ended session kterm no longer holds (a restart ended it): the client is told how
-        // it ended, as if it had been attached then.
-        Err(not_live) => match state.registry.get(&caller, &id).await {
-            Ok(record) if !record.status.is_live() => return tell_ended(&req, &record).await,
-            _ => return Err(not_live),
+    let target = match state.registry.live(&caller, &id) {
+        Ok(session) => Target::Live(session),
+        Err(not_live) => match state.registry.pending(&caller, &id) {
+            Some(pending) => Target::Pending(pending),
+            // An ended session kterm no longer holds (a restart ended it): the client is told
+            // how it ended, as if it had been attached then.
+            None => match state.registry.get(&caller, &id).await {
+                Ok(record) if !record.status.is_live() => return tell_ended(&req, &record).await,
+                _ => return Err(not_live),
+            },
         },
     };
     // Watch the login before attaching, so an end of it in between is not missed.
     let login = caller.login.as_deref().map(|login| state.auth.watch_login(login, &caller.user));
-    let attachment = session.attach(state.registry.config().attach)?;
+    let attach_config = state.registry.config().attach;
+    let attachment = match &target {
+        Target::Live(session) => Some(session.attach(attach_config)?),
+        Target::Pending(_) => None,
+    };
     // actix-ws makes the handshake response and the sending half; the client's frames are
     // read from this request's payload by `ws_input`, so actix-ws gets an empty one.
     let unused = web::Payload::from_request(&req, &mut actix_web::dev::Payload::None)
         .await
         .map_err(|e| Error::Internal(format!("an empty payload: {e}")))?;
-    let (response, ws, _) = actix_ws::handle(&req, unused)
+    let (response, mut ws, _) = actix_ws::handle(&req, unused)
         .map_err(|e| Error::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
     let frames = ClientStream::new(body, MAX_INPUT_FRAME);
     let socket = ConnectionSocket::of(&req);
     let client = client_address(&req, &state);
-    let event = Event::new(Action::Attach, Outcome::Ok)
-        .user(&caller.user)
-        .client(client.clone())
-        .session(&session.info.id);
-    state.audit.record_later(event);
-    let recorder = state
-        .config
-        .audit
-        .record_input
-        .then(|| InputRecorder::new(state.audit.clone(), &caller.user, &session.info.id));
-    let bridge = Bridge {
-        ws,
-        attachment,
-        ping_interval: state.config.server.ping_interval.0,
-        shutdown: state.shutdown.clone(),
-        pending_input: Bytes::new(),
-        audit: state.audit.clone(),
-        user: caller.user,
-        client,
-        recorder,
-        login,
-        socket,
-    };
-    actix_web::rt::spawn(bridge.run(frames));
+    let ping_interval = state.config.server.ping_interval.0;
+    let mut shutdown = state.shutdown.clone();
+    let state = state.into_inner();
+    actix_web::rt::spawn(async move {
+        let attachment = match (target, attachment) {
+            (_, Some(attachment)) => attachment,
+            (Target::Live(_), None) => return,
+            (Target::Pending(pending), None) => {
+                match follow_pending(&mut ws, &pending, ping_interval, &mut shutdown).await {
+                    Started::Ready => {}
+                    Started::Failed(reason) => return tell_failed(ws, reason).await,
+                    Started::Gone => return,
+                }
+                let attached = state
+                    .registry
+                    .live(&caller, &pending.id)
+                    .and_then(|session| session.attach(attach_config));
+                match attached {
+                    Ok(attachment) => attachment,
+                    Err(e) => return tell_failed(ws, e.to_string()).await,
+                }
+            }
+        };
+        let session = attachment.session().info.id.clone();
+        let event = Event::new(Action::Attach, Outcome::Ok)
+            .user(&caller.user)
+            .client(client.clone())
+            .session(&session);
+        state.audit.record_later(event);
+        let recorder = state
+            .config
+            .audit
+            .record_input
+            .then(|| InputRecorder::new(state.audit.clone(), &caller.user, &session));
+        let bridge = Bridge {
+            ws,
+            attachment,
+            ping_interval,
+            shutdown,
+            pending_input: Bytes::new(),
+            audit: state.audit.clone(),
+            user: caller.user,
+            client,
+            recorder,
+            login,
+            socket,
+        };
+        bridge.run(frames).await
+    });
     Ok(response)
+}
+
+/// What a WebSocket attaches to.
+enum Target {
+    Live(std::sync::Arc<Session>),
+    /// A session whose sandbox is still starting: followed until it runs.
+    Pending(std::sync::Arc<PendingSession>),
+}
+
+/// How following a pending session ended.
+enum Started {
+    Ready,
+    Failed(String),
+    /// The client went away, or the server stops.
+    Gone,
+}
+
+/// Sends the client a `status` message for each phase of `pending`'s start (and pings, so
+/// that a long image pull does not look like a dead connection) until it runs or failed.
+async fn follow_pending(
+    ws: &mut actix_ws::Session,
+    pending: &PendingSession,
+    ping_interval: Duration,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Started {
+    let mut state = pending.follow();
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    loop {
+        let now = state.borrow_and_update().clone();
+        let sent = match now {
+            PendingState::Ready => return Started::Ready,
+            PendingState::Failed { reason } => return Started::Failed(reason),
+            PendingState::Creating => Ok(()),
+            PendingState::Phase { phase, detail } => {
+                let status = ServerMessage::Status { phase: phase.as_str(), detail };
+                ws.text(status.to_text()).await
+            }
+        };
+        if sent.is_err() {
+            return Started::Gone;
+        }
+        loop {
+            tokio::select! {
+                changed = state.changed() => match changed {
+                    Ok(()) => break,
+                    Err(_) => return Started::Failed("the session's creation ended".into()),
+                },
+                _ = ping.tick() => if ws.ping(b"").await.is_err() {
+                    return Started::Gone;
+                },
+                _ = shutdown.wait_for(|stop| *stop) => return Started::Gone,
+            }
+        }
+    }
+}
+
+/// Tells the client a pending session could not start: `exit` with the reason, close 1000.
+async fn tell_failed(mut ws: actix_ws::Session, reason: String) {
+    let exit = ServerMessage::Exit { code: None, reason: Some(reason) };
+    if ws.text(exit.to_text()).await.is_ok() {
+        let _ =
+            ws.close(Some(protocol::close(CloseCode::Normal, "the session did not start"))).await;
+    }
 }
 
 /// Upgrades, sends `exit` with the session's code and end reason, and closes with 1000.

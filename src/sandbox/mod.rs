@@ -174,6 +174,12 @@ pub trait ProcessControl: Send + Sync {
     async fn wait(&self) -> Option<i32>;
     /// Ends the process (hang-up, then kill).
     async fn kill(&self);
+    /// Why the process was lost, once `wait` found it killed (no exit code, or a signal's)
+    /// because its sandbox is gone (deleted from outside, evicted, stopped), as a person
+    /// reads it.
+    fn lost(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A started TTY process: its output (stdout and stderr merged, as a PTY does), its input, and

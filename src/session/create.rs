@@ -17,15 +17,17 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
+use super::pending::{PendingSession, PendingState};
 use super::slots::SlotKey;
 use super::validate::{validate_context, validate_namespace};
 use super::{Caller, CreateSession, SessionInfo, SessionProfile, SessionRegistry};
 use crate::error::{Error, Result};
-use crate::sandbox::{ProcessSpec, Sandbox, TtyProcess};
+use crate::sandbox::{ProcessSpec, Sandbox, StartProgress, TtyProcess};
 use crate::store::{SessionRecord, SessionStatus};
 
 /// What a session is made of, once the request is checked.
 struct Plan {
+    id: String,
     user: String,
     key: SlotKey,
     profile: SessionProfile,
@@ -66,6 +68,7 @@ impl SessionRegistry {
             )));
         }
         let plan = Plan {
+            id: uuid::Uuid::new_v4().to_string(),
             user: caller.user.clone(),
             key: SlotKey {
                 user: caller.user.clone(),
@@ -77,28 +80,71 @@ impl SessionRegistry {
             rows,
             context: request.context,
         };
+        let pending = PendingSession::new(&plan.id, &plan.key);
+        let (answer, answered) = tokio::sync::oneshot::channel();
         let registry = self.clone();
-        self.runtime
-            .spawn(async move { registry.create_here(plan).await })
-            .await
-            .map_err(|e| Error::Internal(format!("session creation failed: {e}")))?
+        self.runtime.spawn(async move { registry.create_here(plan, pending, answer).await });
+        answered.await.map_err(|_| Error::Internal("session creation failed".into()))?
     }
 
-    async fn create_here(self: &Arc<Self>, plan: Plan) -> Result<SessionRecord> {
-        self.reserve_place(&plan.user)?;
+    /// Creates the session, answering `answer` with it once it runs, with its pending record
+    /// as soon as the backend says the sandbox's start is a slow one (the creation goes on;
+    /// followers of `pending` see its end), or with the error.
+    async fn create_here(
+        self: &Arc<Self>,
+        plan: Plan,
+        pending: Arc<PendingSession>,
+        answer: tokio::sync::oneshot::Sender<Result<SessionRecord>>,
+    ) {
+        if let Err(e) = self.reserve_place(&plan.user) {
+            let _ = answer.send(Err(e));
+            return;
+        }
+        Self::lock(&self.pending).insert(plan.id.clone(), pending.clone());
+        let mut answer = Some(answer);
         let limit = self.config.create_timeout.0;
-        let result = match tokio::time::timeout(limit, self.create_reserved(&plan)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::BackendUnavailable(format!(
+        let creation =
+            tokio::time::timeout(limit, self.create_reserved(&plan, &pending, &mut answer));
+        // `None`: a delete called it off (only a pending session can be deleted).
+        let outcome = tokio::select! {
+            result = creation => Some(result.unwrap_or_else(|_| Err(Error::BackendUnavailable(format!(
                 "the sandbox and shell were not ready within {} (sessions.create_timeout)",
                 humantime::format_duration(limit)
-            ))),
+            ))))),
+            () = pending.cancelled() => None,
         };
-        if result.is_err() {
-            self.release_place(&plan.user);
-            self.metrics.session_create_failures.inc();
+        let (result, end) = match outcome {
+            Some(Ok(record)) => (Ok(record), PendingState::Ready),
+            failed => {
+                self.release_place(&plan.user);
+                let (status, reason, result) = match failed {
+                    Some(Err(e)) => {
+                        self.metrics.session_create_failures.inc();
+                        (SessionStatus::Failed, e.to_string(), Err(e))
+                    }
+                    _ => {
+                        let e = Error::Conflict(format!(
+                            "session {} was deleted before it started",
+                            plan.id
+                        ));
+                        (SessionStatus::Terminated, "deleted".to_string(), Err(e))
+                    }
+                };
+                if pending.announced() {
+                    // Its pending record is all the caller got: the store says how it ended.
+                    if let Err(e) = self.store.end_session(&plan.id, status, None, &reason).await {
+                        tracing::warn!(session = %plan.id, error = %e, "could not record the end of a session that did not start");
+                    }
+                    tracing::info!(session = %plan.id, reason, "a pending session did not start");
+                }
+                (result, PendingState::Failed { reason })
+            }
+        };
+        pending.finish(end);
+        Self::lock(&self.pending).remove(&plan.id);
+        if let Some(answer) = answer {
+            let _ = answer.send(result);
         }
-        result
     }
 
     fn reserve_place(&self, user: &str) -> Result<()> {
@@ -124,13 +170,18 @@ impl SessionRegistry {
         }
     }
 
-    async fn create_reserved(self: &Arc<Self>, plan: &Plan) -> Result<SessionRecord> {
+    async fn create_reserved(
+        self: &Arc<Self>,
+        plan: &Plan,
+        pending: &Arc<PendingSession>,
+        answer: &mut Option<tokio::sync::oneshot::Sender<Result<SessionRecord>>>,
+    ) -> Result<SessionRecord> {
         let reservation = Reservation::new(self.clone(), plan.key.clone());
         let lifetime = chrono::Duration::from_std(self.config.max_lifetime.0)
             .unwrap_or(chrono::Duration::hours(8));
         let now = Utc::now();
         let mut info = SessionInfo {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: plan.id.clone(),
             user: plan.user.clone(),
             namespace: plan.key.namespace.clone(),
             profile: plan.key.profile.clone(),
@@ -147,7 +198,6 @@ impl SessionRegistry {
             cols: plan.cols,
             rows: plan.rows,
         };
-        let started = self.start_in_sandbox(&plan.key, &plan.profile, &spec).await;
         let record = |info: &SessionInfo, status| SessionRecord {
             id: info.id.clone(),
             user: info.user.clone(),
@@ -163,8 +213,28 @@ impl SessionRegistry {
             end_reason: None,
             ended_at: None,
         };
+        let progress = pending.progress();
+        let started = self.start_in_sandbox(&plan.key, &plan.profile, &spec, &progress);
+        let mut started = std::pin::pin!(started);
+        let started = loop {
+            tokio::select! {
+                started = &mut started => break started,
+                () = pending.reported(), if answer.is_some() => {
+                    // A slow start: the caller gets the pending session now.
+                    let mut record = record(&info, SessionStatus::Pending);
+                    record.expires_at = now + lifetime;
+                    self.store.insert_session(&record).await?;
+                    pending.mark_announced();
+                    if let Some(answer) = answer.take() {
+                        let _ = answer.send(Ok(record));
+                    }
+                }
+            }
+        };
         let (sandbox, process) = match started {
             Ok(started) => started,
+            // An announced creation's end is recorded by the caller.
+            Err(e) if pending.announced() => return Err(e),
             Err(e) => {
                 // Recorded as failed, for the audit trail and GET.
                 if self.store.insert_session(&record(&info, SessionStatus::Pending)).await.is_ok() {
@@ -180,7 +250,11 @@ impl SessionRegistry {
         info.expires_at = self.slots.expires_at(&plan.key, lifetime);
         // One write for a started session; without it the process must not live on.
         let record = record(&info, SessionStatus::Running);
-        if let Err(e) = self.store.insert_session(&record).await {
+        let written = match pending.announced() {
+            true => self.store.start_session(&record).await,
+            false => self.store.insert_session(&record).await,
+        };
+        if let Err(e) = written {
             process.control.kill().await;
             return Err(e);
         }
@@ -204,12 +278,13 @@ impl SessionRegistry {
         key: &SlotKey,
         profile: &SessionProfile,
         spec: &ProcessSpec,
+        progress: &StartProgress,
     ) -> Result<(Sandbox, TtyProcess)> {
         const ATTEMPTS: u32 = 3;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (sandbox, claimed) = self.sandbox_for(key, profile).await?;
+            let (sandbox, claimed) = self.sandbox_for(key, profile, progress).await?;
             let warm = claimed.is_some();
             let started = match (claimed, self.backend.stubs()) {
                 (Some(stub), Some(stubs)) => stubs.activate(stub, &sandbox, spec).await,

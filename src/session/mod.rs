@@ -20,6 +20,7 @@ mod input;
 pub mod keys;
 mod linger;
 mod output;
+mod pending;
 mod profiles;
 mod reconcile;
 mod recording;
@@ -53,6 +54,7 @@ pub use attachment::{AttachEvent, Attachment};
 pub use deadlines::{Deadline, Lifecycle, Warning};
 pub use input::{InputClosed, InputQueue, INPUT_BUDGET};
 pub use linger::SandboxSummary;
+pub use pending::{PendingSession, PendingState};
 pub use profiles::{ProfileSummary, Profiles, SessionProfile};
 pub use reconcile::{Reconciled, RECONCILE_PERIOD};
 pub use recording::Recordings;
@@ -137,6 +139,10 @@ pub struct SessionRegistry {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     live_per_user: Mutex<HashMap<String, u32>>,
     slots: slots::Slots,
+    /// Sessions being created, by id (see `pending.rs`).
+    pending: Mutex<HashMap<String, Arc<pending::PendingSession>>>,
+    /// The start phases of sandboxes being made, by slot.
+    making: Mutex<HashMap<SlotKey, sandboxes::Making>>,
     /// Sandboxes this registry made and has not destroyed (bounded by `max_sandboxes`).
     sandboxes_live: AtomicU32,
     /// Set at a graceful stop that keeps shells running: ends are no longer recorded.
@@ -179,6 +185,8 @@ impl SessionRegistry {
             sessions: Mutex::default(),
             live_per_user: Mutex::default(),
             slots: slots::Slots::default(),
+            pending: Mutex::default(),
+            making: Mutex::default(),
             sandboxes_live: AtomicU32::new(0),
             stopped: AtomicBool::new(false),
             recordings,
@@ -316,10 +324,16 @@ impl SessionRegistry {
                 Self::lock(&self.sessions).remove(id);
                 Ok(())
             }
-            Err(_) => match self.store.get_session(id).await? {
-                Some(record) if caller.may_see(&record.user) => Ok(()),
-                _ => Err(Error::session_not_found(id)),
-            },
+            Err(not_live) => {
+                // Still starting: its creation is called off.
+                if let Some(pending) = self.pending(caller, id) {
+                    return self.cancel_pending(&pending).await;
+                }
+                match self.store.get_session(id).await? {
+                    Some(record) if caller.may_see(&record.user) => Ok(()),
+                    _ => Err(not_live),
+                }
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use super::slots::{Life, SlotKey, Step, Unused};
 use super::{Caller, Session, SessionProfile, SessionRegistry};
 use crate::error::{Error, Result};
 use crate::pool::{PoolKey, WatchedStub};
-use crate::sandbox::{Sandbox, SandboxSpec, TtyProcess};
+use crate::sandbox::{Sandbox, SandboxSpec, StartPhase, StartProgress, TtyProcess};
 use crate::store::{SandboxRecord, SandboxStatus};
 
 impl SessionRegistry {
@@ -48,19 +48,32 @@ impl SessionRegistry {
         self: &Arc<Self>,
         key: &SlotKey,
         profile: &SessionProfile,
+        progress: &StartProgress,
     ) -> Result<(Sandbox, Option<TtyProcess>)> {
         loop {
             match self.slots.next_step(key) {
                 Step::Use(sandbox) => return Ok((sandbox, None)),
                 Step::Wait(mut done) => {
                     // Woken when the maker is done (its sender is dropped); then ask again.
-                    let _ = done.changed().await;
+                    let phases = self.slot_phases(key);
+                    forward_phases(phases, progress, async { drop(done.changed().await) }).await;
                 }
                 Step::Make(maker) => {
                     let registry = self.clone();
                     let (key, sandbox_profile) = (key.clone(), profile.sandbox.clone());
+                    // The start's phases, for this creation and any that waits for the same slot.
+                    let (phases, watching) = tokio::sync::watch::channel(None);
+                    let call_off = tokio::sync::watch::Sender::new(false);
+                    let called_off = call_off.subscribe();
+                    let entry = Making { phases: watching.clone(), call_off };
+                    Self::lock(&self.making).insert(key.clone(), entry);
                     let making = self.runtime.spawn(async move {
-                        let made = registry.make_sandbox(&key, sandbox_profile).await;
+                        let report = StartProgress::new(move |phase, detail| {
+                            phases.send_replace(Some((phase, detail)));
+                        });
+                        let made =
+                            registry.make_sandbox(&key, sandbox_profile, report, called_off).await;
+                        Self::lock(&registry.making).remove(&key);
                         let sandbox = made.as_ref().ok().map(|(s, _, life)| (s.clone(), *life));
                         if let Some(unwanted) = registry.slots.made(&key, sandbox) {
                             tracing::info!(sandbox = %unwanted.id, "nobody waits for a new sandbox any more; removing it");
@@ -69,11 +82,28 @@ impl SessionRegistry {
                         drop(maker);
                         made.map(|(sandbox, stub, _)| (sandbox, stub))
                     });
-                    return making
+                    return forward_phases(Some(watching), progress, making)
                         .await
                         .map_err(|e| Error::Internal(format!("making a sandbox failed: {e}")))?;
                 }
             }
+        }
+    }
+
+    /// The phases of the start of `key`'s sandbox, while one is being made.
+    fn slot_phases(&self, key: &SlotKey) -> Option<Phases> {
+        Self::lock(&self.making).get(key).map(|m| m.phases.clone())
+    }
+
+    /// Calls off the start of `key`'s sandbox when nobody waits for it any more (its only
+    /// creation was deleted while pending): the half-made sandbox is removed now, not when
+    /// its start would have timed out.
+    pub(super) fn call_off_unwanted(&self, key: &SlotKey) {
+        if self.slots.in_use(key) {
+            return;
+        }
+        if let Some(making) = Self::lock(&self.making).get(key) {
+            making.call_off.send_replace(true);
         }
     }
 
@@ -84,6 +114,8 @@ impl SessionRegistry {
         &self,
         key: &SlotKey,
         profile: Arc<crate::sandbox::Profile>,
+        progress: StartProgress,
+        mut called_off: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(Sandbox, Option<TtyProcess>, Life)> {
         // Counted against sessions.max_sandboxes from here; destroy_sandbox gives it back.
         self.reserve_sandbox()?;
@@ -110,10 +142,16 @@ impl SessionRegistry {
             user: Some(key.user.clone()),
             namespace: key.namespace.clone(),
             profile,
-            progress: None,
+            progress: Some(progress),
         };
-        let sandbox =
-            self.backend.create_sandbox(&spec).await.inspect_err(|_| self.release_sandbox())?;
+        // Dropping a start that is called off removes what it made (a pod is deleted).
+        let created = tokio::select! {
+            created = self.backend.create_sandbox(&spec) => created,
+            _ = called_off.wait_for(|off| *off) => Err(Error::Conflict(
+                "the sandbox's start was called off: nobody waits for it any more".into(),
+            )),
+        };
+        let sandbox = created.inspect_err(|_| self.release_sandbox())?;
         let life = self.new_life();
         let record = SandboxRecord {
             id: sandbox.id.clone(),
@@ -215,7 +253,8 @@ impl SessionRegistry {
     /// The live session `id` and its sandbox, if `caller` may see it (for the files API).
     /// An ended session is 409; a sandbox that went away is 503.
     pub async fn sandbox_of(&self, caller: &Caller, id: &str) -> Result<(Arc<Session>, Sandbox)> {
-        let session = self.live(caller, id)?;
+        // One still starting is waited for.
+        let session = self.live_when_ready(caller, id).await?;
         if session.has_exited() {
             return Err(Error::Conflict(format!("session {id} has ended")));
         }
@@ -224,6 +263,38 @@ impl SessionRegistry {
                 Ok((session, sandbox))
             }
             _ => Err(Error::SandboxGone(format!("the sandbox of session {id} is gone"))),
+        }
+    }
+}
+
+/// A sandbox being made for a slot: its start's phases, and the means to call it off.
+pub(super) struct Making {
+    phases: Phases,
+    call_off: tokio::sync::watch::Sender<bool>,
+}
+
+/// The latest phase of a sandbox's start, as its maker reports it.
+pub(super) type Phases = tokio::sync::watch::Receiver<Option<(StartPhase, Option<String>)>>;
+
+/// Runs `until`, telling `progress` each phase reported on `phases` meanwhile.
+async fn forward_phases<T>(
+    phases: Option<Phases>,
+    progress: &StartProgress,
+    until: impl std::future::Future<Output = T>,
+) -> T {
+    let Some(mut phases) = phases else { return until.await };
+    let mut until = std::pin::pin!(until);
+    loop {
+        if let Some((phase, detail)) = phases.borrow_and_update().clone() {
+            progress.report(phase, detail);
+        }
+        tokio::select! {
+            done = &mut until => return done,
+            changed = phases.changed() => {
+                if changed.is_err() {
+                    return until.await;
+                }
+            }
         }
     }
 }

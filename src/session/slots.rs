@@ -120,6 +120,11 @@ impl Slots {
         slot.idle_until = None;
     }
 
+    /// Whether a session or a creation uses `key`'s sandbox (or waits for it).
+    pub fn in_use(&self, key: &SlotKey) -> bool {
+        self.lock().get(key).is_some_and(|slot| slot.users > 0)
+    }
+
     /// What the creation for `key` does next.
     pub fn next_step(&self, key: &SlotKey) -> Step {
         let mut map = self.lock();

@@ -220,9 +220,17 @@ impl Session {
             None => self.control.wait().await,
         };
         let mut state = self.state();
-        if code.is_none() {
+        // The sandbox went (deleted from outside, evicted): the backend says why.
+        let lost = self.control.lost();
+        match lost {
+            Some(why) if matches!(state.ending.as_deref(), None | Some("backend_error")) => {
+                state.ending = Some(format!("sandbox_lost: {why}"));
+            }
             // The backend could not say how the process ended: it lost track of it.
-            state.ending.get_or_insert_with(|| "backend_error".into());
+            _ if code.is_none() => {
+                state.ending.get_or_insert_with(|| "backend_error".into());
+            }
+            _ => {}
         }
         state.exit = Some(code);
         state.ended_at = Some(Utc::now());

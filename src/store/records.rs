@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::Store;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -156,6 +156,25 @@ impl Store {
         })
         .await
         .map(drop)
+    }
+
+    /// Records that pending session `s.id` runs now, in `s.sandbox_id` until `s.expires_at`;
+    /// an error when it is not pending (any more).
+    pub async fn start_session(&self, s: &SessionRecord) -> Result<()> {
+        let (id, sandbox, expires) = (s.id.clone(), s.sandbox_id.clone(), millis(s.expires_at));
+        let changed = self
+            .run(move |c| {
+                c.execute(
+                    "UPDATE sessions SET status = 'running', sandbox_id = ?2, expires_at = ?3
+                     WHERE id = ?1 AND status = 'pending'",
+                    params![id, sandbox, expires],
+                )
+            })
+            .await?;
+        match changed {
+            1 => Ok(()),
+            _ => Err(Error::Conflict(format!("session {} is no longer pending", s.id))),
+        }
     }
 
     /// Records the end of a session; a session already ended keeps its first end.

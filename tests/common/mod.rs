@@ -157,6 +157,10 @@ impl TestServer {
         self.client().create(body).await
     }
 
+    pub async fn create_running(&self, body: Value) -> Value {
+        self.client().create_running(body).await
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.client().post(path, body).await
     }
@@ -171,6 +175,10 @@ impl TestServer {
 
     pub async fn attach(&self, id: &str) -> Terminal {
         self.client().attach(id).await
+    }
+
+    pub async fn follow(&self, id: &str) -> (Vec<Value>, Result<Terminal, Value>) {
+        self.client().follow(id).await
     }
 
     /// A metric's value from /metrics: the sum of its series (labelled ones included).
@@ -220,6 +228,27 @@ impl Client {
         value
     }
 
+    /// POST /api/v1/sessions, then (when it is `pending`: a cold sandbox starting) waits for
+    /// it to run; panics unless it does.
+    pub async fn create_running(&self, body: Value) -> Value {
+        let created = self.create(body).await;
+        if created["status"] != "pending" {
+            return created;
+        }
+        let id = created["id"].as_str().expect("id").to_string();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, session) = self.get(&format!("/api/v1/sessions/{id}")).await;
+            assert_eq!(status, 200, "{session}");
+            if session["status"] != "pending" {
+                assert_eq!(session["status"], "running", "the session did not start: {session}");
+                return session;
+            }
+            assert!(std::time::Instant::now() < deadline, "still pending after 60 s: {session}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Creates a session and returns its id.
     pub async fn create_id(&self) -> String {
         self.create(json!({})).await["id"].as_str().expect("id").to_string()
@@ -267,6 +296,30 @@ impl Client {
 
     pub async fn attach(&self, id: &str) -> Terminal {
         self.connect(&self.ws_url(id), None).await.expect("WebSocket attach")
+    }
+
+    /// Attaches to a session that may be pending: the `status` messages received before it
+    /// ran, then the attached terminal, or the `exit` message when it could not start.
+    pub async fn follow(&self, id: &str) -> (Vec<Value>, Result<Terminal, Value>) {
+        let mut request = self.ws_url(id).into_client_request().unwrap();
+        if let Some((name, value)) = &self.header {
+            let name: tokio_tungstenite::tungstenite::http::HeaderName = name.parse().unwrap();
+            request.headers_mut().insert(name, value.parse().unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("WebSocket attach");
+        let mut terminal = Terminal { ws, attached: Value::Null, output: Vec::new() };
+        let mut statuses = Vec::new();
+        loop {
+            match terminal.next().await {
+                Event::Control(value) if value["type"] == "status" => statuses.push(value),
+                Event::Control(value) if value["type"] == "attached" => {
+                    terminal.attached = value;
+                    return (statuses, Ok(terminal));
+                }
+                Event::Control(value) if value["type"] == "exit" => return (statuses, Err(value)),
+                other => panic!("expected status, attached or exit, got {other:?}"),
+            }
+        }
     }
 
     /// Opens a terminal WebSocket at `url` with this client's credentials and `origin`.

@@ -1,6 +1,6 @@
 //! The Kubernetes backend when things go wrong: a SubjectAccessReview that denies, a pod
-//! deleted or evicted from outside, an image that cannot be pulled, an API server that goes
-//! away and comes back.
+//! deleted or evicted from outside (the session says so), an API server that goes away and
+//! comes back. A pull that fails is in `pending.rs`.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use kterm::config::{AuthMode, TokenEntry};
 use serde_json::json;
 
 use super::common::kube_fake::{AccessRule, Subject};
-use super::common::{error_code, eventually};
+use super::common::{error_code, eventually, Event};
 use super::*;
 
 const ALICE: &str = "alice-token-0123456789abcdef";
@@ -55,7 +55,7 @@ async fn a_subject_access_review_decides_who_may_use_a_namespace() {
 async fn a_pod_deleted_from_outside_ends_its_sessions() {
     let Some(fake) = cluster() else { return };
     let server = start(&fake, |_| {}).await;
-    let session = server.create(json!({})).await;
+    let session = server.create_running(json!({})).await;
     let id = session["id"].as_str().unwrap().to_string();
     let (namespace, pod) = pod_of(session["sandbox_id"].as_str().unwrap());
     let mut term = server.attach(&id).await;
@@ -69,27 +69,22 @@ async fn a_pod_deleted_from_outside_ends_its_sessions() {
     })
     .await;
     assert!(matches!(ended["status"].as_str(), Some("terminated" | "failed")), "{ended}");
+    // The client and the record say what happened to the pod.
+    let reason = ended["end_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("sandbox_lost: ") && reason.contains(&pod), "{ended}");
+    let exit = loop {
+        match term.next().await {
+            Event::Control(v) if v["type"] == "exit" => break v,
+            Event::Closed(code) => panic!("closed ({code:?}) without exit"),
+            _ => {}
+        }
+    };
+    assert_eq!(exit["reason"].as_str(), Some(reason), "{exit}");
     fake.wait_gone(&namespace, &pod, Duration::from_secs(10)).await.unwrap();
 
     // The next session gets a new pod.
-    let again = server.create(json!({})).await;
+    let again = server.create_running(json!({})).await;
     assert_ne!(again["sandbox_id"], session["sandbox_id"]);
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_image_that_cannot_be_pulled_fails_the_session_with_the_reason() {
-    let Some(fake) = cluster() else { return };
-    fake.fail_image_pull(IMAGE);
-    let server = start(&fake, |_| {}).await;
-    let (status, body) = server.post("/api/v1/sessions", json!({})).await;
-    assert_eq!(status, 503, "{body}");
-    let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("could not be pulled") && message.contains(IMAGE), "{message}");
-    eventually("the failed pod to be deleted", || async {
-        live_pods(&fake, &server).is_empty().then_some(())
-    })
-    .await;
     server.stop().await;
 }
 
@@ -99,7 +94,7 @@ async fn readyz_follows_the_api_server_and_sessions_work_again_after_it_returns(
     let server = start(&fake, |_| {}).await;
     let ready = || async { server.http.get(server.url("/readyz")).send().await.unwrap() };
     assert_eq!(ready().await.status(), 200);
-    server.create(json!({})).await;
+    server.create_running(json!({})).await;
     let (status, backend) = server.get("/api/v1/backend").await;
     assert_eq!(status, 200, "{backend}");
     assert_eq!(backend["kind"], "kubernetes");
@@ -128,7 +123,7 @@ async fn readyz_follows_the_api_server_and_sessions_work_again_after_it_returns(
         (ready().await.status() == 200).then_some(())
     })
     .await;
-    let session = server.create(json!({})).await;
+    let session = server.create_running(json!({})).await;
     let mut term = server.attach(session["id"].as_str().unwrap()).await;
     term.send("echo back-$((1+1))\n").await;
     term.read_until("back-2").await;
@@ -157,17 +152,19 @@ async fn an_evicted_pod_ends_its_session_and_an_evicted_warm_pod_is_replaced() {
     })
     .await;
 
-    let session = server.create(json!({})).await;
+    let session = server.create_running(json!({})).await;
     let id = session["id"].as_str().unwrap().to_string();
     let (namespace, pod) = pod_of(session["sandbox_id"].as_str().unwrap());
     let mut term = server.attach(&id).await;
     term.send("echo up-$((2+3))\n").await;
     term.read_until("up-5").await;
     assert!(fake.evict_pod(&namespace, &pod, "The node was low on resource: memory."));
-    eventually("the session of the evicted pod to end", || async {
+    let ended = eventually("the session of the evicted pod to end", || async {
         let (_, body) = server.get(&format!("/api/v1/sessions/{id}")).await;
-        (body["status"] != "running").then_some(())
+        (body["status"] != "running").then_some(body)
     })
     .await;
+    let reason = ended["end_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("sandbox_lost: ") && reason.contains("Evicted"), "{ended}");
     server.stop().await;
 }

@@ -13,7 +13,8 @@ use super::*;
 async fn cold_pod_shell_resize_second_tab_files_context_and_delete() {
     let Some(fake) = cluster() else { return };
     let server = start(&fake, |_| {}).await;
-    let first = server.create(json!({"cols": 90, "rows": 20, "context": {"run_id": "r-17"}})).await;
+    let first =
+        server.create_running(json!({"cols": 90, "rows": 20, "context": {"run_id": "r-17"}})).await;
     assert_eq!(first["status"], "running", "{first}");
     assert_eq!(first["namespace"], "kterm", "kubernetes.namespace is the default");
     let sandbox = first["sandbox_id"].as_str().unwrap().to_string();
@@ -40,7 +41,7 @@ async fn cold_pod_shell_resize_second_tab_files_context_and_delete() {
     assert!(out.contains("20 90") && out.contains("ctx=r-17"), "{out}");
     assert!(out.contains("1000"), "runs as the configured uid: {out}");
 
-    let second = server.create(json!({})).await;
+    let second = server.create_running(json!({})).await;
     assert_eq!(second["sandbox_id"], sandbox.as_str(), "a user's tabs share one pod");
     let mut tab2 = server.attach(second["id"].as_str().unwrap()).await;
     tab2.resize(100, 33).await;
@@ -86,7 +87,7 @@ async fn a_warm_pod_is_claimed_relabelled_and_replaced() {
     assert_eq!(warm.labels["kterm.io/role"], "warm");
     assert!(!warm.labels.contains_key("kterm.io/user"));
 
-    let session = server.create(json!({"context": {"run_id": "warm-1"}})).await;
+    let session = server.create_running(json!({"context": {"run_id": "warm-1"}})).await;
     let (_, pod) = pod_of(session["sandbox_id"].as_str().unwrap());
     assert_eq!(pod, warm.name, "the warm pod was claimed");
     let mut term = server.attach(session["id"].as_str().unwrap()).await;
@@ -120,7 +121,7 @@ async fn a_restart_adopts_the_users_pod_and_removes_its_own_orphans() {
         c.sandboxes.idle_timeout = kterm::config::HumanDuration(Duration::from_secs(600));
     };
     let server = start(&fake, linger).await;
-    let session = server.create(json!({})).await;
+    let session = server.create_running(json!({})).await;
     let sandbox = session["sandbox_id"].as_str().unwrap().to_string();
     let mut term = server.attach(session["id"].as_str().unwrap()).await;
     term.send("echo kept-across-restart > notes.txt; echo written-$((1+1))\n").await;
@@ -135,7 +136,7 @@ async fn a_restart_adopts_the_users_pod_and_removes_its_own_orphans() {
         linger(c);
     })
     .await;
-    let again = server.create(json!({})).await;
+    let again = server.create_running(json!({})).await;
     assert_eq!(again["sandbox_id"], sandbox.as_str(), "the user's pod was adopted");
     let mut term = server.attach(again["id"].as_str().unwrap()).await;
     term.send("cat notes.txt\n").await;
@@ -152,8 +153,8 @@ async fn a_network_policy_guards_the_namespace_when_configured() {
             vec![kterm::config::EgressRule { cidr: "10.96.0.1/32".into(), ports: vec![443] }];
     })
     .await;
-    server.create(json!({})).await;
-    server.create(json!({})).await;
+    server.create_running(json!({})).await;
+    server.create_running(json!({})).await;
     let made: Vec<_> = fake
         .requests()
         .into_iter()

@@ -49,6 +49,8 @@ const KILL_ATTEMPTS: u32 = 3;
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a killed process's output may take to end.
 const END_WAIT: Duration = Duration::from_secs(5);
+/// How long the engine is asked why a process's sandbox was lost.
+const LOST_WAIT: Duration = Duration::from_secs(5);
 
 /// A TTY exec that is a session's (or a stub's) process.
 pub struct ExecProcess {
@@ -62,6 +64,8 @@ pub struct ExecProcess {
     output_ended: watch::Sender<bool>,
     /// Set when the output ended because the connection broke (the process may live on).
     output_broke: Arc<std::sync::atomic::AtomicBool>,
+    /// Why the process was lost, when it ended without an exit code and its sandbox is gone.
+    lost: std::sync::OnceLock<String>,
 }
 
 impl ExecProcess {
@@ -81,6 +85,7 @@ impl ExecProcess {
             recorded_as: Mutex::new(recorded_as.to_string()),
             output_ended: watch::Sender::new(false),
             output_broke: Arc::default(),
+            lost: std::sync::OnceLock::new(),
         });
         let ended = process.output_ended.clone();
         let failed = process.output_ended.clone();
@@ -131,7 +136,21 @@ impl ProcessControl for ExecProcess {
             // what is reported ended is.
             self.end_recorded().await;
         }
-        self.control.exit_code().await
+        let code = self.control.exit_code().await;
+        let killed = code.is_none_or(|code| code >= 128);
+        if killed && self.lost.get().is_none() {
+            // No exit code, or a signal's: perhaps the sandbox itself went (its container was
+            // killed). Ask, to say so.
+            let asked = tokio::time::timeout(LOST_WAIT, self.platform.lost(&self.sandbox.id));
+            if let Ok(Some(why)) = asked.await {
+                let _ = self.lost.set(why);
+            }
+        }
+        code
+    }
+
+    fn lost(&self) -> Option<String> {
+        self.lost.get().cloned()
     }
 
     async fn kill(&self) {

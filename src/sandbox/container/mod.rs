@@ -79,6 +79,12 @@ pub trait ContainerPlatform: Send + Sync + 'static {
     /// The engine's version, as it reports it.
     async fn version(&self) -> Result<String>;
 
+    /// Why sandbox `id` can run nothing any more (removed, evicted, stopped), as a person
+    /// reads it; `None` while it looks fine or the engine cannot be asked.
+    async fn lost(&self, _id: &str) -> Option<String> {
+        None
+    }
+
     /// Whether a sandbox can be made before its user is known (not, for example, when each
     /// user's workspace is a volume that must be mounted when the sandbox is made).
     fn can_prewarm(&self) -> bool;

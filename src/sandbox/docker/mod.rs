@@ -260,6 +260,29 @@ impl ContainerPlatform for DockerPlatform {
         }
     }
 
+    async fn lost(&self, id: &str) -> Option<String> {
+        let docker = self.client.get().await.ok()?;
+        let what = format!("inspecting sandbox {id}");
+        match within(&what, CALL_TIMEOUT, docker.inspect_container(id, None)).await {
+            Err(e) if e.status() == Some(404) => Some(format!("container {id} was removed")),
+            Err(_) => None,
+            Ok(container) => {
+                let state = container.state?;
+                if state.running == Some(true) {
+                    return None;
+                }
+                let oom = match state.oom_killed {
+                    Some(true) => ", killed for lack of memory",
+                    _ => "",
+                };
+                Some(format!(
+                    "container {id} stopped (exit code {}{oom})",
+                    state.exit_code.unwrap_or_default()
+                ))
+            }
+        }
+    }
+
     async fn list(&self) -> Result<Vec<Sandbox>> {
         let filters = HashMap::from([(
             "label".to_string(),

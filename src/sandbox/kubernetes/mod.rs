@@ -332,6 +332,19 @@ impl ContainerPlatform for KubernetesPlatform {
         Ok(info.git_version)
     }
 
+    async fn lost(&self, id: &str) -> Option<String> {
+        let (namespace, name) = split_id(id)?;
+        let what = format!("reading sandbox pod {namespace}/{name}");
+        match within(&what, CALL_TIMEOUT, self.pods(namespace).get_opt(name)).await {
+            Ok(None) => Some(format!("pod {namespace}/{name} was deleted")),
+            Ok(Some(pod)) => match wait::judge(&pod) {
+                wait::Verdict::Failed(why) => Some(why),
+                _ => None,
+            },
+            Err(_) => None,
+        }
+    }
+
     fn can_prewarm(&self) -> bool {
         // A per-user claim must be mounted when the pod is made.
         self.config.workspace_claim_prefix.is_empty()
