@@ -56,6 +56,8 @@ async fn start(
         config.sessions.max_per_user = 50;
         config.sessions.create_per_minute = 1_000_000;
         config.sessions.max_sandboxes = 100_000;
+        // A cold sample is a user's first and last session: its container goes with it.
+        config.sandboxes.idle_timeout = kterm::config::HumanDuration::secs(0);
         adjust(config);
     })
     .await

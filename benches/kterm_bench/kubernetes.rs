@@ -68,6 +68,8 @@ async fn start(dir: &Path, cluster: &Cluster, pool: (u32, u32)) -> Res<Kterm> {
         c.sessions.command = vec!["sh".into()];
         c.sessions.persistence = Persistence::None;
         c.sessions.create_timeout = HumanDuration(Duration::from_secs(180));
+        // A cold sample is a user's first and last session: its pod goes with it.
+        c.sandboxes.idle_timeout = HumanDuration::secs(0);
         c.sandboxes.idle_timeout = HumanDuration(Duration::ZERO);
         (c.pool.min, c.pool.max) = pool;
     })
