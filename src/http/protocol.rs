@@ -43,7 +43,8 @@ pub enum ServerMessage<'a> {
     Attached { session: &'a str, replay_bytes: u64 },
     /// The shell ended; the connection closes with 1000. `reason` says why when kterm ended
     /// it (`deleted`, `sandbox_deleted`, `idle_timeout`, `max_lifetime`, `server_shutdown`,
-    /// `server_restart`, `backend_error`).
+    /// `server_restart`, `backend_error`, `sandbox_lost: <why>`), or why a pending session
+    /// could not start.
     Exit {
         code: Option<i32>,
         #[serde(skip_serializing_if = "Option::is_none")]
