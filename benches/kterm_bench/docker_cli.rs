@@ -105,7 +105,14 @@ impl Cleanup {
     }
 
     fn ps_args(&self, kterm_only: bool) -> Vec<String> {
-        let mut args = vec!["ps".into(), "-a".into(), "--format".into(), "{{.Names}}".into()];
+        // Full IDs: what kterm calls a Docker sandbox's id.
+        let mut args = vec![
+            "ps".into(),
+            "-a".into(),
+            "--no-trunc".into(),
+            "--format".into(),
+            "{{.ID}}".into(),
+        ];
         args.extend(["--filter".into(), format!("label={}", self.label())]);
         if kterm_only {
             args.extend(["--filter".into(), "label=kterm.io/managed=true".into()]);
@@ -113,7 +120,7 @@ impl Cleanup {
         args
     }
 
-    /// Names of this run's containers in any state; only those kterm made when `kterm_only`.
+    /// IDs of this run's containers in any state; only those kterm made when `kterm_only`.
     pub async fn containers(&self, kterm_only: bool) -> Res<Vec<String>> {
         let args = self.ps_args(kterm_only);
         let out = docker(&args.iter().map(String::as_str).collect::<Vec<_>>()).await?;

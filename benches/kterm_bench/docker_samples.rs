@@ -113,8 +113,9 @@ impl Figures {
     }
 }
 
-/// Waits (up to 10 s) until container `name` is gone, or (`None`) until kterm has no container
-/// of this run left; how long that took beyond the first look, or an error if they stay.
+/// Waits (up to 10 s) until container `name` (an ID) is gone, or (`None`) until kterm has no
+/// container of this run left; how long that took beyond the first look, or an error if they
+/// stay.
 pub async fn gone(cleanup: &Cleanup, name: Option<&str>) -> Res<Option<Duration>> {
     let started = Instant::now();
     let mut waited = false;

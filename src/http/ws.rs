@@ -134,6 +134,7 @@ pub async fn attach(
             login,
             socket,
         };
+        drop(state);
         bridge.run(frames).await
     });
     Ok(response)
