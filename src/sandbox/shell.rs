@@ -13,7 +13,7 @@
 use super::ProcessSpec;
 
 /// Run by `sh` with the session's argv as `$@`.
-const SESSION_SCRIPT: &str = concat!(
+pub const SESSION_SCRIPT: &str = concat!(
     "if [ -n \"$KTERM_RUN_DIR\" ]; then [ -d \"$KTERM_RUN_DIR\" ] || mkdir -p \"$KTERM_RUN_DIR\" 2>/dev/null; ",
     "echo $$ > \"$KTERM_RUN_DIR/$KTERM_SESSION_ID\"; fi; unset KTERM_RUN_DIR KTERM_TMUX_EXIT TMUX TMUX_PANE; ",
     "if [ -n \"$KTERM_INIT\" ]; then eval \"$KTERM_INIT\"; fi; unset KTERM_INIT; ",

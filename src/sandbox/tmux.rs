@@ -49,7 +49,7 @@ set -gq remain-on-exit off
 /// Run by `sh` as `sh -c CLIENT_SCRIPT kterm-tmux SESSION_SCRIPT ARGV…` (a new session) or,
 /// with `KTERM_TMUX_ATTACH=1`, `sh -c CLIENT_SCRIPT kterm-tmux` (attach again to the session
 /// `KTERM_SESSION_ID`).
-const CLIENT_SCRIPT: &str = r#"p="$KTERM_PERSIST"; conf="$KTERM_TMUX_CONF"; again="$KTERM_TMUX_ATTACH"
+pub const CLIENT_SCRIPT: &str = r#"p="$KTERM_PERSIST"; conf="$KTERM_TMUX_CONF"; again="$KTERM_TMUX_ATTACH"
 unset KTERM_PERSIST KTERM_TMUX_CONF KTERM_TMUX_ATTACH
 d="${KTERM_RUN_DIR:-/tmp/.kterm}/tmux"; t="$d/$KTERM_SESSION_ID"
 finish() { if [ -f "$t.exit" ]; then c=$(cat "$t.exit"); rm -f "$t.exit"; exit "${c:-0}"; fi; exit "$1"; }

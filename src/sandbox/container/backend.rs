@@ -12,7 +12,7 @@ use super::exec::{self, ExecProcess};
 use super::{stub, ContainerPlatform, Layout, PipedRequest, TtyRequest};
 use crate::config::Persistence;
 use crate::error::Result;
-use crate::sandbox::shell::{session_command, ShellCommand};
+use crate::sandbox::shell::{session_command, ShellCommand, SESSION_SCRIPT};
 use crate::sandbox::{
     tmux, AccessReview, ByteStream, PersistentShells, ProcessSpec, RunningCommand, Sandbox,
     SandboxBackend, SandboxSpec, StubShells, TtyProcess, WarmSandboxes,
@@ -22,6 +22,9 @@ use crate::sandbox::{
 const STUB_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a pre-started shell may take to acknowledge its activation.
 const ACTIVATION_TIMEOUT: Duration = Duration::from_secs(3);
+/// The long values in every session's command (about 4 KiB as an activation line): stubs
+/// start with them, and activation lines refer to them (see `stub::activation_line`).
+const SHARED: [&str; 3] = [SESSION_SCRIPT, tmux::CLIENT_SCRIPT, tmux::TMUX_CONF];
 
 pub struct ContainerBackend {
     platform: Arc<dyn ContainerPlatform>,
@@ -137,7 +140,7 @@ impl StubShells for ContainerBackend {
             ("HOME".to_string(), layout.home.clone()),
             ("TERM".to_string(), "xterm-256color".to_string()),
         ];
-        env.extend(stub::stub_env(&layout.run_dir, &id));
+        env.extend(stub::stub_env(&layout.run_dir, &id, &SHARED));
         let argv = vec!["sh".to_string(), "-c".to_string(), stub::STUB_SCRIPT.to_string()];
         let command = ShellCommand { argv, env };
         let started =
@@ -157,7 +160,7 @@ impl StubShells for ContainerBackend {
         let layout = self.platform.layout(sandbox);
         let command = self.session(&layout, spec);
         let workspace = sandbox.workspace.to_string_lossy();
-        let line = stub::activation_line(&command.env, &command.argv, &workspace);
+        let line = stub::activation_line(&command.env, &command.argv, &workspace, &SHARED);
         // The stub's terminal is 80x24; another size is set alongside the line, and both are
         // done before the session is handed out, so its first command already sees its size.
         let control = stub.control.clone();

@@ -15,6 +15,12 @@
 //! quote, backslash, newline or other byte outside printable ASCII as `printf %b` octal escapes
 //! inside single quotes: no value is ever parsed by the shell, so no context value can run a
 //! command, and newlines cannot end the line early.
+//!
+//! The line is kept short, because a shell's `read` takes it a byte at a time (two system calls
+//! a byte: 4 KiB took 12 ms in a Docker container). The long values every session carries (the
+//! session and tmux scripts, the tmux configuration: [`ShellCommand`]s of the same backend share
+//! them) are given to the stub when it starts, as `KTERM_STUB_V<n>` in its environment; the line
+//! refers to them and unsets them before the session's program starts.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -26,17 +32,27 @@ use crate::sandbox::TtyProcess;
 
 /// What the stub runs: terminal in non-canonical mode without echo (so a long line is not cut
 /// at the TTY's 4 KiB line limit and is not shown), say so with [`READY`], read one line,
-/// restore, evaluate it.
+/// restore, acknowledge it with [`GO`] (the claim waits for it; the `rm` of the PID record
+/// comes after), evaluate it. Typed input reaches the session only after [`GO`], so it finds
+/// the terminal's modes restored.
 pub const STUB_SCRIPT: &str = r#"r="$KTERM_RUN_DIR/$KTERM_STUB_ID"; unset KTERM_RUN_DIR KTERM_STUB_ID
 { [ -d "${r%/*}" ] || mkdir -p "${r%/*}"; echo $$ > "$r"; } 2>/dev/null
 s=$(stty -g 2>/dev/null); stty -echo -icanon 2>/dev/null && echo kterm-stub-ready
 IFS= read -r line || exit 0
-rm -f "$r"; [ -n "$s" ] && stty "$s" 2>/dev/null
-echo kterm-stub-go; eval "$line""#;
+[ -n "$s" ] && stty "$s" 2>/dev/null; echo kterm-stub-go; rm -f "$r"
+eval "$line""#;
 
-/// The environment a stub starts with: where it records its PID, and under which name.
-pub fn stub_env(run_dir: &str, stub_id: &str) -> Vec<(String, String)> {
-    vec![("KTERM_RUN_DIR".into(), run_dir.into()), ("KTERM_STUB_ID".into(), stub_id.into())]
+/// The environment a stub starts with: where it records its PID, under which name, and the
+/// `shared` values its activation line may refer to (see [`activation_line`]).
+pub fn stub_env(run_dir: &str, stub_id: &str, shared: &[&str]) -> Vec<(String, String)> {
+    let mut env =
+        vec![("KTERM_RUN_DIR".into(), run_dir.into()), ("KTERM_STUB_ID".into(), stub_id.into())];
+    env.extend(shared.iter().enumerate().map(|(n, v)| (shared_name(n), v.to_string())));
+    env
+}
+
+fn shared_name(n: usize) -> String {
+    format!("KTERM_STUB_V{n}")
 }
 
 /// A new stub's id, as its PID file is named until it becomes a session.
@@ -124,14 +140,23 @@ async fn read_through(
 }
 
 /// The line that turns a stub into the session's process: exports `env`, changes to `workdir`
-/// and `exec`s `argv`.
-pub fn activation_line(env: &[(String, String)], argv: &[String], workdir: &str) -> Vec<u8> {
+/// and `exec`s `argv`. A value equal to one of `shared` (what the stub was started with, see
+/// [`stub_env`]) is written as a reference to it.
+pub fn activation_line(
+    env: &[(String, String)],
+    argv: &[String],
+    workdir: &str,
+    shared: &[&str],
+) -> Vec<u8> {
+    let reference = |value: &str| {
+        shared.iter().position(|v| *v == value).map(|n| format!("\"${}\"", shared_name(n)))
+    };
     let mut line = String::from("d() { printf '%bx' \"$1\"; }; ");
     for (key, value) in env {
         if !is_name(key) {
             continue;
         }
-        match literal(value) {
+        match reference(value).or_else(|| literal(value)) {
             Some(quoted) => line.push_str(&format!("export {key}={quoted}; ")),
             None => line.push_str(&format!(
                 "{key}=$(d '{}'); export {key}=\"${{{key}%x}}\"; ",
@@ -141,7 +166,7 @@ pub fn activation_line(env: &[(String, String)], argv: &[String], workdir: &str)
     }
     line.push_str("set --; ");
     for arg in argv {
-        match literal(arg) {
+        match reference(arg).or_else(|| literal(arg)) {
             Some(quoted) => line.push_str(&format!("set -- \"$@\" {quoted}; ")),
             None => {
                 line.push_str(&format!("a=$(d '{}'); set -- \"$@\" \"${{a%x}}\"; ", escape(arg)))
@@ -149,7 +174,12 @@ pub fn activation_line(env: &[(String, String)], argv: &[String], workdir: &str)
         }
     }
     let workdir = literal(workdir).unwrap_or_else(|| "/".into());
-    line.push_str(&format!("unset a; cd {workdir} 2>/dev/null; exec \"$@\"\n"));
+    line.push_str("unset a");
+    for n in 0..shared.len() {
+        line.push(' ');
+        line.push_str(&shared_name(n));
+    }
+    line.push_str(&format!("; cd {workdir} 2>/dev/null; exec \"$@\"\n"));
     line.into_bytes()
 }
 
@@ -186,7 +216,7 @@ mod tests {
     #[test]
     fn hostile_values_are_escaped_and_the_line_is_one_line() {
         let env = vec![("KTERM_CTX_X".to_string(), "a'b\"c $(id) `id`\n\\x; rm -rf /".to_string())];
-        let line = String::from_utf8(activation_line(&env, &["sh".into()], "/w")).unwrap();
+        let line = String::from_utf8(activation_line(&env, &["sh".into()], "/w", &[])).unwrap();
         assert_eq!(line.matches('\n').count(), 1);
         assert!(line.ends_with('\n'));
         for dangerous in ["$(id)", "`", "rm -rf /;", "'b"] {
@@ -206,12 +236,31 @@ mod tests {
             "x y".to_string(),
             "$(z)".to_string(),
         ];
-        let line = activation_line(&env, &argv, "/");
+        let line = activation_line(&env, &argv, "/", &[]);
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(String::from_utf8(line).unwrap())
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{value}|x y|$(z)"));
+    }
+
+    #[test]
+    fn shared_values_travel_by_reference_and_do_not_reach_the_program() {
+        let script = "printf '%s|' \"$V\" \"$@\"; env | grep -c KTERM_STUB_V || true";
+        let long = "a'b\"c $(echo pwned)\nline2\\n\n".repeat(40);
+        let shared = [long.as_str(), script];
+        let env = vec![("V".to_string(), long.clone())];
+        let argv: Vec<String> =
+            vec!["sh".into(), "-c".into(), script.into(), "zero".into(), long.clone(), "x".into()];
+        let line = activation_line(&env, &argv, "/", &shared);
+        assert!(line.len() < 300, "{} bytes: {}", line.len(), String::from_utf8_lossy(&line));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(String::from_utf8(line).unwrap())
+            .envs(stub_env("/r", "stub-1", &shared).into_iter().skip(2))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{long}|{long}|x|0\n"));
     }
 }
