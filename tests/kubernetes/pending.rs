@@ -178,3 +178,40 @@ async fn a_pod_nobody_can_schedule_fails_at_the_create_timeout_saying_why() {
     .await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_user_cannot_reach_a_pending_session() {
+    const ALICE: &str = "alice-token-0123456789abcdef";
+    const BOB: &str = "bob-token-0123456789abcdef01";
+    let Some(fake) = cluster_with(|o| o.delays.schedule = Duration::from_secs(30)) else { return };
+    let server =
+        start(&fake, |c| super::common::token_auth(c, &[("alice", ALICE), ("bob", BOB)], &[]))
+            .await;
+    let (alice, bob) = (server.bearer(ALICE), server.bearer(BOB));
+    let created = alice.create(json!({})).await;
+    assert_eq!(created["status"], "pending", "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+
+    // To bob, alice's starting session does not exist: not listed, not found, not followed.
+    let (_, listed) = bob.get("/api/v1/sessions").await;
+    assert_eq!(listed["sessions"], json!([]), "{listed}");
+    let path = format!("/api/v1/sessions/{id}");
+    assert_eq!(bob.get(&path).await.0, 404);
+    let (status, body) = bob.post(&format!("{path}/ticket"), json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = bob.post(&format!("{path}/exec"), json!({"argv": ["true"]})).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(bob.ws_refused(&bob.ws_url(&id), None).await, 404);
+    assert_eq!(bob.delete(&path).await, 404);
+    assert_eq!(bob.get(&format!("{path}/files?path=/")).await.0, 404);
+
+    // It is still alice's, still starting, and hers to delete.
+    assert_eq!(alice.get(&path).await.1["status"], "pending");
+    assert_eq!(alice.delete(&path).await, 204);
+    assert_eq!(alice.get(&path).await.1["end_reason"], "deleted");
+    eventually("the pod to be deleted", || async {
+        live_pods(&fake, &server).is_empty().then_some(())
+    })
+    .await;
+    server.stop().await;
+}

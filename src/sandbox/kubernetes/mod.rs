@@ -43,6 +43,11 @@ use crate::error::{Error, Result};
 
 pub use self::client::Source;
 
+/// How often, and how far apart, a pod is read to learn whether a session's killed process
+/// went with it (see `lost`): under a second in all, only for a process that a signal ended.
+const LOST_CHECKS: u32 = 4;
+const LOST_RECHECK: Duration = Duration::from_millis(250);
+
 pub struct KubernetesPlatform {
     client: kube::Client,
     config: KubernetesConfig,
@@ -335,14 +340,23 @@ impl ContainerPlatform for KubernetesPlatform {
     async fn lost(&self, id: &str) -> Option<String> {
         let (namespace, name) = split_id(id)?;
         let what = format!("reading sandbox pod {namespace}/{name}");
-        match within(&what, CALL_TIMEOUT, self.pods(namespace).get_opt(name)).await {
-            Ok(None) => Some(format!("pod {namespace}/{name} was deleted")),
-            Ok(Some(pod)) => match wait::judge(&pod) {
-                wait::Verdict::Failed(why) => Some(why),
-                _ => None,
-            },
-            Err(_) => None,
+        // The kubelet kills a pod's processes before it reports why (an evicted pod's execs
+        // end, then the pod turns Failed): a pod that still looks fine is asked again.
+        for attempt in 0..LOST_CHECKS {
+            if attempt > 0 {
+                tokio::time::sleep(LOST_RECHECK).await;
+            }
+            match within(&what, CALL_TIMEOUT, self.pods(namespace).get_opt(name)).await {
+                Ok(None) => return Some(format!("pod {namespace}/{name} was deleted")),
+                Ok(Some(pod)) => {
+                    if let wait::Verdict::Failed(why) = wait::judge(&pod) {
+                        return Some(why);
+                    }
+                }
+                Err(_) => return None,
+            }
         }
+        None
     }
 
     fn can_prewarm(&self) -> bool {
