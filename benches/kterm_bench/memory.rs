@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 
 use crate::client::{
     create_session, delete_session, drain, expect_attached, first_output, kterm_binary,
-    proc_status, ws_connect, Kterm, Ws,
+    proc_status, rss_parts, ws_connect, Kterm, Ws,
 };
 use crate::{Opts, Problems, Res};
 
@@ -145,12 +145,14 @@ pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> 
     let pid = k.pid().ok_or("no server pid")?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (rss0, threads0) = proc_status(pid).ok_or("no /proc status for the server")?;
+    let parts0 = rss_parts(pid).unwrap_or_default();
     let fds0 = fd_count(pid);
 
     let (open, open_time) = open_many(&http, addr, n, opts.concurrency, problems).await;
     let opened = open.len();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (rss1, threads1) = proc_status(pid).ok_or("no /proc status for the server")?;
+    let parts1 = rss_parts(pid).unwrap_or_default();
     let fds1 = fd_count(pid);
     let kids = children(pid);
     let kid_rss: u64 = kids.iter().filter_map(|&p| proc_status(p)).map(|(rss, _)| rss).sum();
@@ -158,9 +160,15 @@ pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> 
     let per = if opened > 0 { (rss1 as f64 - rss0 as f64) / opened as f64 } else { f64::NAN };
     println!("  {:<34} {:>12} {:>12}", "", "before", format!("{opened} attached"));
     println!("  {:<34} {:>12} {:>12}", "server VmRSS (KiB)", rss0, rss1);
+    println!("  {:<34} {:>12} {:>12}", "  of it anonymous (heap, stacks)", parts0.0, parts1.0);
+    println!("  {:<34} {:>12} {:>12}", "  of it file-backed (code pages)", parts0.1, parts1.1);
     println!("  {:<34} {:>12} {:>12}", "server threads", threads0, threads1);
     println!("  {:<34} {:>12} {:>12}", "server open fds", fds0, fds1);
     println!("  {:<34} {:>12.1}", "server RSS per session (KiB)", per);
+    if opened > 0 {
+        let anon = (parts1.0 as f64 - parts0.0 as f64) / opened as f64;
+        println!("  {:<34} {:>12.1}", "  of it anonymous (KiB)", anon);
+    }
     println!(
         "  {:<34} {:>12}   ({} processes; the raw-pty cost of the shells themselves)",
         "child shells' VmRSS total (KiB)",
@@ -196,6 +204,11 @@ pub async fn bench(opts: &Opts, tmp: &Path, problems: &mut Problems) -> Res<()> 
         closed.elapsed().as_secs_f64(),
         rss0,
         threads0
+    );
+    let parts2 = rss_parts(pid).unwrap_or_default();
+    println!(
+        "  {:<34} {:>12} {:>12}   (before: {} / {})",
+        "  anonymous, file-backed", parts2.0, parts2.1, parts0.0, parts0.1
     );
     if rss2 > rss0 + rss0 / 10 || threads2 > threads0 + threads0 / 10 {
         problems.add(format!(
