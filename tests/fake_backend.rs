@@ -114,6 +114,27 @@ async fn concurrent_claims_never_share_a_sandbox() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_that_keep_coming_do_not_hold_the_refill_back() {
+    // The refill waits a moment after a claim (so the claimed shell gets the engine first),
+    // but not for as long as claims keep coming: it starts while warm sandboxes are left.
+    let (server, fake) = fake_server(20, 20, |_| {}).await;
+    warm(&server, 20).await;
+    let creates = fake.calls(Op::Create);
+    let registry = server.state().registry.clone();
+    let mut claims = 0;
+    while fake.calls(Op::Create) == creates {
+        assert!(claims < 18, "{claims} claims, 10 ms apart, and still no refill");
+        registry
+            .create(&Caller::user(&format!("u{claims}")), CreateSession::default())
+            .await
+            .unwrap();
+        claims += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_target_follows_claims_and_falls_back_to_min() {
     let (server, _fake) =
         fake_server(1, 4, |c| c.pool.window = HumanDuration(Duration::from_secs(2))).await;

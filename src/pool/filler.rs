@@ -22,7 +22,7 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
 /// How long a key that still has a warm sandbox waits after a claim before it makes the next
 /// one: a container's creation takes the engine's CPU (~80 ms of it), which the claimed
 /// sandbox's activation and first prompt need first (a claim takes ~10 ms). A key that has
-/// none left makes more at once.
+/// none left makes more at once, and none waits longer than this in all.
 const AFTER_A_CLAIM: Duration = Duration::from_millis(50);
 
 impl WarmPool {
@@ -56,11 +56,20 @@ impl WarmPool {
                 let target = self.target_of(pool);
                 let have = pool.warm.len() as u32 + pool.creating;
                 let since_claim = pool.claims.back().map(|at| at.elapsed());
-                if let Some(wait) = since_claim.and_then(|t| AFTER_A_CLAIM.checked_sub(t)) {
-                    if have < target && !pool.warm.is_empty() {
-                        postponed = Some(postponed.map_or(wait, |p| p.min(wait)));
-                        continue;
+                let after_claim = since_claim.and_then(|t| AFTER_A_CLAIM.checked_sub(t));
+                match after_claim {
+                    _ if have >= target => pool.put_off_since = None,
+                    None => pool.put_off_since = None,
+                    // Put off for one claim's time in all, also when claims keep coming.
+                    Some(wait) if !pool.warm.is_empty() => {
+                        let since = *pool.put_off_since.get_or_insert_with(Instant::now);
+                        if let Some(left) = AFTER_A_CLAIM.checked_sub(since.elapsed()) {
+                            let wait = wait.min(left);
+                            postponed = Some(postponed.map_or(wait, |p| p.min(wait)));
+                            continue;
+                        }
                     }
+                    Some(_) => {}
                 }
                 let room = MAX_CREATING.saturating_sub(self.creating.load(Ordering::Acquire));
                 let missing = target.saturating_sub(have).min(room);

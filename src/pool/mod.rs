@@ -77,6 +77,9 @@ struct KeyPool {
     warm: Vec<WarmSandbox>,
     creating: u32,
     claims: VecDeque<Instant>,
+    /// Since when the refill has been put off for claims (see `filler.rs`): at most
+    /// `AFTER_A_CLAIM` in all, however often claims come.
+    put_off_since: Option<Instant>,
 }
 
 pub struct WarmPool {
@@ -144,6 +147,7 @@ impl WarmPool {
                     warm: Vec::new(),
                     creating: 0,
                     claims: VecDeque::new(),
+                    put_off_since: None,
                 };
                 (spec.key, pool)
             })

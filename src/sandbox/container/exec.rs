@@ -66,6 +66,9 @@ pub struct ExecProcess {
     output_broke: Arc<std::sync::atomic::AtomicBool>,
     /// Why the process was lost, when it ended without an exit code and its sandbox is gone.
     lost: std::sync::OnceLock<String>,
+    /// Set when kterm ended it (`kill`): a signal's exit code is then its own doing, and the
+    /// sandbox is not asked whether it went.
+    killed: std::sync::atomic::AtomicBool,
 }
 
 impl ExecProcess {
@@ -86,6 +89,7 @@ impl ExecProcess {
             output_ended: watch::Sender::new(false),
             output_broke: Arc::default(),
             lost: std::sync::OnceLock::new(),
+            killed: std::sync::atomic::AtomicBool::new(false),
         });
         let ended = process.output_ended.clone();
         let failed = process.output_ended.clone();
@@ -137,8 +141,9 @@ impl ProcessControl for ExecProcess {
             self.end_recorded().await;
         }
         let code = self.control.exit_code().await;
-        let killed = code.is_none_or(|code| code >= 128);
-        if killed && self.lost.get().is_none() {
+        let signalled = code.is_none_or(|code| code >= 128);
+        let by_us = self.killed.load(std::sync::atomic::Ordering::Acquire);
+        if signalled && !by_us && self.lost.get().is_none() {
             // No exit code, or a signal's: perhaps the sandbox itself went (its container was
             // killed). Ask, to say so.
             let asked = tokio::time::timeout(LOST_WAIT, self.platform.lost(&self.sandbox.id));
@@ -157,6 +162,7 @@ impl ProcessControl for ExecProcess {
         if self.has_ended() {
             return;
         }
+        self.killed.store(true, std::sync::atomic::Ordering::Release);
         self.end_recorded().await;
         let mut ended = self.output_ended.subscribe();
         let _ = tokio::time::timeout(END_WAIT, ended.wait_for(|e| *e)).await;

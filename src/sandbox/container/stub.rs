@@ -51,8 +51,10 @@ pub fn stub_env(run_dir: &str, stub_id: &str, shared: &[&str]) -> Vec<(String, S
     env
 }
 
+const SHARED_PREFIX: &str = "KTERM_STUB_V";
+
 fn shared_name(n: usize) -> String {
-    format!("KTERM_STUB_V{n}")
+    format!("{SHARED_PREFIX}{n}")
 }
 
 /// A new stub's id, as its PID file is named until it becomes a session.
@@ -153,7 +155,8 @@ pub fn activation_line(
     };
     let mut line = String::from("d() { printf '%bx' \"$1\"; }; ");
     for (key, value) in env {
-        if !is_name(key) {
+        // The shared values' names are the stub's own: no variable may replace them.
+        if !is_name(key) || key.starts_with(SHARED_PREFIX) {
             continue;
         }
         match reference(value).or_else(|| literal(value)) {
@@ -250,7 +253,7 @@ mod tests {
         let script = "printf '%s|' \"$V\" \"$@\"; env | grep -c KTERM_STUB_V || true";
         let long = "a'b\"c $(echo pwned)\nline2\\n\n".repeat(40);
         let shared = [long.as_str(), script];
-        let env = vec![("V".to_string(), long.clone())];
+        let env = vec![("V".to_string(), long.clone()), ("KTERM_STUB_V0".into(), "x".into())];
         let argv: Vec<String> =
             vec!["sh".into(), "-c".into(), script.into(), "zero".into(), long.clone(), "x".into()];
         let line = activation_line(&env, &argv, "/", &shared);
