@@ -21,10 +21,22 @@ async fn fake_server(
     max: u32,
     adjust: impl FnOnce(&mut kterm::Config),
 ) -> (TestServer, Arc<FakePlatform>) {
+    fake_server_prepared(min, max, adjust, |_| {}).await
+}
+
+/// The same, with the engine `prepare`d (faults injected) before the server (and its pool)
+/// starts.
+async fn fake_server_prepared(
+    min: u32,
+    max: u32,
+    adjust: impl FnOnce(&mut kterm::Config),
+    prepare: impl FnOnce(&FakePlatform),
+) -> (TestServer, Arc<FakePlatform>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("engine");
     std::fs::create_dir_all(&root).unwrap();
     let fake = FakePlatform::new(&root);
+    prepare(&fake);
     let server = TestServer::start_fake(dir, &fake, |c| {
         c.sessions.command = Vec::new();
         c.sessions.max_per_user = 20;
@@ -355,8 +367,8 @@ async fn an_engine_failing_half_way_leaks_nothing_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_rides_out_failed_creations() {
-    let (server, fake) = fake_server(2, 2, |_| {}).await;
-    fake.fail(Op::Create, 3);
+    // The failures are there before the pool starts making sandboxes.
+    let (server, fake) = fake_server_prepared(2, 2, |_| {}, |f| f.fail(Op::Create, 3)).await;
     let status = warm(&server, 2).await;
     assert!(fake.calls(Op::Create) >= 5, "failed creations were retried");
     assert_eq!(ids(&status).len(), 2);
