@@ -140,18 +140,22 @@ pub fn free_port() -> Res<u16> {
 
 /// VmRSS (KiB) and thread count of a process.
 pub fn proc_status(pid: i32) -> Option<(u64, u64)> {
-    Some((status_field(pid, "VmRSS:")?, status_field(pid, "Threads:")?))
+    status_fields(pid, "VmRSS:", "Threads:")
 }
 
 /// Of a process's RSS, the anonymous part (heap, stacks) and the file-backed part (the
 /// binary's and libraries' pages it has touched: clean, shared, reclaimable), in KiB.
 pub fn rss_parts(pid: i32) -> Option<(u64, u64)> {
-    Some((status_field(pid, "RssAnon:")?, status_field(pid, "RssFile:")?))
+    status_fields(pid, "RssAnon:", "RssFile:")
 }
 
-fn status_field(pid: i32, name: &str) -> Option<u64> {
+/// Two numeric fields of one read of `/proc/PID/status`.
+fn status_fields(pid: i32, a: &str, b: &str) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse().ok()
+    let field = |name: &str| -> Option<u64> {
+        status.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some((field(a)?, field(b)?))
 }
 
 /// CPU time (user + system, all threads) a process has used, in seconds.

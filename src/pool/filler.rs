@@ -55,13 +55,13 @@ impl WarmPool {
             for pool in pools.values_mut() {
                 let target = self.target_of(pool);
                 let have = pool.warm.len() as u32 + pool.creating;
+                let short_with_warm_left = have < target && !pool.warm.is_empty();
                 let since_claim = pool.claims.back().map(|at| at.elapsed());
                 let after_claim = since_claim.and_then(|t| AFTER_A_CLAIM.checked_sub(t));
-                match after_claim {
-                    _ if have >= target => pool.put_off_since = None,
+                match after_claim.filter(|_| short_with_warm_left) {
                     None => pool.put_off_since = None,
                     // Put off for one claim's time in all, also when claims keep coming.
-                    Some(wait) if !pool.warm.is_empty() => {
+                    Some(wait) => {
                         let since = *pool.put_off_since.get_or_insert_with(Instant::now);
                         if let Some(left) = AFTER_A_CLAIM.checked_sub(since.elapsed()) {
                             let wait = wait.min(left);
@@ -69,7 +69,6 @@ impl WarmPool {
                             continue;
                         }
                     }
-                    Some(_) => {}
                 }
                 let room = MAX_CREATING.saturating_sub(self.creating.load(Ordering::Acquire));
                 let missing = target.saturating_sub(have).min(room);
